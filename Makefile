@@ -1,0 +1,63 @@
+# cfs-compose build, test and demo entry points.
+#
+# The machines default to Go 1.26.8 with GOTOOLCHAIN=local; the module needs
+# Go 1.27.3, which the go command fetches from the module proxy.
+export GOTOOLCHAIN := go1.27.3
+# Pure-Go build: no cgo, and the go.podman.io/image build tags that drop the
+# transports and graph drivers needing C libraries.
+export CGO_ENABLED := 0
+TAGS := containers_image_openpgp,exclude_graphdriver_btrfs,containers_image_storage_stub,containers_image_docker_daemon_stub
+export GOFLAGS := -buildvcs=false -tags=$(TAGS)
+
+GO       ?= go
+BIN      := bin/cfs-compose
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# Debian packages the tests and the demo need (installed by `make deps`).
+DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
+	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
+	sbsigntool osslsigncode erofs-utils fsverity
+
+.PHONY: all build test test-short lint bench demo deps fixtures clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cfs-compose
+
+# deps installs the Debian packages and Go modules the tests need. It only
+# calls apt-get when something is missing, so it is cheap on a ready machine.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: need root to install:$$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(GO) mod download
+
+test: deps
+	$(GO) test -count=1 -timeout 30m ./...
+
+# test-short skips the slow (QEMU, root, network-fetch) tests.
+test-short:
+	$(GO) test -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+demo: build
+	./$(BIN) validate
+	./$(BIN) plan
+
+clean:
+	rm -rf bin
