@@ -179,6 +179,36 @@ func TestKeyStable(t *testing.T) {
 	}
 }
 
+type localCfg struct {
+	Path   string `json:"path"`
+	Digest string `json:"digest"`
+}
+
+func (c localCfg) CacheKey() any { return map[string]string{"digest": c.Digest} }
+
+// TestKeyerKeepsPathsOutOfKeys checks that a config's machine-local parts
+// do not change the cache key while Run still sees them.
+func TestKeyerKeepsPathsOutOfKeys(t *testing.T) {
+	h := newHooks()
+	key := func(path string) string {
+		m := newFake(map[string][]string{"coreos": {"x86_64"}})
+		stages := []Stage{&fakeStage{kind: "src", h: h, plan: func(*manifest.Config) (any, error) {
+			return localCfg{Path: path, Digest: "sha256:1234"}, nil
+		}}}
+		p, err := Resolve(context.Background(), m, stages, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(p.Nodes[0].Config), path) {
+			t.Errorf("config lost the path: %s", p.Nodes[0].Config)
+		}
+		return p.Nodes[0].Key(nil)
+	}
+	if a, b := key("/home/a/oci"), key("/srv/b/oci"); a != b {
+		t.Error("a local path changed the cache key")
+	}
+}
+
 func TestCanonicalJSONIgnoresFieldOrder(t *testing.T) {
 	type a struct {
 		X int    `json:"x"`

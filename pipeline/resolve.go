@@ -41,6 +41,9 @@ type Node struct {
 	Kind    string          //
 	Stage   Stage           //
 	Config  json.RawMessage // canonical JSON of the resolved config
+	// KeyConfig is the canonical JSON that enters the cache key: Config,
+	// or the config's CacheKey() when it implements [Keyer].
+	KeyConfig json.RawMessage
 	Deps    []*Node         // upstream nodes, in Stage.Inputs order (absent optional deps omitted)
 	Targets []Target        // targets served, sorted
 	// PlanErr is set when the stage could not be resolved (for example an
@@ -181,6 +184,7 @@ func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[strin
 	case err != nil && pc.Offline:
 		n.PlanErr = err
 		n.Config = json.RawMessage("null")
+		n.KeyConfig = n.Config
 	case err != nil:
 		return nil, fmt.Errorf("planning stage %s: %w", st.Kind(), err)
 	default:
@@ -188,7 +192,12 @@ func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[strin
 		if err != nil {
 			return nil, fmt.Errorf("planning stage %s: encoding config: %w", st.Kind(), err)
 		}
-		n.Config = b
+		n.Config, n.KeyConfig = b, b
+		if k, ok := cfg.(Keyer); ok {
+			if n.KeyConfig, err = canonicalJSON(k.CacheKey()); err != nil {
+				return nil, fmt.Errorf("planning stage %s: encoding cache key config: %w", st.Kind(), err)
+			}
+		}
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "kind=%s\nversion=%s\nconfig=%s\n", n.Kind, st.Version(), n.Config)
@@ -232,7 +241,11 @@ func decodeStrict(b []byte, v any) error {
 // artifacts it consumes ("kind/name" -> digest).
 func (n *Node) Key(inputs map[string]string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "cfs-compose stage cache key v1\nkind=%s\nversion=%s\nconfig=%s\n", n.Kind, n.Stage.Version(), n.Config)
+	kc := n.KeyConfig
+	if kc == nil {
+		kc = n.Config
+	}
+	fmt.Fprintf(h, "cfs-compose stage cache key v1\nkind=%s\nversion=%s\nconfig=%s\n", n.Kind, n.Stage.Version(), kc)
 	names := make([]string, 0, len(inputs))
 	for k := range inputs {
 		names = append(names, k)

@@ -37,6 +37,15 @@ type Stage interface {
 	Run(ctx context.Context, rc *RunContext) error
 }
 
+// Keyer is implemented by stage configs that carry machine-local values
+// (paths of local images, keys or firmware) which must not enter the cache
+// key. CacheKey returns the part of the config that identifies the work
+// (for example the image's manifest digest instead of its path); Run still
+// sees the whole config.
+type Keyer interface {
+	CacheKey() any
+}
+
 // Dep names an upstream stage kind.
 type Dep struct {
 	Kind string
