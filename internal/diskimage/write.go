@@ -1,0 +1,153 @@
+package diskimage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/fat"
+)
+
+// Write writes the raw disk image described by s to path and returns its
+// layout. The image is built in a temporary file in path's directory and
+// renamed over path when complete; on error nothing is left behind and an
+// existing file at path is untouched. Write reads every File.Content once.
+// Cancelling ctx stops a running mkfs.ext4.
+func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
+	l, err = s.Layout()
+	if err != nil {
+		return nil, err
+	}
+	// Check ext4 content sizes before writing anything.
+	trees := make([]*treeStats, len(s.Partitions))
+	for i, p := range s.Partitions {
+		if p.FS != FSExt4 || p.Dir == "" {
+			continue
+		}
+		st, err := statTree(p.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("diskimage: partition %q: %w", p.Name, err)
+		}
+		if err := st.check(p.Name, l.Partitions[i].Size); err != nil {
+			return nil, err
+		}
+		trees[i] = st
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("diskimage: creating %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Truncate(s.Size); err != nil {
+		return nil, fmt.Errorf("diskimage: sizing %s: %w", tmp, err)
+	}
+	out := &sparseWriter{f: f}
+	if err := l.table().Write(out, s.Size); err != nil {
+		return nil, fmt.Errorf("diskimage: writing partition table: %w", err)
+	}
+	epoch := s.epoch()
+	for i, p := range s.Partitions {
+		pl := &l.Partitions[i]
+		switch p.FS {
+		case FSVfat:
+			err = writeFAT(io.NewOffsetWriter(out, pl.Offset), p, pl, epoch)
+		case FSExt4:
+			err = writeExt4(ctx, f, tmp, p, pl, epoch, trees[i])
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("diskimage: syncing %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("diskimage: closing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("diskimage: renaming %s to %s: %w", tmp, path, err)
+	}
+	return l, nil
+}
+
+// writeFAT formats and fills a vfat partition.
+func writeFAT(w io.WriterAt, p Partition, pl *PartitionLayout, epoch time.Time) error {
+	fw, err := fat.NewWriter(w, pl.Size, fat.Options{
+		Label:         pl.label,
+		VolumeID:      pl.volumeID,
+		Time:          epoch,
+		HiddenSectors: uint32(pl.FirstLBA),
+	})
+	if err != nil {
+		return fmt.Errorf("diskimage: partition %q (vfat, %d bytes): %w", p.Name, pl.Size, err)
+	}
+	for _, file := range p.Files {
+		if err := fw.WriteHeader(&fat.Header{Name: file.Path, Size: file.Size}); err != nil {
+			return fmt.Errorf("diskimage: partition %q: %w", p.Name, err)
+		}
+		n, err := io.CopyN(fw, file.Content, file.Size)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("diskimage: partition %q: %s: content has %d bytes, File.Size says %d", p.Name, file.Path, n, file.Size)
+			}
+			return fmt.Errorf("diskimage: partition %q: writing %s: %w", p.Name, file.Path, err)
+		}
+		var one [1]byte
+		if k, _ := file.Content.Read(one[:]); k > 0 {
+			return fmt.Errorf("diskimage: partition %q: %s: content is longer than File.Size %d", p.Name, file.Path, file.Size)
+		}
+	}
+	if err := fw.Close(); err != nil {
+		var se *fat.SpaceError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%w: partition %q (vfat, %d bytes): the files and directories need %d bytes of clusters, the file system has %d available",
+				ErrNoSpace, p.Name, pl.Size, se.Needed, se.Available)
+		}
+		return fmt.Errorf("diskimage: partition %q: %w", p.Name, err)
+	}
+	return nil
+}
+
+// ConvertQcow2 converts the raw image src to a qcow2 image at dst with
+// qemu-img, through a temporary file renamed into place.
+func ConvertQcow2(ctx context.Context, src, dst string) (err error) {
+	dir, base := filepath.Split(dst)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("diskimage: creating %s: %w", dst, err)
+	}
+	tmp := f.Name()
+	f.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	cmd := exec.CommandContext(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, tmp)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("diskimage: qemu-img convert %s: %w: %s", src, err, trimOutput(out))
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("diskimage: renaming %s to %s: %w", tmp, dst, err)
+	}
+	return nil
+}
