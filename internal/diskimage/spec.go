@@ -28,6 +28,7 @@
 package diskimage
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -116,7 +117,7 @@ type File struct {
 
 // BytesFile returns a File with the given content.
 func BytesFile(path string, b []byte) File {
-	return File{Path: path, Size: int64(len(b)), Content: strings.NewReader(string(b))}
+	return File{Path: path, Size: int64(len(b)), Content: bytes.NewReader(b)}
 }
 
 // Layout is where a Spec's partitions land, and their identifiers.

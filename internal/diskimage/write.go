@@ -16,7 +16,8 @@ import (
 // Write writes the raw disk image described by s to path and returns its
 // layout. The image is built in a temporary file in path's directory and
 // renamed over path when complete; on error nothing is left behind and an
-// existing file at path is untouched. Write reads every File.Content once.
+// existing file at path is untouched. The image gets mode 0644. Write
+// reads every File.Content once.
 // Cancelling ctx stops a running mkfs.ext4.
 func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
 	l, err = s.Layout()
@@ -72,6 +73,9 @@ func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return nil, fmt.Errorf("diskimage: %s: %w", tmp, err)
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("diskimage: syncing %s: %w", tmp, err)
@@ -135,7 +139,10 @@ func ConvertQcow2(ctx context.Context, src, dst string) (err error) {
 		return fmt.Errorf("diskimage: creating %s: %w", dst, err)
 	}
 	tmp := f.Name()
-	f.Close()
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("diskimage: creating %s: %w", dst, err)
+	}
 	defer func() {
 		if err != nil {
 			os.Remove(tmp)
@@ -145,6 +152,9 @@ func ConvertQcow2(ctx context.Context, src, dst string) (err error) {
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("diskimage: qemu-img convert %s: %w: %s", src, err, trimOutput(out))
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return fmt.Errorf("diskimage: %w", err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("diskimage: renaming %s to %s: %w", tmp, dst, err)
