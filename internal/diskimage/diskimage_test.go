@@ -19,6 +19,7 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/internal/fat"
 	"github.com/cfs-compose/cfs-compose/internal/gpt"
+	"golang.org/x/sys/unix"
 )
 
 var testEpoch = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -175,6 +176,18 @@ func TestWriteVerifiesWithHostTools(t *testing.T) {
 		xattrs := debugfs("ea_list /usr/bin/ping")
 		if !strings.Contains(xattrs, "user.x (5) = \"hello\"") || !strings.Contains(xattrs, "security.capability (20)") {
 			t.Errorf("ea_list /usr/bin/ping:\n%s", xattrs)
+		}
+		many := debugfs("ea_list /usr/lib/many-xattrs")
+		for _, want := range []string{"user.a (40)", "user.bb (100)", `user.c (1) = "c"`, "trusted.zz (30)", `security.label (26) = "system_u:object_r:bin_t:s0"`} {
+			if !strings.Contains(many, want) {
+				t.Errorf("ea_list /usr/lib/many-xattrs lacks %q:\n%s", want, many)
+			}
+		}
+		if s := debugfs("stat /usr/lib/many-xattrs"); strings.Contains(s, "File ACL: 0\n") {
+			t.Errorf("many-xattrs should use an xattr block:\n%s", s)
+		}
+		if big := debugfs("ea_list /usr/lib/big-xattr"); !strings.Contains(big, "user.big (500)") {
+			t.Errorf("ea_list /usr/lib/big-xattr:\n%s", big)
 		}
 		if got := debugfs("cat /usr/bin/ping"); !strings.Contains(got, strings.Repeat("ping!", 3000)) {
 			t.Error("ping content differs")
@@ -467,7 +480,7 @@ func TestNormalizeExt4TimesRejectsNonExt4(t *testing.T) {
 	if err := f.Truncate(1 << 20); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := normalizeExt4Times(f, 0, 0); err == nil || !strings.Contains(err.Error(), "no ext4 superblock") {
+	if _, err := normalizeExt4(f, 0, 0); err == nil || !strings.Contains(err.Error(), "no ext4 superblock") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -583,5 +596,110 @@ func TestNormalizeAcrossGroups(t *testing.T) {
 	want := fmt.Sprintf("ctime: 0x%08x:00000000", testEpoch.Unix())
 	if !strings.Contains(last, want) {
 		t.Errorf("inode %d in a later group was not normalised:\n%s", ino, last)
+	}
+}
+
+// TestSymlinkedRootTree checks a root tree reached through a symlink: the
+// size check and mkfs.ext4 must see the same directory, and the caller's
+// Spec keeps its path.
+func TestSymlinkedRootTree(t *testing.T) {
+	requireTools(t, "mkfs.ext4", "debugfs")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	materialise(t, tree, rootTree(), false)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink("tree", link); err != nil {
+		t.Fatal(err)
+	}
+	s := testSpec("s", link)
+	img := filepath.Join(dir, "disk.raw")
+	l, err := Write(context.Background(), s, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Partitions[1].Dir != link {
+		t.Errorf("Write changed the caller's Spec: Dir = %s", s.Partitions[1].Dir)
+	}
+	out := run(t, "debugfs", "-R", "cat /etc/os-release", fmt.Sprintf("%s?offset=%d", img, l.Partitions[1].Offset))
+	if !strings.Contains(out, "ID=fedora") {
+		t.Errorf("root content missing:\n%s", out)
+	}
+	s.Partitions[1].Dir = filepath.Join(tree, "etc", "os-release")
+	if _, err := Write(context.Background(), s, img); !errors.Is(err, ErrSpec) || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("file as root tree: %v", err)
+	}
+}
+
+// TestKernelReadsRoot mounts the root partition read-only with the host
+// kernel's ext4 driver, the strictest reader of what the image holds:
+// xattrs (in the inode and in a block), the hardlink, the device node and
+// the symlink as the kernel sees them.
+func TestKernelReadsRoot(t *testing.T) {
+	requireTools(t, "mkfs.ext4", "mount", "umount")
+	if testing.Short() {
+		t.Skip("-short: skipping the loop mount")
+	}
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	entries := rootTree()
+	materialise(t, tree, entries, true)
+	img := filepath.Join(dir, "disk.raw")
+	l, err := Write(context.Background(), testSpec("kernel", tree), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := l.Partitions[1]
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := fmt.Sprintf("ro,loop,offset=%d,sizelimit=%d", root.Offset, root.Size)
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", opts, img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot loop-mount ext4 here (%v: %s): the kernel check needs loop devices", err, out)
+	}
+	defer func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v: %s", err, out)
+		}
+	}()
+	for _, e := range entries {
+		p := filepath.Join(mnt, e.path)
+		for k, v := range e.xattrs {
+			buf := make([]byte, 4096)
+			n, err := unix.Lgetxattr(p, k, buf)
+			if err != nil || !bytes.Equal(buf[:n], v) {
+				t.Errorf("%s: xattr %s: %v, %q", e.path, k, err, buf[:max(n, 0)])
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			t.Errorf("%s: %v", e.path, err)
+			continue
+		}
+		switch e.kind {
+		case 'f':
+			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, e.data) {
+				t.Errorf("%s: content differs (%v)", e.path, err)
+			}
+			if st.Mode&0o7777 != e.mode || int(st.Uid) != e.uid || int(st.Gid) != e.gid {
+				t.Errorf("%s: mode %o uid %d gid %d", e.path, st.Mode, st.Uid, st.Gid)
+			}
+		case 'l':
+			if got, err := os.Readlink(p); err != nil || got != string(e.data) {
+				t.Errorf("%s: readlink %q, %v", e.path, got, err)
+			}
+		case 'c':
+			if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != e.dev {
+				t.Errorf("%s: mode %o rdev %x", e.path, st.Mode, st.Rdev)
+			}
+		case 'h':
+			var target unix.Stat_t
+			if err := unix.Lstat(filepath.Join(mnt, string(e.data)), &target); err != nil || target.Ino != st.Ino || st.Nlink != 2 {
+				t.Errorf("%s: inode %d (nlink %d), target inode %d", e.path, st.Ino, st.Nlink, target.Ino)
+			}
+		}
+		if st.Mtim.Sec != treeMtime.Unix() || st.Ctim.Sec != testEpoch.Unix() || st.Atim.Sec != testEpoch.Unix() {
+			t.Errorf("%s: mtime %d ctime %d atime %d", e.path, st.Mtim.Sec, st.Ctim.Sec, st.Atim.Sec)
+		}
 	}
 }

@@ -159,8 +159,8 @@ func writeExt4(ctx context.Context, f *os.File, path string, p Partition, pl *Pa
 		}
 		return fmt.Errorf("diskimage: partition %q: mkfs.ext4 %s: %w: %s", p.Name, strings.Join(args, " "), err, msg)
 	}
-	if _, err := normalizeExt4Times(f, pl.Offset, epoch.Unix()); err != nil {
-		return fmt.Errorf("diskimage: partition %q: normalising ext4 inode times: %w", p.Name, err)
+	if _, err := normalizeExt4(f, pl.Offset, epoch.Unix()); err != nil {
+		return fmt.Errorf("diskimage: partition %q: normalising ext4 inode times and xattr order: %w", p.Name, err)
 	}
 	return nil
 }

@@ -16,8 +16,11 @@
 // root directory, which are the tree's own. mkfs.ext4 runs with a private
 // configuration file and a minimal environment (LC_ALL=C,
 // E2FSPROGS_FAKE_TIME), so /etc/mke2fs.conf and the caller's environment do
-// not leak in, and the access and change times mkfs.ext4 copies from the
-// source tree are reset to the epoch afterwards.
+// not leak in. Afterwards the inode tables are patched: the access and
+// change times mkfs.ext4 copies from the source tree are set to the epoch,
+// and extended attributes, which it stores in the source file system's
+// listing order, are put in the kernel's sort order. The same e2fsprogs
+// version is needed for byte-identical output.
 //
 // # Output
 //

@@ -44,6 +44,17 @@ func rootTree() []treeEntry {
 		{path: "usr/lib/empty", kind: 'f', mode: 0o644},
 		{path: "usr/lib/setuid", kind: 'f', data: []byte("s"), mode: 0o4755, uid: 0, gid: 0},
 		{path: "usr/lib/owned", kind: 'f', data: []byte("o"), mode: 0o640, uid: 1000, gid: 100},
+		// More xattr bytes than a 256-byte inode holds: some go to a block.
+		{path: "usr/lib/many-xattrs", kind: 'f', data: []byte("x"), mode: 0o644, xattrs: map[string][]byte{
+			"user.a":         bytes.Repeat([]byte("a"), 40),
+			"user.bb":        bytes.Repeat([]byte("b"), 100),
+			"user.c":         []byte("c"),
+			"trusted.zz":     bytes.Repeat([]byte("z"), 30),
+			"security.label": []byte("system_u:object_r:bin_t:s0"),
+		}},
+		{path: "usr/lib/big-xattr", kind: 'f', data: []byte("y"), mode: 0o644, xattrs: map[string][]byte{
+			"user.big": bytes.Repeat([]byte("B"), 500),
+		}},
 		{path: "dev", kind: 'd', mode: 0o755},
 		{path: "dev/null", kind: 'c', dev: unix.Mkdev(1, 3), mode: 0o666},
 		{path: "dev/initctl", kind: 'p', mode: 0o600},
@@ -104,8 +115,18 @@ func materialise(t testing.TB, dir string, entries []treeEntry, reverse bool) {
 			must(unix.Mkfifo(p, e.mode))
 			must(unix.Chmod(p, e.mode))
 		}
-		for k, v := range e.xattrs {
-			must(unix.Lsetxattr(p, k, v, 0))
+		// Set xattrs in sorted order, or reversed: file systems list them
+		// in insertion order, which the image must not depend on.
+		var names []string
+		for k := range e.xattrs {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		if reverse {
+			sort.Sort(sort.Reverse(sort.StringSlice(names)))
+		}
+		for _, k := range names {
+			must(unix.Lsetxattr(p, k, e.xattrs[k], 0))
 		}
 	}
 	// Fix every mtime, deepest first so directory times stick.

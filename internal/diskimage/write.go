@@ -24,13 +24,24 @@ func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Check ext4 content sizes before writing anything.
-	trees := make([]*treeStats, len(s.Partitions))
-	for i, p := range s.Partitions {
+	// Check ext4 content sizes before writing anything. parts is a copy
+	// with the root trees' symlinks resolved; the caller's Spec stays as is.
+	parts := append([]Partition(nil), s.Partitions...)
+	trees := make([]*treeStats, len(parts))
+	for i, p := range parts {
 		if p.FS != FSExt4 || p.Dir == "" {
 			continue
 		}
-		st, err := statTree(p.Dir)
+		// mkfs.ext4 follows a symlinked source directory; the walk must too.
+		real, err := filepath.EvalSymlinks(p.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("diskimage: partition %q: root tree: %w", p.Name, err)
+		}
+		if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%w: partition %q: root tree %s is not a directory", ErrSpec, p.Name, p.Dir)
+		}
+		parts[i].Dir = real
+		st, err := statTree(real)
 		if err != nil {
 			return nil, fmt.Errorf("diskimage: partition %q: %w", p.Name, err)
 		}
@@ -62,7 +73,10 @@ func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
 		return nil, fmt.Errorf("diskimage: writing partition table: %w", err)
 	}
 	epoch := s.epoch()
-	for i, p := range s.Partitions {
+	for i, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("diskimage: %w", err)
+		}
 		pl := &l.Partitions[i]
 		switch p.FS {
 		case FSVfat:

@@ -39,6 +39,7 @@ type ext4FS struct {
 	descSize   int64
 	descStart  int64 // byte offset of the group descriptor table
 	csum       bool
+	is64       bool
 	csumSeed   uint32
 	inodeCount uint32
 }
@@ -64,6 +65,7 @@ func openExt4(f io.ReaderAt, base int64) (*ext4FS, error) {
 	roCompat := le.Uint32(sb[100:])
 	e.descSize = 32
 	if incompat&incompat64Bit != 0 {
+		e.is64 = true
 		blocks |= uint64(le.Uint32(sb[0x150:])) << 32
 		e.descSize = int64(le.Uint16(sb[254:]))
 	}
@@ -88,13 +90,15 @@ func openExt4(f io.ReaderAt, base int64) (*ext4FS, error) {
 	return e, nil
 }
 
-// normalizeExt4Times sets the access and change times of every in-use
-// inode of the ext4 file system at byte offset base of f to t (seconds,
-// nanoseconds zero), updating inode checksums. mke2fs -d copies atime and
-// ctime from the source tree, where nobody controls them (reading the tree
-// changes atimes, materialising it sets ctimes); modification times are
-// the tree's and stay.
-func normalizeExt4Times(f interface {
+// normalizeExt4 removes what mke2fs -d copies from the source tree beyond
+// its content, in the ext4 file system at byte offset base of f: it sets
+// the access and change times of every in-use inode to t (seconds,
+// nanoseconds zero), because nobody controls them in a source tree (reading
+// it changes atimes, materialising it sets ctimes), and it puts extended
+// attributes in a canonical order (see canonicalXattrs), because mke2fs
+// keeps the source file system's listing order. Inode and xattr block
+// checksums are updated. Modification times are the tree's and stay.
+func normalizeExt4(f interface {
 	io.ReaderAt
 	io.WriterAt
 }, base int64, t int64) (changed int, err error) {
@@ -105,6 +109,16 @@ func normalizeExt4Times(f interface {
 	le := binary.LittleEndian
 	lo := uint32(t)
 	extra := uint32((t-int64(int32(lo)))>>32) & 3 // epoch bits for times past 2038
+	rw := blockIO{
+		read: func(blk uint64, b []byte) error {
+			_, err := f.ReadAt(b, base+int64(blk)*e.blockSize)
+			return err
+		},
+		write: func(blk uint64, b []byte) error {
+			_, err := f.WriteAt(b, base+int64(blk)*e.blockSize)
+			return err
+		},
+	}
 	desc := make([]byte, e.descSize)
 	bitmap := make([]byte, e.blockSize)
 	table := make([]byte, int64(e.perGroup)*e.inodeSize)
@@ -148,6 +162,9 @@ func normalizeExt4Times(f interface {
 			}
 			if fits(0x8C, 4) {
 				le.PutUint32(ino[0x8C:], extra) // i_atime_extra
+			}
+			if _, err := e.canonicalXattrs(ino, extraSize, rw); err != nil {
+				return changed, fmt.Errorf("inode %d: %w", g*e.perGroup+i+1, err)
 			}
 			if e.csum {
 				inum := g*e.perGroup + i + 1
