@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/internal/fat"
@@ -72,20 +73,44 @@ func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
 	if err := l.table().Write(out, s.Size); err != nil {
 		return nil, fmt.Errorf("diskimage: writing partition table: %w", err)
 	}
+	// Partitions occupy disjoint regions, so they are written concurrently:
+	// mkfs.ext4 runs as its own process while the ESP is filled here. The
+	// first error cancels the rest and is the one reported.
 	epoch := s.epoch()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
 	for i, p := range parts {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("diskimage: %w", err)
-		}
 		pl := &l.Partitions[i]
-		switch p.FS {
-		case FSVfat:
-			err = writeFAT(io.NewOffsetWriter(out, pl.Offset), p, pl, epoch)
-		case FSExt4:
-			err = writeExt4(ctx, f, tmp, p, pl, epoch, trees[i])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch p.FS {
+			case FSVfat:
+				errs[i] = writeFAT(io.NewOffsetWriter(out, pl.Offset), p, pl, epoch)
+			case FSExt4:
+				errs[i] = writeExt4(pctx, f, tmp, p, pl, epoch, trees[i])
+			}
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("diskimage: %w", err)
+	}
+	for _, e := range errs {
+		// A partition cancelled because another failed reports
+		// context.Canceled; prefer the failure that caused it.
+		if e != nil && !errors.Is(e, context.Canceled) {
+			return nil, e
 		}
-		if err != nil {
-			return nil, err
+	}
+	for _, e := range errs {
+		if e != nil {
+			return nil, e
 		}
 	}
 	if err := f.Chmod(0o644); err != nil {
