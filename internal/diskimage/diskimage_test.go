@@ -471,7 +471,7 @@ func TestQcow2(t *testing.T) {
 	assertOnly(t, dir, "1.qcow2", "2.qcow2", "disk.raw")
 }
 
-func TestNormalizeExt4TimesRejectsNonExt4(t *testing.T) {
+func TestNormalizeExt4RejectsNonExt4(t *testing.T) {
 	f, err := os.Create(filepath.Join(t.TempDir(), "zero"))
 	if err != nil {
 		t.Fatal(err)

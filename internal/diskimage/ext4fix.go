@@ -7,7 +7,7 @@ import (
 	"io"
 )
 
-// ext4 on-disk offsets and flags used by normalizeExt4Times (Linux
+// ext4 on-disk offsets and flags used by normalizeExt4 (Linux
 // Documentation/filesystems/ext4, "Super Block", "Block Group Descriptors",
 // "Index Nodes").
 const (
