@@ -51,6 +51,11 @@ func HashFile(path string) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
 // EncodeSig returns the content of a FILE.sig file for an ASN.1 DER
 // signature: its standard base64 encoding, without a newline (as cosign
 // sign-blob writes it).

@@ -72,8 +72,12 @@ func TestGenerateAndLoadCosignKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	hint, _ := KeyHint(p)
+	raw, err := k.priv.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []string{fmt.Sprint(k), fmt.Sprintf("%v", k), fmt.Sprintf("%+v", k), fmt.Sprintf("%#v", k)} {
-		if !strings.Contains(s, hint) || strings.Contains(s, k.priv.D.String()) {
+		if !strings.Contains(s, hint) || strings.Contains(s, fmt.Sprintf("%x", raw)) || strings.Contains(s, fmt.Sprint(raw)) {
 			t.Errorf("formatted key %q does not identify by hint only", s)
 		}
 	}
