@@ -180,8 +180,10 @@ type capture struct {
 	digest []byte
 }
 
+// Public returns the certificate key the builder checks against.
 func (c *capture) Public() crypto.PublicKey { return c.pub }
 
+// Sign records digest and stops the builder with errCaptured.
 func (c *capture) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
 	c.digest = append([]byte(nil), digest...)
 	return nil, errCaptured
@@ -195,8 +197,10 @@ type presigned struct {
 	want []byte // digest the signature was prepared for; nil if unknown
 }
 
+// Public returns the db certificate key.
 func (p *presigned) Public() crypto.PublicKey { return p.pub }
 
+// Sign returns the external signature if it is valid for digest.
 func (p *presigned) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts.HashFunc() != crypto.SHA256 {
 		return nil, fmt.Errorf("secureboot: signer asked for %v, want SHA-256", opts.HashFunc())
