@@ -18,9 +18,13 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the tests and the demo need (installed by `make deps`).
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
-	sbsigntool osslsigncode erofs-utils fsverity
+	sbsigntool osslsigncode erofs-utils fsverity openssl
 
-.PHONY: all build test test-short lint bench demo deps fixtures clean
+# The cosign CLI the signing interoperability tests run (bin/cosign).
+COSIGN_VERSION := v2.6.5
+COSIGN         := bin/cosign
+
+.PHONY: all build test test-short lint bench demo deps fixtures clean cosign
 
 all: build
 
@@ -40,8 +44,18 @@ deps:
 	fi
 	$(GO) mod download
 
-test: deps
+test: deps cosign
 	$(GO) test -count=1 -timeout 30m ./...
+
+# cosign builds the cosign CLI into bin/ for the signing interoperability
+# tests (github.com/sigstore/cosign/v2/cmd/cosign; ~5 minutes on 2 cores,
+# once: skipped when bin/cosign already is $(COSIGN_VERSION)). Linking cosign
+# into cfs-compose itself is avoided on purpose (~500 modules).
+cosign:
+	@if ! $(COSIGN) version 2>/dev/null | grep -Eq '^GitVersion: +$(COSIGN_VERSION)$$'; then \
+		echo "building cosign $(COSIGN_VERSION) into bin/ (takes a few minutes)"; \
+		GOBIN=$(CURDIR)/bin $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION); \
+	fi
 
 # test-short skips the slow (QEMU, root, network-fetch) tests.
 test-short:
