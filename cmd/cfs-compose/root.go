@@ -143,6 +143,10 @@ Exit codes: 0 ok, 1 errors or error diagnostics, 2 usage errors.`,
 func commands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(g),
+		newValidateCmd(g),
+		newFmtCmd(g),
+		newSetCmd(g),
+		newExplainCmd(g),
 	}
 }
 
