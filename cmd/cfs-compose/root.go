@@ -144,6 +144,10 @@ func commands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(g),
 		newKeysCmd(g),
+		newValidateCmd(g),
+		newFmtCmd(g),
+		newSetCmd(g),
+		newExplainCmd(g),
 	}
 }
 
