@@ -37,15 +37,15 @@ func (t Target) String() string { return t.Variant + "/" + t.Arch }
 // Node is one stage instance in the plan. Identical instances (same kind,
 // version, config and upstream nodes) are shared between targets.
 type Node struct {
-	ID      string          // short identity: first 16 hex of Identity
-	Kind    string          //
-	Stage   Stage           //
-	Config  json.RawMessage // canonical JSON of the resolved config
+	ID     string          // short identity: first 16 hex of Identity
+	Kind   string          //
+	Stage  Stage           //
+	Config json.RawMessage // canonical JSON of the resolved config
 	// KeyConfig is the canonical JSON that enters the cache key: Config,
 	// or the config's CacheKey() when it implements [Keyer].
 	KeyConfig json.RawMessage
-	Deps    []*Node         // upstream nodes, in Stage.Inputs order (absent optional deps omitted)
-	Targets []Target        // targets served, sorted
+	Deps      []*Node  // upstream nodes, in Stage.Inputs order (absent optional deps omitted)
+	Targets   []Target // targets served, sorted
 	// PlanErr is set when the stage could not be resolved (for example an
 	// image tag that cannot be pinned offline). Execute refuses such plans;
 	// `plan` shows them.

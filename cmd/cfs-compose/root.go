@@ -185,7 +185,6 @@ func (g *globals) newLogger(w io.Writer) zerolog.Logger {
 	return zerolog.New(g.logWriter(w)).With().Timestamp().Logger().Level(g.logLevelV)
 }
 
-
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
