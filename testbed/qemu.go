@@ -73,6 +73,17 @@ func (o Outcome) String() string {
 // MarshalText encodes the outcome as its name.
 func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 
+// UnmarshalText decodes an outcome name.
+func (o *Outcome) UnmarshalText(b []byte) error {
+	for i, n := range outcomeNames {
+		if n == string(b) {
+			*o = Outcome(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("testbed: unknown boot outcome %q", b)
+}
+
 // BootResult is what one boot produced.
 type BootResult struct {
 	Arch       string          `json:"arch"`
