@@ -22,11 +22,13 @@ type ConsoleLine struct {
 // never power the machine off (the firmware waits at "Press any key", the
 // initramfs halts), so QEMU is stopped as soon as they appear.
 var (
-	// RefusalPatterns are firmware messages that mean the image was refused.
+	// RefusalPatterns are firmware messages that mean the image was
+	// refused. OVMF's "Secure boot image verification failed" for a
+	// -kernel image is not one: trixie's OVMF then falls back to its legacy
+	// kernel loader.
 	RefusalPatterns = []string{
 		"Access Denied",
 		"No bootable option or device was found",
-		"Secure boot image verification failed",
 	}
 	// InitFatalPattern is printed by the builtin initramfs before it halts.
 	InitFatalPattern = "cfs-init: FATAL"
@@ -51,7 +53,7 @@ const (
 )
 
 // ansiEscape matches terminal control sequences the firmware prints.
-var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])`)
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[@-Z\\-_])`)
 
 // console turns the raw serial byte stream into timestamped lines: it
 // writes them to the log, feeds the protocol parser and emits events. It is

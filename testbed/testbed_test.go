@@ -94,7 +94,8 @@ func TestConsoleEvents(t *testing.T) {
 	}{
 		{"refusal on a partial line", []string{"BdsDxe: failed to load Boot0001 \"UEFI Misc Device\": Access Den", "ied"}, []eventKind{eventRefused}},
 		{"no bootable device", []string{"No bootable option or device was found.\r\n", "Press any key"}, []eventKind{eventRefused}},
-		{"sb -kernel refusal", []string{"OVMF: Secure boot image verification failed. Consider using the '-shim'\r\n"}, []eventKind{eventRefused}},
+		{"sb -kernel fallback is no refusal", []string{"OVMF: Secure boot image verification failed. Consider using the '-shim'\r\n"}, nil},
+		{"csi with = parameter", []string{"\x1b[=3h\x1b[=3hBdsDxe: failed to load Boot0001: Access Denied\r\n"}, []eventKind{eventRefused}},
 		{"init fatal", []string{"cfs-init: FATAL: composefs digest mismatch\n"}, []eventKind{eventInitFatal}},
 		{"panic", []string{"[ 2.1] Kernel panic - not syncing: Attempted to kill init!\n"}, []eventKind{eventPanic}},
 		{"same refusal once", []string{"Access Denied", " Access Denied\n"}, []eventKind{eventRefused}},
