@@ -16,9 +16,12 @@ LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages the tests and the demo need (installed by `make deps`).
+# python3 and python3-cryptography run trixie's virt-fw-vars (unpacked by
+# `make fixtures`) for Secure Boot key enrollment.
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
-	sbsigntool osslsigncode erofs-utils fsverity
+	sbsigntool osslsigncode erofs-utils fsverity \
+	python3 python3-cryptography debian-archive-keyring
 
 .PHONY: all build test test-short lint bench demo deps fixtures clean
 
@@ -40,7 +43,7 @@ deps:
 	fi
 	$(GO) mod download
 
-test: deps
+test: deps fixtures
 	$(GO) test -count=1 -timeout 30m ./...
 
 # test-short skips the slow (QEMU, root, network-fetch) tests.
@@ -58,6 +61,14 @@ bench:
 demo: build
 	./$(BIN) validate
 	./$(BIN) plan
+
+# fixtures fetches the testbed's Debian packages (trixie 6.12 cloud kernel,
+# busybox-static, systemd EFI stubs, virt-firmware, OVMF/AAVMF) through a
+# private apt configuration into testbed/fixtures/cache/debs/ and builds the
+# fixture OCI layout oci:testbed/fixtures/build/oci:testbed. Offline once
+# the cache is complete.
+fixtures:
+	$(GO) run ./testbed/fixtures/cmd/mkfixtures
 
 clean:
 	rm -rf bin
