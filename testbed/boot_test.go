@@ -82,6 +82,9 @@ func requireBootEnv(t *testing.T, arch string) (*bootEnv, *archBoot) {
 	if envErr != nil {
 		t.Fatalf("preparing the boot fixtures: %v", envErr)
 	}
+	if os.Getenv("CFS_VIRT_FW_VARS") == "" {
+		t.Setenv("CFS_VIRT_FW_VARS", env.tools.VirtFwVarsWrapper)
+	}
 	ab, err := env.prepare(arch)
 	if err != nil {
 		t.Fatalf("preparing %s boot files: %v", arch, err)
@@ -486,7 +489,7 @@ func TestEnrollSecureBootPrint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.Remove(vars)
-	v, err := testbed.FindVirtFwVars(ctx)
+	v, err := testbed.FindVirtFwVars()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-
-	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
 )
 
 // ErrUnformattedVars means a UEFI variable store template is all zeros
@@ -27,35 +25,26 @@ const SignatureOwner = "a0e9d2c5-3b4f-4e6a-9c1d-5f7b8e2a4c60"
 // VirtFwVars runs virt-fw-vars (python3-virt-firmware) to edit UEFI
 // variable stores.
 type VirtFwVars struct {
-	Argv []string // command prefix, e.g. [/usr/bin/python3 /…/virt-fw-vars]
-	Env  []string // extra environment (PYTHONPATH)
+	Argv []string // command prefix, e.g. [/usr/bin/virt-fw-vars]
+	Env  []string // extra environment
 }
 
-// FindVirtFwVars locates virt-fw-vars: $CFS_VIRT_FW_VARS (a script run
-// with /usr/bin/python3), then virt-fw-vars in PATH, then the copy `make
-// fixtures` unpacks from trixie's python3-virt-firmware into the fixture
-// cache (run with the importlib_resources shim on PYTHONPATH).
-func FindVirtFwVars(ctx context.Context) (*VirtFwVars, error) {
+// FindVirtFwVars locates virt-fw-vars: the executable named by
+// $CFS_VIRT_FW_VARS, else virt-fw-vars in PATH. `make fixtures` unpacks
+// trixie's python3-virt-firmware and writes a wrapper that runs it on the
+// host's Python (testbed/fixtures/cache/host/bin/virt-fw-vars).
+func FindVirtFwVars() (*VirtFwVars, error) {
 	if p := os.Getenv("CFS_VIRT_FW_VARS"); p != "" {
-		return &VirtFwVars{Argv: []string{"/usr/bin/python3", p}}, nil
-	}
-	if p, err := exec.LookPath("virt-fw-vars"); err == nil {
+		if _, err := exec.LookPath(p); err != nil {
+			return nil, fmt.Errorf("testbed: $CFS_VIRT_FW_VARS: %w", err)
+		}
 		return &VirtFwVars{Argv: []string{p}}, nil
 	}
-	cache, err := fixtures.DefaultCacheDir()
+	p, err := exec.LookPath("virt-fw-vars")
 	if err != nil {
-		return nil, fmt.Errorf("testbed: virt-fw-vars not in PATH and no fixture cache: %w", err)
+		return nil, fmt.Errorf("testbed: virt-fw-vars not found: set CFS_VIRT_FW_VARS to testbed/fixtures/cache/host/bin/virt-fw-vars (made by `make fixtures`) or install python3-virt-firmware: %w", err)
 	}
-	lock, err := fixtures.ReadLock(cache)
-	if err != nil {
-		return nil, fmt.Errorf("testbed: virt-fw-vars not in PATH and the fixture cache has no packages (run `make fixtures`): %w", err)
-	}
-	tools, err := fixtures.ExtractTools(ctx, cache, lock)
-	if err != nil {
-		return nil, err
-	}
-	return &VirtFwVars{Argv: []string{"/usr/bin/python3", tools.VirtFwVars},
-		Env: []string{"PYTHONPATH=" + strings.Join(tools.PythonPath, ":")}}, nil
+	return &VirtFwVars{Argv: []string{p}}, nil
 }
 
 func (v *VirtFwVars) run(ctx context.Context, args ...string) (string, error) {
@@ -117,7 +106,7 @@ func (v *VirtFwVars) Print(ctx context.Context, vars string) (string, error) {
 // path of the new store, a temporary file the caller removes. It uses
 // [FindVirtFwVars].
 func EnrollSecureBoot(ctx context.Context, varsTemplate, pk string, kek, db []string) (string, error) {
-	v, err := FindVirtFwVars(ctx)
+	v, err := FindVirtFwVars()
 	if err != nil {
 		return "", err
 	}
