@@ -514,7 +514,8 @@ func TestEnrollSecureBootPrint(t *testing.T) {
 }
 
 // writeTestCert writes a self-signed RSA certificate (PEM) with the
-// subject "cfs-compose test NAME" and returns its path.
+// subject "cfs-compose test NAME" and its key (NAME.key) and returns the
+// certificate's path.
 func writeTestCert(t *testing.T, dir, name string) string {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -533,6 +534,10 @@ func writeTestCert(t *testing.T, dir, name string) string {
 	}
 	p := filepath.Join(dir, name+".crt")
 	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
