@@ -63,6 +63,7 @@ const (
 
 var outcomeNames = [...]string{"powered-off", "refused", "init-fatal", "panic", "timeout", "qemu-error"}
 
+// String returns the outcome's name ("powered-off", "refused", …).
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
 		return outcomeNames[o]

@@ -19,6 +19,7 @@ const (
 
 var resultNames = [...]string{Pass: "PASS", Fail: "FAIL", Skip: "SKIP", Warn: "WARN"}
 
+// String returns PASS, FAIL, SKIP or WARN.
 func (r Result) String() string {
 	if r >= 0 && int(r) < len(resultNames) {
 		return resultNames[r]
