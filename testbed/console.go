@@ -70,7 +70,10 @@ type console struct {
 	matched map[eventKind]bool // events already sent for the partial line
 }
 
-const maxConsoleLine = 16 << 10
+const (
+	maxConsoleLine = 16 << 10 // longer lines are split
+	maxPartialScan = 512      // unterminated lines are scanned for refusals up to this length
+)
 
 func newConsole(log io.Writer, start time.Time) *console {
 	return &console{start: start, now: time.Now, log: bufio.NewWriter(log), events: make(chan consoleEvent, 16), matched: map[eventKind]bool{}}
@@ -91,8 +94,9 @@ func (c *console) Write(p []byte) (int, error) {
 		c.partial = append(c.partial, b)
 	}
 	// Firmware prompts ("Press any key") may never end their line: look
-	// for refusals in the partial line too.
-	if len(c.partial) > 0 {
+	// for refusals in the partial line too (bounded: QEMU may hand over one
+	// byte at a time, and rescanning a long line for each is quadratic).
+	if len(c.partial) > 0 && len(c.partial) <= maxPartialScan {
 		c.scan(clean(string(c.partial)), at)
 	}
 	return len(p), nil

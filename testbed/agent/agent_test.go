@@ -361,7 +361,8 @@ func TestSecureBootState(t *testing.T) {
 		{"no efi", nil, false, "unsupported", "", protocol.Skip},
 		{"enabled", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 1}, "SetupMode": {6, 0, 0, 0, 0}}, true, "enabled", "0", protocol.Pass},
 		{"disabled setup mode", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 0}, "SetupMode": {6, 0, 0, 0, 1}}, true, "disabled", "1", protocol.Pass},
-		{"no variable", map[string][]byte{}, true, "disabled", "", protocol.Pass},
+		{"no variable", map[string][]byte{"BootOrder": {7, 0, 0, 0, 1, 0}}, true, "disabled", "", protocol.Pass},
+		{"efivarfs not mounted", map[string][]byte{}, true, "", "", protocol.Fail},
 		{"corrupt", map[string][]byte{"SecureBoot": {6}}, true, "", "", protocol.Fail},
 	}
 	for _, tt := range tests {

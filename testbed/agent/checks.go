@@ -160,7 +160,12 @@ func secureBootState(e *env) (state string, setupMode string, err error) {
 	}
 	sb, err := read("SecureBoot")
 	if errors.Is(err, os.ErrNotExist) {
-		// Firmware without Secure Boot support does not define the variable.
+		// Firmware without Secure Boot support does not define the
+		// variable; but an empty directory means efivarfs is not mounted.
+		ents, derr := os.ReadDir(e.path("/sys/firmware/efi/efivars"))
+		if derr != nil || len(ents) == 0 {
+			return "", "", fmt.Errorf("no EFI variables visible (efivarfs not mounted?): %v", errors.Join(err, derr))
+		}
 		sb, err = false, nil
 	}
 	if err != nil {
