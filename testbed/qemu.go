@@ -43,6 +43,9 @@ type Machine struct {
 	DiskFormat string // "raw" (default) or "qcow2"
 
 	Timeout   time.Duration // whole boot; default 5 minutes
+	// PowerOffGrace is how long QEMU may run on after the agent's report
+	// ended before the boot counts as hung; default 15 s.
+	PowerOffGrace time.Duration
 	QEMU      string        // emulator binary; default qemu-system-<arch>
 	QEMUImg   string        // qemu-img binary; default qemu-img
 	ExtraArgs []string      // appended to the command line
@@ -121,11 +124,9 @@ func DefaultConsole(arch string) string {
 	return "console=ttyS0"
 }
 
-// Grace periods.
-const (
-	powerOffGrace = 15 * time.Second // after the report ended, for the guest to power off
-	panicGrace    = 2 * time.Second  // after a panic line, to capture the trace
-)
+// panicGrace is how long QEMU runs on after a kernel panic line, to
+// capture the trace.
+const panicGrace = 2 * time.Second
 
 func (m Machine) withDefaults() Machine {
 	if m.MemoryMiB == 0 {
@@ -136,6 +137,9 @@ func (m Machine) withDefaults() Machine {
 	}
 	if m.Timeout == 0 {
 		m.Timeout = 5 * time.Minute
+	}
+	if m.PowerOffGrace == 0 {
+		m.PowerOffGrace = 15 * time.Second
 	}
 	if m.DiskFormat == "" {
 		m.DiskFormat = "raw"
@@ -311,7 +315,7 @@ loop:
 			switch ev.kind {
 			case eventReportEnd:
 				res.VerdictAt = ev.at
-				grace = time.After(powerOffGrace)
+				grace = time.After(m.PowerOffGrace)
 			case eventRefused, eventInitFatal:
 				res.VerdictAt, res.Reason = ev.at, ev.line
 				res.Outcome = map[eventKind]Outcome{eventRefused: OutcomeRefused, eventInitFatal: OutcomeInitFatal}[ev.kind]
@@ -324,7 +328,7 @@ loop:
 			}
 		case <-grace:
 			if res.Outcome == OutcomePoweredOff {
-				res.Outcome, res.Reason = OutcomeTimeout, fmt.Sprintf("the guest did not power off within %s of its report", powerOffGrace)
+				res.Outcome, res.Reason = OutcomeTimeout, fmt.Sprintf("the guest did not power off within %s of its report", m.PowerOffGrace)
 			}
 			killed = true
 			kill()

@@ -376,17 +376,14 @@ func TestBootWithFakeQEMU(t *testing.T) {
 		{"hangs", `exec sleep 60`, time.Second, OutcomeTimeout, 5 * time.Second, false},
 		{"qemu error", `echo "qemu: could not load kernel" >&2; exit 1`, time.Minute, OutcomeQEMUError, 5 * time.Second, false},
 		{"panic", `printf 'Kernel panic - not syncing: VFS\n'; exec sleep 60`, time.Minute, OutcomePanic, 5 * time.Second, false},
-		{"no power-off after report", report + "; exec sleep 60", time.Minute, OutcomeTimeout, 20 * time.Second, true},
+		{"no power-off after report", report + "; exec sleep 60", time.Minute, OutcomeTimeout, 5 * time.Second, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.name == "no power-off after report" && testing.Short() {
-				t.Skip("waits for the 15 s power-off grace period")
-			}
 			q := fakeQEMU(t, tt.body)
 			out := filepath.Join(t.TempDir(), "out")
 			start := time.Now()
-			res, err := Boot(context.Background(), Machine{Arch: "x86_64", QEMU: q, Kernel: kernel, Append: "console=ttyS0", Timeout: tt.timeout, Accel: AccelTCG}, out)
+			res, err := Boot(context.Background(), Machine{Arch: "x86_64", QEMU: q, Kernel: kernel, Append: "console=ttyS0", Timeout: tt.timeout, PowerOffGrace: time.Second, Accel: AccelTCG}, out)
 			if err != nil {
 				t.Fatal(err)
 			}
