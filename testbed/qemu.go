@@ -42,13 +42,13 @@ type Machine struct {
 	Disk       string
 	DiskFormat string // "raw" (default) or "qcow2"
 
-	Timeout   time.Duration // whole boot; default 5 minutes
+	Timeout time.Duration // whole boot; default 5 minutes
 	// PowerOffGrace is how long QEMU may run on after the agent's report
 	// ended before the boot counts as hung; default 15 s.
 	PowerOffGrace time.Duration
-	QEMU      string        // emulator binary; default qemu-system-<arch>
-	QEMUImg   string        // qemu-img binary; default qemu-img
-	ExtraArgs []string      // appended to the command line
+	QEMU          string   // emulator binary; default qemu-system-<arch>
+	QEMUImg       string   // qemu-img binary; default qemu-img
+	ExtraArgs     []string // appended to the command line
 }
 
 // Outcome is how a boot ended.
