@@ -64,7 +64,16 @@ var (
 	envOnce sync.Once
 	env     *bootEnv
 	envErr  error
+	tmpDirs []string // per-arch boot files, removed by TestMain
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, d := range tmpDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
 
 // requireBootEnv skips under -short and when QEMU is absent (loudly), and
 // otherwise prepares the fixture content (fetching the .debs if needed).
@@ -129,6 +138,7 @@ func (e *bootEnv) prepare(arch string) (*archBoot, error) {
 	if err != nil {
 		return nil, err
 	}
+	tmpDirs = append(tmpDirs, dir)
 	ab := &archBoot{content: c, kernel: filepath.Join(dir, "vmlinuz"), initrd: filepath.Join(dir, "initrd.cpio")}
 	if err := os.WriteFile(ab.kernel, c.Kernel.Vmlinuz, 0o644); err != nil {
 		return nil, err
