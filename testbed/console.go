@@ -22,18 +22,18 @@ type ConsoleLine struct {
 // never power the machine off (the firmware waits at "Press any key", the
 // initramfs halts), so QEMU is stopped as soon as they appear.
 var (
-	// RefusalPatterns are firmware messages that mean the image was
+	// refusalPatterns are firmware messages that mean the image was
 	// refused. OVMF's "Secure boot image verification failed" for a
 	// -kernel image is not one: trixie's OVMF then falls back to its legacy
 	// kernel loader.
-	RefusalPatterns = []string{
+	refusalPatterns = []string{
 		"Access Denied",
 		"No bootable option or device was found",
 	}
-	// InitFatalPattern is printed by the builtin initramfs before it halts.
-	InitFatalPattern = "cfs-init: FATAL"
-	// PanicPattern is the kernel's panic message.
-	PanicPattern = "Kernel panic - not syncing"
+	// initFatalPattern is printed by the builtin initramfs before it halts.
+	initFatalPattern = "cfs-init: FATAL"
+	// panicPattern is the kernel's panic message.
+	panicPattern = "Kernel panic - not syncing"
 )
 
 // consoleEvent is something on the console the runner reacts to.
@@ -124,15 +124,15 @@ func (c *console) line(raw string, at time.Duration) {
 }
 
 func (c *console) scan(text string, at time.Duration) {
-	for _, p := range RefusalPatterns {
+	for _, p := range refusalPatterns {
 		if strings.Contains(text, p) {
 			c.sendOnce(consoleEvent{eventRefused, at, text})
 		}
 	}
-	if strings.Contains(text, InitFatalPattern) {
+	if strings.Contains(text, initFatalPattern) {
 		c.sendOnce(consoleEvent{eventInitFatal, at, text})
 	}
-	if strings.Contains(text, PanicPattern) {
+	if strings.Contains(text, panicPattern) {
 		c.sendOnce(consoleEvent{eventPanic, at, text})
 	}
 }
