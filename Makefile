@@ -16,9 +16,13 @@ LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages the tests and the demo need (installed by `make deps`).
+# python3 and python3-cryptography run trixie's virt-fw-vars (unpacked by
+# `make fixtures`) for Secure Boot key enrollment; binutils' objcopy
+# assembles the UKI of the testbed's disk boot test.
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
-	sbsigntool osslsigncode erofs-utils fsverity openssl
+	sbsigntool osslsigncode erofs-utils fsverity openssl \
+	python3 python3-cryptography debian-archive-keyring binutils
 
 # The cosign CLI the signing interoperability tests run (bin/cosign).
 COSIGN_VERSION := v2.6.5
@@ -44,7 +48,7 @@ deps:
 	fi
 	$(GO) mod download
 
-test: deps cosign
+test: deps cosign fixtures
 	$(GO) test -count=1 -timeout 30m ./...
 
 # cosign builds the cosign CLI into bin/ for the signing interoperability
@@ -72,6 +76,14 @@ bench:
 demo: build
 	./$(BIN) validate
 	./$(BIN) plan
+
+# fixtures fetches the testbed's Debian packages (trixie 6.12 cloud kernel,
+# busybox-static, systemd EFI stubs, virt-firmware, OVMF/AAVMF) through a
+# private apt configuration into testbed/fixtures/cache/debs/ and builds the
+# fixture OCI layout oci:testbed/fixtures/build/oci:testbed. Offline once
+# the cache is complete.
+fixtures:
+	$(GO) run ./testbed/fixtures/cmd/mkfixtures
 
 clean:
 	rm -rf bin
