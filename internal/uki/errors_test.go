@@ -10,43 +10,11 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/internal/testdeb"
+	"github.com/cfs-compose/cfs-compose/internal/uki/ukitest"
 )
 
-// synthStub is a minimal PE32+ EFI application for error tests: the given
-// number of 0x200-byte sections, headers of hdrSize bytes, alignments sa/fa,
-// and optional trailing bytes.
 func synthStub(nsec int, hdrSize, sa, fa uint32, trailing []byte) []byte {
-	const lfanew = 0x40
-	buf := make([]byte, int(hdrSize)+nsec*0x200)
-	copy(buf, "MZ")
-	binary.LittleEndian.PutUint32(buf[dosLfanewOff:], lfanew)
-	copy(buf[lfanew:], peSignature)
-	coff := lfanew + 4
-	binary.LittleEndian.PutUint16(buf[coff:], 0x8664)
-	binary.LittleEndian.PutUint16(buf[coff+coffNumberOfSections:], uint16(nsec))
-	binary.LittleEndian.PutUint16(buf[coff+coffSizeOfOptionalHeader:], 240)
-	binary.LittleEndian.PutUint16(buf[coff+18:], 0x22e)
-	opt := coff + coffHeaderSize
-	binary.LittleEndian.PutUint16(buf[opt:], magicPE32Plus)
-	binary.LittleEndian.PutUint32(buf[opt+optSectionAlignment:], sa)
-	binary.LittleEndian.PutUint32(buf[opt+optFileAlignment:], fa)
-	binary.LittleEndian.PutUint32(buf[opt+optSizeOfHeaders:], hdrSize)
-	binary.LittleEndian.PutUint32(buf[opt+optNumberOfRvaAndSizes:], 16)
-	binary.LittleEndian.PutUint16(buf[opt+68:], 10)
-	sec := opt + 240
-	va := alignUp(uint64(hdrSize), uint64(sa))
-	for i := 0; i < nsec; i++ {
-		h := sec + i*sectionHeaderSize
-		copy(buf[h:], []string{".text", ".data", ".sbat", ".reloc"}[i%4])
-		binary.LittleEndian.PutUint32(buf[h+8:], 0x100)
-		binary.LittleEndian.PutUint32(buf[h+12:], uint32(va))
-		binary.LittleEndian.PutUint32(buf[h+16:], 0x200)
-		binary.LittleEndian.PutUint32(buf[h+20:], hdrSize+uint32(i)*0x200)
-		binary.LittleEndian.PutUint32(buf[h+36:], CharData)
-		va += alignUp(0x100, uint64(sa))
-	}
-	binary.LittleEndian.PutUint32(buf[opt+optSizeOfImage:], uint32(va))
-	return append(buf, trailing...)
+	return ukitest.Stub(nsec, hdrSize, sa, fa, trailing)
 }
 
 // withSymtab appends a COFF symbol table (n symbols and a string table)
