@@ -34,7 +34,9 @@ type fakeSys struct {
 	noFSV  bool              // EnableVerity fails like ext4 without the verity feature
 }
 
-func (f *fakeSys) record(format string, a ...any) { f.calls = append(f.calls, fmt.Sprintf(format, a...)) }
+func (f *fakeSys) record(format string, a ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, a...))
+}
 
 // appear replaces the (empty) directory target with a symlink to dir.
 func (f *fakeSys) appear(target, dir string) {

@@ -28,9 +28,9 @@ const (
 type opKind int
 
 const (
-	opMkdir opKind = iota // create target (and parents), mode 0755
-	opMount               // mount(2)
-	opMountImage          // mount an image file read-only (directly or through a loop device)
+	opMkdir      opKind = iota // create target (and parents), mode 0755
+	opMount                    // mount(2)
+	opMountImage               // mount an image file read-only (directly or through a loop device)
 )
 
 // step is one mount-plan action, plain data so plans are unit-tested.

@@ -117,7 +117,9 @@ func TestResolveOptions(t *testing.T) {
 		check   func(o options) bool
 		wantErr string
 	}{
-		{"digest", base, "composefs=" + hexA, func(o options) bool { return o.digest.Hex == hexA && o.verity == "enable" && o.rootWait == 10*time.Second }, ""},
+		{"digest", base, "composefs=" + hexA, func(o options) bool {
+			return o.digest.Hex == hexA && o.verity == "enable" && o.rootWait == 10*time.Second
+		}, ""},
 		{"self-describing", base, "composefs.digest=v1-sha256-12:" + hexA, func(o options) bool { return o.digest.Hex == hexA }, ""},
 		{"verity raised", base, "composefs=" + hexA + " cfs.verity=require", func(o options) bool { return o.verity == "require" }, ""},
 		{"verity not lowered", base, "composefs=" + hexA + " cfs.verity=none", func(o options) bool { return o.verity == "enable" && len(o.notes) == 1 }, ""},

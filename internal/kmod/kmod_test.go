@@ -25,8 +25,8 @@ func fakeModule(name, depends string) []byte {
 	hdr := make([]byte, 64)
 	copy(hdr, "\x7fELF")
 	hdr[4], hdr[5], hdr[6] = 2, 1, 1 // 64-bit, little endian, version 1
-	le.PutUint16(hdr[16:], 1)         // ET_REL
-	le.PutUint16(hdr[18:], 62)        // x86_64
+	le.PutUint16(hdr[16:], 1)        // ET_REL
+	le.PutUint16(hdr[18:], 62)       // x86_64
 	le.PutUint32(hdr[20:], 1)
 	body := append(append([]byte{}, modinfo...), shstr...)
 	shoff := 64 + len(body)
