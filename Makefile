@@ -20,12 +20,20 @@ DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils z
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	sbsigntool osslsigncode erofs-utils fsverity
 
-.PHONY: all build test test-short lint bench demo deps fixtures clean
+.PHONY: all build test test-short lint bench demo deps fixtures clean initbins
 
 all: build
 
-build:
+build: initbins
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cfs-compose
+
+# initbins builds the static builtin-initramfs /init (cmd/cfs-init) for each
+# target architecture into the directory stages/initramfs/initbin embeds.
+INITBIN_DIR := stages/initramfs/initbin
+initbins:
+	@for a in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(INITBIN_DIR)/cfs-init-$$a ./cmd/cfs-init || exit 1; \
+	done
 
 # deps installs the Debian packages and Go modules the tests need. It only
 # calls apt-get when something is missing, so it is cheap on a ready machine.
@@ -40,11 +48,11 @@ deps:
 	fi
 	$(GO) mod download
 
-test: deps
-	$(GO) test -count=1 -timeout 30m ./...
+test: deps initbins
+	CFS_REQUIRE_INITBINS=1 $(GO) test -count=1 -timeout 30m ./...
 
 # test-short skips the slow (QEMU, root, network-fetch) tests.
-test-short:
+test-short: initbins
 	$(GO) test -short ./...
 
 lint:
