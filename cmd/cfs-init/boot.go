@@ -280,51 +280,66 @@ func (b *booter) verifyComposefs(o options, cfg initconfig.Config) (string, erro
 			return "", err
 		}
 	}
+	kernel, data, err := b.measureImage(image, hexd)
+	if err != nil {
+		return "", err
+	}
+	// Only a verified image may change the disk: enable fs-verity now.
 	if o.verity != initconfig.VerityNone {
 		if err := b.enableObjectVerity(hexd); err != nil {
 			return "", err
 		}
-	}
-	t := b.now()
-	got, err := b.sys.MeasureVerity(image)
-	if err == nil {
-		if hex.EncodeToString(got) != hexd {
-			return "", fmt.Errorf("composefs image digest mismatch: fs-verity measures %x, the command line says %s", got, hexd)
-		}
-		b.logf("image fs-verity digest verified by the kernel (%.2fs)", b.now().Sub(t).Seconds())
-		return image, nil
-	}
-	if !errors.Is(err, errNoVerity) {
-		return "", fmt.Errorf("measuring %s: %w", image, err)
-	}
-	// Compute in userspace, and mount the verified bytes (copied to /run)
-	// so nothing can change them between check and mount.
-	data, err := os.ReadFile(b.fsPath(image))
-	if err != nil {
-		return "", fmt.Errorf("reading composefs image: %w", err)
-	}
-	sum, err := verityDigest(bytes.NewReader(data))
-	if err != nil {
-		return "", fmt.Errorf("hashing composefs image: %w", err)
-	}
-	if hex.EncodeToString(sum[:]) != hexd {
-		return "", fmt.Errorf("composefs image digest mismatch: the image's fs-verity digest is %x, the command line says %s", sum, hexd)
-	}
-	b.logf("image fs-verity digest verified in userspace (%d bytes, %.2fs)", len(data), b.now().Sub(t).Seconds())
-	if o.verity != initconfig.VerityNone {
-		if err := b.sys.EnableVerity(image); err != nil {
-			return "", fmt.Errorf("enabling fs-verity on the composefs image: %w", err)
-		}
-		if got, err := b.sys.MeasureVerity(image); err != nil || hex.EncodeToString(got) != hexd {
-			return "", fmt.Errorf("composefs image digest after enabling fs-verity: %x, %v (want %s)", got, err, hexd)
+		if !kernel {
+			if err := b.sys.EnableVerity(image); err != nil {
+				return "", fmt.Errorf("enabling fs-verity on the composefs image: %w", err)
+			}
+			if got, err := b.sys.MeasureVerity(image); err != nil || hex.EncodeToString(got) != hexd {
+				return "", fmt.Errorf("composefs image digest after enabling fs-verity: %x, %v (want %s)", got, err, hexd)
+			}
 		}
 		return image, nil
 	}
+	if kernel {
+		return image, nil
+	}
+	// Mount the verified bytes (copied to /run) so nothing can change them
+	// between the check and the mount.
 	cp := "/run/cfs/" + hexd + ".erofs"
 	if err := os.WriteFile(b.fsPath(cp), data, 0o400); err != nil {
 		return "", fmt.Errorf("copying the verified image to %s: %w", cp, err)
 	}
 	return cp, nil
+}
+
+// measureImage checks the image's fs-verity digest against hexd: measured
+// by the kernel when the file has fs-verity (kernel is true), else
+// computed in userspace over data, which it returns.
+func (b *booter) measureImage(image, hexd string) (kernel bool, data []byte, err error) {
+	t := b.now()
+	got, err := b.sys.MeasureVerity(image)
+	if err == nil {
+		if hex.EncodeToString(got) != hexd {
+			return false, nil, fmt.Errorf("composefs image digest mismatch: fs-verity measures %x, the command line says %s", got, hexd)
+		}
+		b.logf("image fs-verity digest verified by the kernel (%.2fs)", b.now().Sub(t).Seconds())
+		return true, nil, nil
+	}
+	if !errors.Is(err, errNoVerity) {
+		return false, nil, fmt.Errorf("measuring %s: %w", image, err)
+	}
+	data, err = os.ReadFile(b.fsPath(image))
+	if err != nil {
+		return false, nil, fmt.Errorf("reading composefs image: %w", err)
+	}
+	sum, err := verityDigest(bytes.NewReader(data))
+	if err != nil {
+		return false, nil, fmt.Errorf("hashing composefs image: %w", err)
+	}
+	if hex.EncodeToString(sum[:]) != hexd {
+		return false, nil, fmt.Errorf("composefs image digest mismatch: the image's fs-verity digest is %x, the command line says %s", sum, hexd)
+	}
+	b.logf("image fs-verity digest verified in userspace (%d bytes, %.2fs)", len(data), b.now().Sub(t).Seconds())
+	return false, data, nil
 }
 
 // checkSignature verifies composefs/images/<hex>.sig with the embedded key.

@@ -308,6 +308,7 @@ func TestBootFailures(t *testing.T) {
 		want  string
 	}{
 		{"digest mismatch", func(t *testing.T, e *env) {
+			e.cfg.Verity = "require" // nothing may be enabled before the image is verified
 			write(t, filepath.Join(e.part, imagesDir, e.digest), []byte("tampered image\n"), 0o644)
 		}, "composefs image digest mismatch: the image's fs-verity digest is "},
 		{"kernel-measured mismatch", func(t *testing.T, e *env) {
@@ -350,6 +351,9 @@ func TestBootFailures(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 			for _, c := range e.sys.calls {
+				if strings.Contains(tt.name, "mismatch") && strings.HasPrefix(c, "enable-verity") {
+					t.Errorf("changed the disk before verifying the image: %s", c)
+				}
 				if strings.HasPrefix(c, "switch-root") || strings.HasPrefix(c, "exec") || strings.Contains(c, " /sysroot overlay") && tt.name != "no init" {
 					t.Errorf("went on after the failure: %s", c)
 				}

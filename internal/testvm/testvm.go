@@ -132,6 +132,9 @@ func Run(tb testing.TB, dir string, timeout time.Duration, stop func(line string
 		res.Lines = append(res.Lines, Line{res.Elapsed, "qemu stderr: " + strings.TrimSpace(stderr.String())})
 	}
 	os.WriteFile(filepath.Join(dir, "console.log"), []byte(res.Console()), 0o644)
+	if testing.Verbose() && os.Getenv("TESTVM_CONSOLE") != "" {
+		tb.Logf("console:\n%s", res.Console())
+	}
 	return res
 }
 
