@@ -47,6 +47,7 @@ $B poweroff -f
 // ingredients and a GPT disk whose root partition carries a composefs
 // repository and a plain deployment tree.
 type fixture struct {
+	arch              guestArch
 	dir, kernel, disk string
 	initBin           []byte
 	modules           []initramfs.Module
@@ -68,27 +69,56 @@ func run(t *testing.T, name string, args ...string) {
 	}
 }
 
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	testvm.Require(t, "qemu-system-x86_64", "mkfs.erofs", "mkfs.ext4", "sgdisk")
-	requireRoot(t)
-	busybox, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skipf("SKIP: busybox-static is not installed: %v", err)
-	}
-	f := &fixture{dir: t.TempDir()}
+// guestArch is what differs between the architectures the tests boot.
+type guestArch struct {
+	goarch, qemu, console string
+	machine               []string
+}
 
-	// cfs-init for amd64, as `make initbins` builds it.
+var guestArches = map[string]guestArch{
+	"amd64": {"amd64", "qemu-system-x86_64", "ttyS0", []string{"-machine", "q35"}},
+	// cortex-a57: plain -cpu max is 2.5x slower under TCG (FACTS.md 5).
+	"arm64": {"arm64", "qemu-system-aarch64", "ttyAMA0", []string{"-machine", "virt", "-cpu", "cortex-a57"}},
+}
+
+// busyboxFor returns a static busybox for the guest architecture: the
+// host's for amd64, trixie's busybox-static:arm64 for arm64.
+func busyboxFor(t *testing.T, goarch string) []byte {
+	t.Helper()
+	p := "/bin/busybox"
+	if goarch != runtime.GOARCH {
+		dir := testdeb.Package(t, "busybox-static", goarch)
+		p = filepath.Join(dir, "usr/bin/busybox")
+		if !fileExists(p) {
+			p = filepath.Join(dir, "bin/busybox")
+		}
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Skipf("SKIP: no static busybox for %s (busybox-static): %v", goarch, err)
+	}
+	return b
+}
+
+func newFixture(t *testing.T, goarch string) *fixture {
+	t.Helper()
+	ga := guestArches[goarch]
+	testvm.Require(t, ga.qemu, "mkfs.erofs", "mkfs.ext4", "sgdisk", "qemu-img")
+	requireRoot(t)
+	busybox := busyboxFor(t, goarch)
+	f := &fixture{arch: ga, dir: t.TempDir()}
+
+	// cfs-init for the guest, as `make initbins` builds it.
 	bin := filepath.Join(f.dir, "cfs-init")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	build := exec.Command(goTool(t), "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building cfs-init: %v\n%s", err, out)
 	}
 	f.initBin, _ = os.ReadFile(bin)
 
 	// Kernel and modules from the trixie cloud kernel package.
-	kdir, release := testdeb.Kernel(t, "amd64")
+	kdir, release := testdeb.Kernel(t, goarch)
 	f.kernel = filepath.Join(kdir, "boot", "vmlinuz-"+release)
 	ix, err := kmod.Load(os.DirFS(kdir), release)
 	if err != nil {
@@ -178,7 +208,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := os.Truncate(f.disk, 70<<20); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "sgdisk", "-o", "-n", "1:2048:+64M", "-t", "1:"+rootTypes["amd64"], "-c", "1:root", f.disk)
+	run(t, "sgdisk", "-o", "-n", "1:2048:+64M", "-t", "1:"+rootTypes[goarch], "-c", "1:root", f.disk)
 	part1, _ := os.ReadFile(ext4)
 	df, err := os.OpenFile(f.disk, os.O_WRONLY, 0)
 	if err != nil {
@@ -190,6 +220,23 @@ func newFixture(t *testing.T) *fixture {
 	df.Close()
 	return f
 }
+
+// goTool returns the go command that runs this test (go test sets GOROOT
+// in the environment), else the one on PATH.
+func goTool(t *testing.T) string {
+	if r := os.Getenv("GOROOT"); r != "" {
+		if p := filepath.Join(r, "bin", "go"); fileExists(p) {
+			return p
+		}
+	}
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("SKIP: no go command to build cfs-init: %v", err)
+	}
+	return p
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // initrd writes a builtin initramfs with the given configuration.
 func (f *fixture) initrd(t *testing.T, name string, cfg initconfig.Config) string {
@@ -220,11 +267,11 @@ func (f *fixture) boot(t *testing.T, initrd, cmdline, overlay string) *testvm.Re
 		drive = "file=" + overlay + ",format=qcow2,if=virtio"
 	}
 	dir := t.TempDir()
-	res := testvm.Run(t, dir, 4*time.Minute, nil, "qemu-system-x86_64",
-		"-accel", "tcg", "-machine", "q35", "-m", "768", "-smp", "1", "-nodefaults", "-display", "none",
-		"-serial", "stdio", "-no-reboot",
-		"-kernel", f.kernel, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 quiet "+cmdline,
+	args := append([]string{"-accel", "tcg"}, f.arch.machine...)
+	args = append(args, "-m", "768", "-smp", "1", "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
+		"-kernel", f.kernel, "-initrd", initrd, "-append", "console="+f.arch.console+" panic=-1 quiet "+cmdline,
 		"-drive", drive)
+	res := testvm.Run(t, dir, 4*time.Minute, nil, f.arch.qemu, args...)
 	t.Logf("%s: %.2fs to power-off (TCG)", t.Name(), res.Elapsed.Seconds())
 	return res
 }
@@ -257,7 +304,7 @@ func expectFatal(t *testing.T, res *testvm.Result, reason string) {
 // the composefs root (signed, verity=require, first and second boot), the
 // plain root, and refusals.
 func TestQEMU(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, "amd64")
 	base := initconfig.Config{Version: 1, Composefs: true, Verity: initconfig.VerityRequire, RootLabel: "root",
 		Signed: true, PublicKey: f.pubPEM(t, f.key)}
 	signedRD := f.initrd(t, "signed", base)
@@ -333,5 +380,30 @@ func TestQEMU(t *testing.T) {
 		cfg.PublicKey = f.pubPEM(t, other)
 		res := f.boot(t, f.initrd(t, "wrongkey", cfg), "composefs="+f.digest, "")
 		expectFatal(t, res, fmt.Sprintf("signed composefs: signature composefs/images/%s.sig does not verify with the embedded key", f.digest))
+	})
+}
+
+// TestQEMUArm64 boots the arm64 cfs-init with the arm64 trixie cloud kernel
+// (qemu-system-aarch64, TCG): the composefs root with verity=require, and
+// a refusal.
+func TestQEMUArm64(t *testing.T) {
+	f := newFixture(t, "arm64")
+	cfg := initconfig.Config{Version: 1, Composefs: true, Verity: initconfig.VerityRequire, RootLabel: "root"}
+	rd := f.initrd(t, "arm64", cfg)
+	t.Run("composefs", func(t *testing.T) {
+		res := f.boot(t, rd, "composefs="+f.digest, "")
+		expectLines(t, res,
+			"cfs-init: enabled fs-verity on 5 of 5 objects",
+			"cfs-init: composefs root mounted (image "+f.digest+", verity=require)",
+			"CHECK root-fstype overlay",
+			"CHECK usr-writable no: touch: /usr/cfs-probe: Read-only file system",
+			"CHECK etc-writable yes",
+			"CHECK var-writable yes",
+			"CHECK usr-data hello from the object store",
+			"TEST-INIT-DONE")
+	})
+	t.Run("tampered-image", func(t *testing.T) {
+		res := f.boot(t, rd, "composefs="+f.tampered, "")
+		expectFatal(t, res, "composefs image digest mismatch")
 	})
 }
