@@ -24,7 +24,7 @@ type realInputs struct {
 	machine                   uint16
 }
 
-func fetchInputs(t *testing.T, arch string) realInputs {
+func fetchInputs(t testing.TB, arch string) realInputs {
 	t.Helper()
 	boot := testdeb.Package(t, "systemd-boot-efi", arch)
 	kdir, kver := testdeb.Kernel(t, arch)
@@ -341,6 +341,12 @@ func TestMatchesUkify(t *testing.T) {
 			for _, off := range []int{optCheckSum, optSizeOfCode, optSizeOfInitializedData} {
 				copy(b[opt+off:opt+off+4], a[opt+off:opt+off+4])
 			}
+			// pefile computes the checksum independently.
+			pc := exec.Command("/usr/bin/python3", "-c", "import pefile,sys; pe=pefile.PE(sys.argv[1], fast_load=True); print(pe.OPTIONAL_HEADER.CheckSum == pe.generate_checksum(), hex(pe.generate_checksum()))", ours)
+			pc.Env = append(os.Environ(), "PYTHONPATH="+pefile)
+			if out, err := pc.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "True") {
+				t.Errorf("pefile checksum check: %s %v", out, err)
+			}
 			if i := firstDiff(a, b); i >= 0 {
 				t.Errorf("ours differs from ukify's at offset %#x: ukify % x, ours % x", i, a[i:min(i+8, len(a))], b[i:min(i+8, len(b))])
 			}
@@ -355,4 +361,35 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return -1
+}
+
+// TestChecksumSplits checks that the checksum does not depend on how the
+// bytes are split across writes (odd boundaries, 8-byte bulk, tails).
+func TestChecksumSplits(t *testing.T) {
+	data := make([]byte, 4099)
+	for i := range data {
+		data[i] = byte(i*7 + i>>8)
+	}
+	var whole checksummer
+	whole.Write(data)
+	for _, step := range []int{1, 2, 3, 7, 8, 9, 1000} {
+		var c checksummer
+		for off := 0; off < len(data); off += step {
+			c.Write(data[off:min(off+step, len(data))])
+		}
+		if c.Sum32() != whole.Sum32() {
+			t.Errorf("split %d: %#x, want %#x", step, c.Sum32(), whole.Sum32())
+		}
+	}
+	// Reference: the 16-bit loop with a fold per word.
+	var s uint32
+	for i := 0; i+1 < len(data); i += 2 {
+		s += uint32(data[i]) | uint32(data[i+1])<<8
+		s = (s & 0xffff) + (s >> 16)
+	}
+	s += uint32(data[len(data)-1])
+	s = (s & 0xffff) + (s >> 16)
+	if want := s + uint32(len(data)); whole.Sum32() != want {
+		t.Errorf("checksum %#x, reference %#x", whole.Sum32(), want)
+	}
 }
