@@ -18,7 +18,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the tests and the demo need (installed by `make deps`).
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
-	sbsigntool osslsigncode erofs-utils fsverity
+	sbsigntool osslsigncode erofs-utils fsverity python3 binutils openssl
 
 .PHONY: all build test test-short lint bench demo deps fixtures clean initbins
 
