@@ -213,7 +213,9 @@ func (b *booter) scanRoot(label string) (string, error) {
 	for _, e := range ents {
 		ue := parseUevent(readFileOrEmpty(filepath.Join(dir, e.Name(), "uevent")))
 		if ue["DEVTYPE"] == "partition" {
-			if ue["PARTNAME"] == label && ue["DEVNAME"] != "" {
+			// devtmpfs creates the node shortly after the sysfs entry
+			// appears: not ready until both exist.
+			if ue["PARTNAME"] == label && ue["DEVNAME"] != "" && b.exists("/dev/"+ue["DEVNAME"]) {
 				return "/dev/" + ue["DEVNAME"], nil
 			}
 		} else if ue["DEVTYPE"] == "disk" && ue["DEVNAME"] != "" {
@@ -236,13 +238,19 @@ func (b *booter) scanRoot(label string) (string, error) {
 				continue
 			}
 			for _, name := range []string{fmt.Sprintf("%s%d", d, p.Number), fmt.Sprintf("%sp%d", d, p.Number)} {
-				if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				if _, err := os.Stat(filepath.Join(dir, name)); err == nil && b.exists("/dev/"+name) {
 					return "/dev/" + name, nil
 				}
 			}
 		}
 	}
 	return "", nil
+}
+
+// exists reports whether a namespace path exists.
+func (b *booter) exists(p string) bool {
+	_, err := os.Stat(b.fsPath(p))
+	return err == nil
 }
 
 func readFileOrEmpty(p string) string {

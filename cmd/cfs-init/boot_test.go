@@ -111,6 +111,8 @@ type env struct {
 	cfg               initconfig.Config
 	cmdline           string
 	key               *ecdsa.PrivateKey
+	polls             int             // root-partition polls so far
+	onPoll            func(polls int) // called after each poll's sleep
 }
 
 func write(t *testing.T, p string, data []byte, mode os.FileMode) {
@@ -140,6 +142,7 @@ func newEnv(t *testing.T) *env {
 	write(t, filepath.Join(e.root, "sys/class/block/vda/uevent"), []byte("DEVNAME=vda\nDEVTYPE=disk\n"), 0o644)
 	write(t, filepath.Join(e.root, "sys/class/block/vda1/uevent"), []byte("DEVNAME=vda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=ESP\n"), 0o644)
 	write(t, filepath.Join(e.root, "sys/class/block/vda2/uevent"), []byte("DEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=root\n"), 0o644)
+	write(t, filepath.Join(e.root, "dev/vda2"), nil, 0o600) // stands for the device node
 	e.sys = &fakeSys{t: t, root: e.root, parts: map[string]string{"/dev/vda2": e.part}, image: e.image, verity: map[string][]byte{}}
 	e.cfg = initconfig.Config{Version: 1, Modules: []string{"loop.ko", "erofs.ko"}, Composefs: true, Verity: "none", RootLabel: "root"}
 	e.cmdline = "console=ttyS0 composefs=" + e.digest
@@ -173,7 +176,13 @@ func (e *env) run(t *testing.T) error {
 	b.arch = "amd64"
 	clock := time.Unix(0, 0)
 	b.now = func() time.Time { return clock }
-	b.sleep = func(d time.Duration) { clock = clock.Add(d) }
+	b.sleep = func(d time.Duration) {
+		clock = clock.Add(d)
+		e.polls++
+		if e.onPoll != nil {
+			e.onPoll(e.polls)
+		}
+	}
 	return b.boot([]string{"single"})
 }
 
@@ -297,6 +306,29 @@ func TestBootRootByType(t *testing.T) {
 	}
 	if !strings.Contains(e.calls(), "mount /dev/vda2 /run/cfs/sysroot ext4") {
 		t.Errorf("calls:\n%s", e.calls())
+	}
+}
+
+// TestBootWaitsForDeviceNode covers the race between the sysfs entry and
+// the devtmpfs node: the partition is used only once its node exists.
+func TestBootWaitsForDeviceNode(t *testing.T) {
+	e := newEnv(t)
+	node := filepath.Join(e.root, "dev/vda2")
+	os.Remove(node)
+	os.Remove(filepath.Join(e.root, "sys/class/block/vda2/uevent"))
+	e.onPoll = func(n int) {
+		switch n {
+		case 2: // the partition shows up in sysfs ...
+			write(t, filepath.Join(e.root, "sys/class/block/vda2/uevent"), []byte("DEVNAME=vda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=root\n"), 0o644)
+		case 5: // ... and its device node a little later
+			write(t, node, nil, 0o600)
+		}
+	}
+	if err := e.run(t); err != nil {
+		t.Fatalf("boot: %v\n%s", err, e.out.String())
+	}
+	if e.polls != 5 {
+		t.Errorf("root found after %d polls, want 5", e.polls)
 	}
 }
 
