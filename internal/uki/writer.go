@@ -215,9 +215,11 @@ func Build(w io.Writer, stub io.ReaderAt, stubSize int64, s Sections) error {
 	}
 
 	var stubSBAT *stubSection
+	sbatHdr := 0 // offset of its section header
 	for i := range st.sections {
 		if st.sections[i].name == SectionSBAT {
 			stubSBAT = &st.sections[i]
+			sbatHdr = st.secTab + i*sectionHeaderSize
 		}
 	}
 	var oldSBAT []byte
@@ -250,8 +252,7 @@ func Build(w io.Writer, stub io.ReaderAt, stubSize int64, s Sections) error {
 		clear(buf[stubSBAT.rawPtr+uint32(len(sbat)) : stubSBAT.rawPtr+stubSBAT.rawSize])
 		sizeOfData += int64(len(sbat)) - int64(stubSBAT.virtualSize)
 		stubSBAT.virtualSize = uint32(len(sbat))
-		h := st.secTab + st.index(stubSBAT)*sectionHeaderSize
-		binary.LittleEndian.PutUint32(buf[h+8:], stubSBAT.virtualSize)
+		binary.LittleEndian.PutUint32(buf[sbatHdr+8:], stubSBAT.virtualSize)
 	} else {
 		add = append(add, appended{name: SectionSBAT, data: bytes.NewReader(sbat), chars: CharData})
 	}
@@ -328,16 +329,6 @@ func Build(w io.Writer, stub io.ReaderAt, stubSize int64, s Sections) error {
 	}
 	put32(o+optCheckSum, c.Sum32())
 	return emit(w, buf, add, st.fileAlign)
-}
-
-// index returns the position of sec in the stub's section table.
-func (s *stubImage) index(sec *stubSection) int {
-	for i := range s.sections {
-		if &s.sections[i] == sec {
-			return i
-		}
-	}
-	panic("uki: section not in table")
 }
 
 // emit writes the patched stub and the appended sections, padded.
