@@ -34,9 +34,10 @@ type system interface {
 	MeasureVerity(path string) ([]byte, error)
 	EnableVerity(path string) error
 	// MountImage mounts a filesystem image file read-only: directly when
-	// the kernel can (EROFS_FS_BACKED_BY_FILE), else through a read-only
-	// loop device. It returns the loop device, or "" for a direct mount.
-	MountImage(file, target, fstype string) (loopDev string, err error)
+	// the kernel can (EROFS_FS_BACKED_BY_FILE) and loop is false, else
+	// through a read-only loop device. It returns the loop device, or ""
+	// for a direct mount.
+	MountImage(file, target, fstype string, loop bool) (loopDev string, err error)
 	// SwitchRoot moves the API filesystems into newRoot, makes it the root
 	// and changes directory to it.
 	SwitchRoot(newRoot string) error
@@ -118,7 +119,7 @@ func (b *booter) boot(initArgs []string) error {
 		if err != nil {
 			return err
 		}
-		plan = composefsPlan(src, opts.digest.Hex, opts.verity)
+		plan = composefsPlan(src, opts.digest.Hex, opts.verity, opts.erofsLoop)
 	} else {
 		if fi, err := os.Stat(b.fsPath(path.Join(partMount, plainRoot))); err != nil || !fi.IsDir() {
 			return fmt.Errorf("no plain deployment tree %s on the root partition (composefs is disabled)", plainRoot)
@@ -425,7 +426,7 @@ func (b *booter) execute(plan []step) error {
 				return fmt.Errorf("%s (%s on %s): %w", s.what, s.source, s.target, err)
 			}
 		case opMountImage:
-			dev, err := b.sys.MountImage(s.source, s.target, s.fstype)
+			dev, err := b.sys.MountImage(s.source, s.target, s.fstype, s.loop)
 			if err != nil {
 				return fmt.Errorf("%s (%s on %s): %w", s.what, s.source, s.target, err)
 			}

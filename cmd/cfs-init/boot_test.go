@@ -89,7 +89,11 @@ func (f *fakeSys) EnableVerity(p string) error {
 	return nil
 }
 
-func (f *fakeSys) MountImage(file, target, fstype string) (string, error) {
+func (f *fakeSys) MountImage(file, target, fstype string, loop bool) (string, error) {
+	if loop {
+		f.record("mount-image %s %s %s loop", file, target, fstype)
+		return "/dev/loop0", nil
+	}
 	f.record("mount-image %s %s %s", file, target, fstype)
 	return "", nil
 }
@@ -259,6 +263,17 @@ func TestBootVerityFirstBoot(t *testing.T) {
 	}
 	if strings.Contains(e.calls(), "enable-verity") || !strings.Contains(e.out.String(), "verified by the kernel") {
 		t.Errorf("second boot:\n%s\n%s", e.calls(), e.out.String())
+	}
+}
+
+func TestBootLoop(t *testing.T) {
+	e := newEnv(t)
+	e.cmdline += " cfs.erofs=loop"
+	if err := e.run(t); err != nil {
+		t.Fatalf("boot: %v\n%s", err, e.out.String())
+	}
+	if !strings.Contains(e.calls(), " /run/cfs/erofs erofs loop") || !strings.Contains(e.out.String(), "mounting the composefs image through /dev/loop0") {
+		t.Errorf("calls:\n%s\nconsole:\n%s", e.calls(), e.out.String())
 	}
 }
 

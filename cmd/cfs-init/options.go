@@ -16,6 +16,7 @@ const (
 	argVerity   = "cfs.verity"   // none|enable|require: may raise the configured mode, never lower it
 	argRootWait = "cfs.rootwait" // seconds to wait for the root partition (default 10)
 	argInit     = "init"         // the image's init (default /sbin/init, then /usr/lib/systemd/systemd)
+	argEROFS    = "cfs.erofs"    // auto (file-backed mount, else a loop device) or loop (always a loop device)
 )
 
 const defaultRootWait = 10 * time.Second
@@ -30,6 +31,7 @@ type options struct {
 	rootLabel string
 	rootWait  time.Duration
 	init      string // empty: search the defaults
+	erofsLoop bool   // mount the EROFS image through a loop device
 	notes     []string
 }
 
@@ -62,6 +64,13 @@ func resolveOptions(cfg initconfig.Config, params []cmdline.Param) (options, err
 			return o, fmt.Errorf("init=%s: want an absolute path", v)
 		}
 		o.init = v
+	}
+	switch v, _ := cmdline.Lookup(params, argEROFS); v {
+	case "", "auto":
+	case "loop":
+		o.erofsLoop = true
+	default:
+		return o, fmt.Errorf("%s=%s: want auto or loop", argEROFS, v)
 	}
 	d, err := cmdline.ComposefsDigest(params)
 	if !o.composefs {

@@ -42,6 +42,7 @@ type step struct {
 	fstype string
 	flags  uintptr
 	data   string
+	loop   bool // opMountImage: always through a loop device
 }
 
 func mkdir(p string) step { return step{what: "creating " + p, op: opMkdir, target: p} }
@@ -62,13 +63,13 @@ func overlayVerity(mode string) string {
 // deployment's state/deploy/<hex>/etc (the EROFS /etc as lower, so the
 // overlays are not stacked), and binds the shared state/os/default/var on
 // /var.
-func composefsPlan(image, hex, verity string) []step {
+func composefsPlan(image, hex, verity string, loop bool) []step {
 	objects := path.Join(partMount, objectsDir)
 	deploy := path.Join(partMount, deployDir, hex)
 	v := overlayVerity(verity)
 	return []step{
 		mkdir(erofsMount),
-		{what: "mounting the composefs image", op: opMountImage, source: image, target: erofsMount, fstype: "erofs"},
+		{what: "mounting the composefs image", op: opMountImage, source: image, target: erofsMount, fstype: "erofs", loop: loop},
 		mkdir(newRoot),
 		{what: "mounting the composefs root", op: opMount, source: "composefs", target: newRoot, fstype: "overlay", flags: unix.MS_RDONLY,
 			data: "lowerdir=" + erofsMount + "::" + objects + ",metacopy=on,redirect_dir=on" + v},

@@ -34,6 +34,7 @@ B=/bin/busybox
 echo "TEST-INIT-START uptime=$($B cut -d' ' -f1 /proc/uptime)"
 $B cat /proc/mounts | while read l; do echo "MOUNT: $l"; done
 echo "CHECK root-fstype $($B awk '$2=="/"{t=$3} END{print t}' /proc/mounts)"
+for d in etc var; do if [ -f /$d/cfs-probe ]; then echo "CHECK $d-kept yes"; else echo "CHECK $d-kept no"; fi; done
 if $B touch /usr/cfs-probe 2>/run/err; then echo "CHECK usr-writable yes"; else echo "CHECK usr-writable no: $($B cat /run/err)"; fi
 if echo probe > /etc/cfs-probe; then echo "CHECK etc-writable yes"; else echo "CHECK etc-writable no"; fi
 if echo probe > /var/cfs-probe; then echo "CHECK var-writable yes"; else echo "CHECK var-writable no"; fi
@@ -269,11 +270,20 @@ func (f *fixture) boot(t *testing.T, initrd, cmdline, overlay string) *testvm.Re
 	dir := t.TempDir()
 	args := append([]string{"-accel", "tcg"}, f.arch.machine...)
 	args = append(args, "-m", "768", "-smp", "1", "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
-		"-kernel", f.kernel, "-initrd", initrd, "-append", "console="+f.arch.console+" panic=-1 quiet "+cmdline,
+		"-kernel", f.kernel, "-initrd", initrd, "-append", "console="+f.arch.console+" panic=-1 "+quiet()+cmdline,
 		"-drive", drive)
 	res := testvm.Run(t, dir, 4*time.Minute, nil, f.arch.qemu, args...)
 	t.Logf("%s: %.2fs to power-off (TCG)", t.Name(), res.Elapsed.Seconds())
 	return res
+}
+
+// quiet returns "quiet " unless CFS_INIT_KERNEL_LOG is set (to see the
+// kernel's messages when debugging a boot).
+func quiet() string {
+	if os.Getenv("CFS_INIT_KERNEL_LOG") != "" {
+		return ""
+	}
+	return "quiet "
 }
 
 func expectLines(t *testing.T, res *testvm.Result, lines ...string) {
@@ -322,6 +332,8 @@ func TestQEMU(t *testing.T) {
 			"cfs-init: composefs root mounted (image "+f.digest+", verity=require)",
 			"CHECK root-fstype overlay",
 			"CHECK usr-writable no: touch: /usr/cfs-probe: Read-only file system",
+			"CHECK etc-kept no",
+			"CHECK var-kept no",
 			"CHECK etc-writable yes",
 			"CHECK var-writable yes",
 			"CHECK hostname cfs-testbed",
@@ -338,9 +350,12 @@ func TestQEMU(t *testing.T) {
 		}
 
 		// Second boot of the same disk: fs-verity is now on, the kernel
-		// measures the image, and /etc and /var kept their changes.
-		res = f.boot(t, signedRD, "composefs="+f.digest, overlay)
-		expectLines(t, res, "cfs-init: image fs-verity digest verified by the kernel", "CHECK root-fstype overlay", "TEST-INIT-DONE")
+		// measures the image; the EROFS image goes through a loop device;
+		// what the first boot wrote to /etc and /var is still there.
+		res = f.boot(t, signedRD, "composefs="+f.digest+" cfs.erofs=loop", overlay)
+		expectLines(t, res, "cfs-init: image fs-verity digest verified by the kernel",
+			"cfs-init: mounting the composefs image through /dev/loop0", "CHECK root-fstype overlay", "CHECK usr-data hello from the object store",
+			"CHECK etc-kept yes", "CHECK var-kept yes", "TEST-INIT-DONE")
 		if _, again := res.Find("cfs-init: enabled fs-verity"); again {
 			res.Fail(t, "fs-verity was enabled again on the second boot")
 		}
@@ -349,9 +364,11 @@ func TestQEMU(t *testing.T) {
 	t.Run("plain", func(t *testing.T) {
 		cfg := base
 		cfg.Composefs, cfg.Signed, cfg.PublicKey, cfg.Verity = false, false, "", initconfig.VerityNone
+		cfg.RootLabel = "system" // no such partition name: found by its GPT type
 		res := f.boot(t, f.initrd(t, "plain", cfg), "", "")
 		expectLines(t, res,
 			"cfs-init: starting: plain root (composefs disabled)",
+			"cfs-init: root partition /dev/vda1",
 			"cfs-init: plain root mounted",
 			"CHECK root-fstype ext4",
 			"CHECK usr-writable no: touch: /usr/cfs-probe: Read-only file system",

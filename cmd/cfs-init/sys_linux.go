@@ -66,37 +66,44 @@ func (linuxSystem) EnableVerity(p string) error {
 	return nil
 }
 
-func (s linuxSystem) MountImage(file, target, fstype string) (string, error) {
-	direct := unix.Mount(file, target, fstype, unix.MS_RDONLY, "")
-	if direct == nil {
-		return "", nil
+func (s linuxSystem) MountImage(file, target, fstype string, loop bool) (string, error) {
+	direct := errors.New("not tried (cfs.erofs=loop)")
+	if !loop {
+		if direct = unix.Mount(file, target, fstype, unix.MS_RDONLY, ""); direct == nil {
+			return "", nil
+		}
 	}
-	dev, err := attachLoop(file)
+	dev, lf, err := attachLoop(file)
 	if err != nil {
 		return "", fmt.Errorf("file-backed mount: %v; loop device: %w", direct, err)
 	}
+	// The device auto-clears on its last close: keep it open until the
+	// mount holds it.
+	defer lf.Close()
 	if err := unix.Mount(dev, target, fstype, unix.MS_RDONLY, ""); err != nil {
 		return "", fmt.Errorf("file-backed mount: %v; through %s: %w", direct, dev, err)
 	}
 	return dev, nil
 }
 
-// attachLoop binds a free loop device to file, read-only, auto-clearing.
-func attachLoop(file string) (string, error) {
+// attachLoop binds a free loop device to file, read-only, auto-clearing,
+// and returns it with an open descriptor: the caller closes that once the
+// device is in use (closing it earlier clears the device).
+func attachLoop(file string) (string, *os.File, error) {
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer ctl.Close()
 	f, err := os.Open(file)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer f.Close()
 	for try := 0; try < 10; try++ {
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
-			return "", fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
+			return "", nil, fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
 		}
 		dev := fmt.Sprintf("/dev/loop%d", n)
 		var lf *os.File
@@ -107,21 +114,22 @@ func attachLoop(file string) (string, error) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
 		cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR
 		err = unix.IoctlLoopConfigure(int(lf.Fd()), &cfg)
-		lf.Close()
 		if errors.Is(err, unix.EBUSY) {
+			lf.Close()
 			continue // raced with another user of the device
 		}
 		if err != nil {
-			return "", fmt.Errorf("LOOP_CONFIGURE %s: %w", dev, err)
+			lf.Close()
+			return "", nil, fmt.Errorf("LOOP_CONFIGURE %s: %w", dev, err)
 		}
-		return dev, nil
+		return dev, lf, nil
 	}
-	return "", errors.New("no free loop device")
+	return "", nil, errors.New("no free loop device")
 }
 
 // SwitchRoot moves /dev, /proc, /sys and /run into newRoot (unmounting

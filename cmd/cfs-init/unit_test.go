@@ -132,6 +132,8 @@ func TestResolveOptions(t *testing.T) {
 		{"sha512", base, "composefs.digest=v1-sha512-12:" + strings.Repeat("ab", 64), nil, "only sha256"},
 		{"bad verity", base, "composefs=" + hexA + " cfs.verity=maybe", nil, "cfs.verity=maybe"},
 		{"bad rootwait", base, "composefs=" + hexA + " cfs.rootwait=x", nil, "cfs.rootwait=x"},
+		{"erofs loop", base, "composefs=" + hexA + " cfs.erofs=loop", func(o options) bool { return o.erofsLoop }, ""},
+		{"bad erofs", base, "composefs=" + hexA + " cfs.erofs=fuse", nil, "cfs.erofs=fuse"},
 		{"relative init", base, "composefs=" + hexA + " init=sbin/init", nil, "absolute path"},
 	}
 	for _, tt := range tests {
@@ -162,7 +164,7 @@ func TestPlans(t *testing.T) {
 		plan []step
 		want []string
 	}{
-		{"composefs require", composefsPlan(img, hexA, "require"), []string{
+		{"composefs require", composefsPlan(img, hexA, "require", false), []string{
 			"mkdir /run/cfs/erofs",
 			"image " + img + " /run/cfs/erofs erofs",
 			"mkdir /sysroot",
@@ -173,13 +175,13 @@ func TestPlans(t *testing.T) {
 			"mkdir /run/cfs/sysroot/state/os/default/var",
 			"mount /run/cfs/sysroot/state/os/default/var /sysroot/var  bind ",
 		}},
-		{"composefs none", composefsPlan(img, hexA, "none")[:4], []string{
+		{"composefs none", composefsPlan(img, hexA, "none", false)[:4], []string{
 			"mkdir /run/cfs/erofs",
 			"image " + img + " /run/cfs/erofs erofs",
 			"mkdir /sysroot",
 			"mount composefs /sysroot overlay ro lowerdir=/run/cfs/erofs::" + obj + ",metacopy=on,redirect_dir=on",
 		}},
-		{"composefs enable", composefsPlan(img, hexA, "enable")[3:4], []string{
+		{"composefs enable", composefsPlan(img, hexA, "enable", false)[3:4], []string{
 			"mount composefs /sysroot overlay ro lowerdir=/run/cfs/erofs::" + obj + ",metacopy=on,redirect_dir=on,verity=on",
 		}},
 		{"plain", plainPlan(), []string{
