@@ -305,6 +305,9 @@ func run(t *testing.T, name string, args ...string) string {
 // Build: the bytes must be identical except the three header fields ukify
 // leaves as they were (CheckSum, SizeOfCode, SizeOfInitializedData).
 func TestMatchesUkify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("ukify/pefile comparison (Python, ~15 s) skipped under -short")
+	}
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Skip("/usr/bin/python3 not installed: cannot run ukify")
 	}
