@@ -28,12 +28,20 @@ DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils z
 COSIGN_VERSION := v2.6.5
 COSIGN         := bin/cosign
 
-.PHONY: all build test test-short lint bench demo deps fixtures clean cosign
+.PHONY: all build test test-short lint bench demo deps fixtures clean cosign initbins
 
 all: build
 
-build:
+build: initbins
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cfs-compose
+
+# initbins builds the static builtin-initramfs /init (cmd/cfs-init) for each
+# target architecture into the directory stages/initramfs/initbin embeds.
+INITBIN_DIR := stages/initramfs/initbin
+initbins:
+	@for a in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(INITBIN_DIR)/cfs-init-$$a ./cmd/cfs-init || exit 1; \
+	done
 
 # deps installs the Debian packages and Go modules the tests need. It only
 # calls apt-get when something is missing, so it is cheap on a ready machine.
@@ -48,8 +56,8 @@ deps:
 	fi
 	$(GO) mod download
 
-test: deps cosign fixtures
-	$(GO) test -count=1 -timeout 30m ./...
+test: deps initbins cosign fixtures
+	CFS_REQUIRE_INITBINS=1 $(GO) test -count=1 -timeout 30m ./...
 
 # cosign builds the cosign CLI into bin/ for the signing interoperability
 # tests (github.com/sigstore/cosign/v2/cmd/cosign; ~5 minutes on 2 cores,
@@ -62,7 +70,7 @@ cosign:
 	fi
 
 # test-short skips the slow (QEMU, root, network-fetch) tests.
-test-short:
+test-short: initbins
 	$(GO) test -short ./...
 
 lint:

@@ -154,6 +154,7 @@ func commands(g *globals) []*cobra.Command {
 		newPlanCmd(g),
 		newBuildCmd(g),
 		newCacheCmd(g),
+		newInspectCmd(g),
 	}
 }
 
