@@ -6,22 +6,23 @@
 // redirect attributes name these paths, and overlayfs reads file content
 // from them when the store is mounted as a data-only lower layer.
 //
-// Objects are written to a temporary name in the store's root directory and
-// renamed into place without replacing an existing object, so a reader
+// Objects are written to a temporary name (in their fan-out directory, or
+// in the root directory for files larger than 1 MiB) and renamed into place
+// without replacing an existing object, so a reader
 // never sees a partial object and concurrent writers, in one process or in
 // several, can add the same content at the same time. Durability is batched:
-// [Store.Put] only starts the write-back of an object's data; one call of
-// [Store.Sync] at the end makes everything durable with a single syncfs(2),
-// instead of one fsync per object.
+// [Store.Put] writes to the page cache only; one call of [Store.Sync] at the
+// end makes everything durable with a single syncfs(2), instead of one
+// fsync per object.
 //
 // Put tries to enable fs-verity on each new object (best effort, as
 // mkcomposefs does) and stops trying once the filesystem reports that it
 // does not support it. Runs of all-zero 4096-byte blocks are written as
 // holes, so sparse input stays sparse.
 //
-// Temporary files have names starting with ".tmp-" in the root directory;
-// a writer that crashed may leave one behind. They are never objects and
-// may be deleted when no writer is active.
+// Temporary files have names starting with ".tmp-", in the root or a
+// fan-out directory; a writer that crashed may leave one behind. They are
+// never objects and may be deleted when no writer is active.
 package objstore
 
 import (
@@ -31,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,15 +53,25 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, bufferSize); return 
 
 var zeroBlock [blockSize]byte
 
+// tempSeq numbers temporary files within the process.
+var tempSeq atomic.Uint64
+
+// umask is the process umask, read once (objects must end up mode 0644).
+var umask = func() int {
+	u := unix.Umask(0o022)
+	unix.Umask(u)
+	return u
+}()
+
 // Store is an object store rooted at a directory. It is safe for concurrent
 // use by multiple goroutines.
 type Store struct {
-	root string
-	dir  *os.File // the root directory, for syncfs
+	root  string
+	dir   *os.File // the root directory
+	dirfd int      // its descriptor, for *at system calls and syncfs
 
 	noVerity    atomic.Bool // fs-verity is not supported here
 	noNoReplace atomic.Bool // renameat2(RENAME_NOREPLACE) is not supported here
-	noWriteback atomic.Bool // sync_file_range is not supported here
 }
 
 // Open opens the store rooted at dir, creating the directory (mode 0755)
@@ -72,7 +84,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening object store %s: %w", dir, err)
 	}
-	return &Store{root: dir, dir: d}, nil
+	return &Store{root: dir, dir: d, dirfd: int(d.Fd())}, nil
 }
 
 // Close releases the store. It does not sync; call [Store.Sync] first.
@@ -142,31 +154,46 @@ func (s *Store) FS() fs.FS { return os.DirFS(s.root) }
 // existing one is kept. Put does not make the object durable; see
 // [Store.Sync].
 func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err error) {
-	f, err := os.CreateTemp(s.root, ".tmp-*")
-	if err != nil {
-		return digest, 0, fmt.Errorf("creating object in %s: %w", s.root, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-
 	bp := buffers.Get().(*[]byte)
 	defer buffers.Put(bp)
 	buf := *bp
 	h := fsverity.New()
+
+	// Most files fit the buffer: then the digest, and so the object's
+	// directory, is known before anything is written, and the temporary
+	// file is created next to the object (a rename within one directory
+	// is cheaper). Larger files stream through a temporary file in the
+	// root directory.
+	n, rerr := io.ReadFull(r, buf)
+	if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+		return digest, 0, fmt.Errorf("reading object content: %w", rerr)
+	}
+	whole := rerr != nil
+	h.Write(buf[:n])
+	dir := ""
+	var early [fsverity.Size]byte // the digest, if known before writing
+	if whole {
+		early = h.Sum()
+		dir = Name(early)[:2]
+	}
+	streamed := !whole
+	fd, tmp, err := s.createTemp(dir)
+	if err != nil {
+		return digest, 0, fmt.Errorf("creating object in %s: %w", s.root, err)
+	}
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if err != nil {
+			unix.Unlinkat(s.dirfd, tmp, 0)
+		}
+	}()
+
 	var written int64 // end of the last data written (the rest are holes)
 	for {
-		n, rerr := io.ReadFull(r, buf)
 		if n > 0 {
-			chunk := buf[:n]
-			h.Write(chunk)
-			end, werr := writeSparse(f, chunk, size)
+			end, werr := writeSparse(fd, buf[:n], size)
 			if werr != nil {
 				return digest, size, fmt.Errorf("writing object: %w", werr)
 			}
@@ -175,28 +202,36 @@ func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err er
 			}
 			size += int64(n)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if whole {
 			break
 		}
-		if rerr != nil {
+		n, rerr = io.ReadFull(r, buf)
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
 			return digest, size, fmt.Errorf("reading object content: %w", rerr)
 		}
+		whole = rerr != nil
+		h.Write(buf[:n])
 	}
 	if written < size {
-		if err := f.Truncate(size); err != nil {
+		if err := unix.Ftruncate(fd, size); err != nil {
 			return digest, size, fmt.Errorf("writing object: %w", err)
 		}
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if umask&0o644 != 0 {
+		if err := unix.Fchmod(fd, 0o644); err != nil {
+			return digest, size, fmt.Errorf("writing object: %w", err)
+		}
+	}
+	err = unix.Close(fd)
+	fd = -1
+	if err != nil {
 		return digest, size, fmt.Errorf("writing object: %w", err)
 	}
-	s.startWriteback(f)
-	if err := f.Close(); err != nil {
-		f = nil
-		return digest, size, fmt.Errorf("writing object: %w", err)
+	if streamed {
+		digest = h.Sum()
+	} else {
+		digest = early
 	}
-	f = nil
-	digest = h.Sum()
 	s.enableVerity(tmp)
 	if err := s.commit(tmp, digest); err != nil {
 		return digest, size, err
@@ -204,10 +239,36 @@ func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err er
 	return digest, size, nil
 }
 
+// createTemp creates a new temporary file (mode 0644 before the umask) in
+// dir, a fan-out directory ("XX", created if missing) or "" for the root,
+// and returns its descriptor and name relative to the root.
+func (s *Store) createTemp(dir string) (int, string, error) {
+	prefix := ""
+	if dir != "" {
+		prefix = dir + "/"
+	}
+	for {
+		name := fmt.Sprintf("%s.tmp-%d-%d-%08x", prefix, os.Getpid(), tempSeq.Add(1), rand.Uint32())
+		fd, err := unix.Openat(s.dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		switch {
+		case err == nil:
+			return fd, name, nil
+		case err == unix.EEXIST:
+			continue
+		case err == unix.ENOENT && dir != "":
+			if err := unix.Mkdirat(s.dirfd, dir, 0o755); err != nil && err != unix.EEXIST {
+				return -1, "", err
+			}
+		default:
+			return -1, "", err
+		}
+	}
+}
+
 // writeSparse writes chunk at offset off (a multiple of the block size),
 // skipping all-zero blocks, and returns the end offset of the last data
 // written (0 if everything was zero).
-func writeSparse(f *os.File, chunk []byte, off int64) (int64, error) {
+func writeSparse(fd int, chunk []byte, off int64) (int64, error) {
 	var end int64
 	for start := 0; start < len(chunk); {
 		// Skip zero blocks.
@@ -222,7 +283,7 @@ func writeSparse(f *os.File, chunk []byte, off int64) (int64, error) {
 			stop += blockSize
 		}
 		stop = min(stop, len(chunk))
-		if _, err := f.WriteAt(chunk[start:stop], off+int64(start)); err != nil {
+		if err := pwriteFull(fd, chunk[start:stop], off+int64(start)); err != nil {
 			return 0, err
 		}
 		end = off + int64(stop)
@@ -231,21 +292,29 @@ func writeSparse(f *os.File, chunk []byte, off int64) (int64, error) {
 	return end, nil
 }
 
+// pwriteFull writes all of p at offset off.
+func pwriteFull(fd int, p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pwrite(fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		p = p[n:]
+		off += int64(n)
+	}
+	return nil
+}
+
 // isZeroBlock reports whether b (at most one block) is all zero bytes. Only
 // whole blocks count: a short final block is always written.
 func isZeroBlock(b []byte) bool {
 	return len(b) == blockSize && b[0] == 0 && bytes.Equal(b, zeroBlock[:])
-}
-
-// startWriteback asks the kernel to start writing the file's data now, so
-// that the final Sync has little left to do.
-func (s *Store) startWriteback(f *os.File) {
-	if s.noWriteback.Load() {
-		return
-	}
-	if err := unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE); err != nil {
-		s.noWriteback.Store(true)
-	}
 }
 
 // enableVerity tries to enable fs-verity on the finished temporary file.
@@ -253,7 +322,7 @@ func (s *Store) enableVerity(tmp string) {
 	if s.noVerity.Load() {
 		return
 	}
-	fd, err := unix.Open(tmp, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(s.dirfd, tmp, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
@@ -269,7 +338,7 @@ func (s *Store) enableVerity(tmp string) {
 // commit renames the temporary file to the object's name unless the object
 // already exists.
 func (s *Store) commit(tmp string, d [fsverity.Size]byte) error {
-	final := s.Path(d)
+	final := Name(d)
 	for attempt := 0; ; attempt++ {
 		err := s.renameNoReplace(tmp, final)
 		switch {
@@ -277,12 +346,12 @@ func (s *Store) commit(tmp string, d [fsverity.Size]byte) error {
 			return nil
 		case errors.Is(err, fs.ErrExist):
 			// Another writer stored the same content first: keep theirs.
-			if err := os.Remove(tmp); err != nil {
+			if err := unix.Unlinkat(s.dirfd, tmp, 0); err != nil {
 				return fmt.Errorf("removing duplicate of object %s: %w", Name(d), err)
 			}
 			return nil
 		case errors.Is(err, fs.ErrNotExist) && attempt == 0:
-			if err := os.Mkdir(filepath.Dir(final), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			if err := unix.Mkdirat(s.dirfd, final[:2], 0o755); err != nil && err != unix.EEXIST {
 				return fmt.Errorf("creating object directory: %w", err)
 			}
 		default:
@@ -291,12 +360,12 @@ func (s *Store) commit(tmp string, d [fsverity.Size]byte) error {
 	}
 }
 
-// renameNoReplace renames without replacing an existing file, with
-// renameat2(RENAME_NOREPLACE) or, where the filesystem lacks it, link(2)
-// and unlink(2).
+// renameNoReplace renames (names relative to the root) without replacing an
+// existing file, with renameat2(RENAME_NOREPLACE) or, where the filesystem
+// lacks it, link(2) and unlink(2).
 func (s *Store) renameNoReplace(from, to string) error {
 	if !s.noNoReplace.Load() {
-		err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+		err := unix.Renameat2(s.dirfd, from, s.dirfd, to, unix.RENAME_NOREPLACE)
 		switch err {
 		case nil:
 			return nil
@@ -310,16 +379,22 @@ func (s *Store) renameNoReplace(from, to string) error {
 			return err
 		}
 	}
-	if err := os.Link(from, to); err != nil {
+	switch err := unix.Linkat(s.dirfd, from, s.dirfd, to, 0); err {
+	case nil:
+	case unix.EEXIST:
+		return fs.ErrExist
+	case unix.ENOENT:
+		return fs.ErrNotExist
+	default:
 		return err
 	}
-	return os.Remove(from)
+	return unix.Unlinkat(s.dirfd, from, 0)
 }
 
 // Sync makes every object stored so far durable, with one syncfs(2) of the
 // filesystem holding the store.
 func (s *Store) Sync() error {
-	if err := unix.Syncfs(int(s.dir.Fd())); err != nil {
+	if err := unix.Syncfs(s.dirfd); err != nil {
 		return fmt.Errorf("syncing object store %s: %w", s.root, err)
 	}
 	return nil

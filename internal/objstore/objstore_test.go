@@ -109,14 +109,14 @@ func inode(t *testing.T, p string) uint64 {
 
 func noTemps(t *testing.T, root string) {
 	t.Helper()
-	ents, err := os.ReadDir(root)
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(e.Name(), ".tmp-") {
+			t.Errorf("temporary file left behind: %s", p)
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".tmp-") {
-			t.Errorf("temporary file left behind: %s", e.Name())
-		}
 	}
 }
 
@@ -164,8 +164,10 @@ func TestPutReadError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, _, err := s.Put(&errReader{n: 10000}); err == nil || !strings.Contains(err.Error(), "boom") {
-		t.Fatalf("Put error = %v", err)
+	for _, n := range []int{10000, 3 << 20} { // within the first buffer, and while streaming
+		if _, _, err := s.Put(&errReader{n: n}); err == nil || !strings.Contains(err.Error(), "boom") {
+			t.Fatalf("Put error = %v", err)
+		}
 	}
 	noTemps(t, s.Root())
 	ents, _ := os.ReadDir(s.Root())

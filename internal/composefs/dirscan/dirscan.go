@@ -315,17 +315,38 @@ func lgetxattr(p, name string) ([]byte, error) {
 	}
 }
 
+// fdReader reads a file descriptor (cheaper than an *os.File, which
+// registers with the network poller, for the many small files of a tree).
+type fdReader int
+
+func (f fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(f), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
 // content reads one regular file: inline content for small files, digest
 // (and store) for the others.
 func (s *scanner) content(j job) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(j.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("scanning %s: %w", j.path, err)
 	}
-	defer f.Close()
+	defer unix.Close(fd)
+	f := fdReader(fd)
 	size := j.ino.Size
 	if size <= composefs.InlineThreshold {
 		buf := make([]byte, size+1)
