@@ -36,10 +36,19 @@
 // # Deviations from mkcomposefs
 //
 // Where mkcomposefs 1.0.8 silently accepts input it then writes incorrectly
-// or crashes on, this package returns an error instead: device numbers that
-// do not fit the 32-bit on-disk encoding, hard-linked whiteouts (rejected by
-// newer upstream too), and more than one full block of inline content whose
-// tail does not fit next to its inode.
+// or crashes on, this package returns an error instead (device numbers that
+// do not fit the 32-bit on-disk encoding, hard-linked whiteouts, which newer
+// upstream rejects too) or writes a correct image (inline content of more
+// than one block whose tail does not fit next to its inode, where
+// mkcomposefs aborts). The dumpfile parser is stricter than mkcomposefs
+// where mkcomposefs would silently drop or misread data: numbers must be
+// plain decimal (octal for MODE) within their field's range, paths must be
+// absolute without empty, "." or ".." components, and content, payloads and
+// digests are only accepted on file types that can store them.
+//
+// [WriteImage] is a function rather than a Writer type: an image's layout
+// depends on the whole tree, so nothing can be written before the tree is
+// complete.
 //
 // # Security
 //

@@ -216,29 +216,42 @@ func (d *Digest) Sum() [Size]byte {
 	return sha256.Sum256(desc[:])
 }
 
-// rootHash finishes a copy of the tree and returns its root hash.
+// rootHash returns the root hash of the data written so far, finishing the
+// tree without changing the state: the pending partial blocks of each level
+// are padded and hashed into the level above ("carry"), bottom up.
 func (d *Digest) rootHash() [Size]byte {
-	c := &Digest{levels: make([]*level, len(d.levels))}
-	for i, lv := range d.levels {
-		cp := *lv
-		c.levels[i] = &cp
-	}
+	var block [BlockSize]byte
+	var carry [Size]byte
+	hasCarry := false
 	if d.nbuf > 0 {
-		var block [BlockSize]byte
 		copy(block[:], d.buf[:d.nbuf])
-		c.addHash(0, sha256.Sum256(block[:]))
+		carry, hasCarry = sha256.Sum256(block[:]), true
 	}
 	for l := 0; ; l++ {
-		lv := c.levels[l]
-		if l == len(c.levels)-1 && lv.count == 1 {
-			return [Size]byte(lv.buf[:Size])
+		var stored []byte
+		var count int64
+		if l < len(d.levels) {
+			stored = d.levels[l].buf[:d.levels[l].n]
+			count = d.levels[l].count
 		}
-		if lv.n > 0 {
-			clear(lv.buf[lv.n:])
-			h := sha256.Sum256(lv.buf[:])
-			lv.n = 0
-			c.addHash(l+1, h)
+		if hasCarry {
+			count++
 		}
+		if l >= len(d.levels)-1 && count == 1 {
+			if hasCarry {
+				return carry
+			}
+			return [Size]byte(stored[:Size])
+		}
+		if len(stored) == 0 && !hasCarry {
+			continue
+		}
+		n := copy(block[:], stored)
+		if hasCarry {
+			n += copy(block[n:], carry[:])
+		}
+		clear(block[n:])
+		carry, hasCarry = sha256.Sum256(block[:]), true
 	}
 }
 

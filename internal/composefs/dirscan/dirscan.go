@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -92,8 +93,13 @@ func Scan(ctx context.Context, dir string, opts *Options) (*composefs.Tree, erro
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
+	// SOURCE may be a symlink to the directory; nothing below it is followed.
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("scanning %s: %w", dir, unwrapPathError(err))
+	}
 	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
+	if err := unix.Lstat(resolved, &st); err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", dir, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -117,12 +123,12 @@ func Scan(ctx context.Context, dir string, opts *Options) (*composefs.Tree, erro
 		}()
 	}
 
-	root, err := s.inode(dir, &st)
+	root, err := s.inode(resolved, &st)
 	if err == nil {
 		err = s.tree.Add("/", root)
 	}
 	if err == nil {
-		err = s.walk(dir, "", 1)
+		err = s.walk(resolved, "", 1)
 	}
 	close(s.jobs)
 	wg.Wait()
@@ -160,10 +166,13 @@ func (s *scanner) walk(src, rel string, depth int) error {
 	if depth > composefs.MaxDepth {
 		return fmt.Errorf("scanning %s: directories nested deeper than %d", src, composefs.MaxDepth)
 	}
-	d, err := os.Open(src)
+	// O_NOFOLLOW: a directory swapped for a symlink during the scan must
+	// not lead the scan outside the tree.
+	fd, err := unix.Open(src, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("scanning %s: %w", src, err)
 	}
+	d := os.NewFile(uintptr(fd), src)
 	names, err := d.Readdirnames(-1)
 	if err != nil {
 		d.Close()
@@ -315,6 +324,16 @@ func lgetxattr(p, name string) ([]byte, error) {
 	}
 }
 
+// unwrapPathError drops the *fs.PathError wrapper (the path is already in
+// the message).
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // fdReader reads a file descriptor (cheaper than an *os.File, which
 // registers with the network poller, for the many small files of a tree).
 type fdReader int
@@ -341,11 +360,20 @@ func (s *scanner) content(j job) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// O_NONBLOCK so that a file swapped for a FIFO cannot block the open;
+	// the file must still be the regular file the walk saw.
+	fd, err := unix.Open(j.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("scanning %s: %w", j.path, err)
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("scanning %s: %w", j.path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("scanning %s: no longer a regular file", j.path)
+	}
 	f := fdReader(fd)
 	size := j.ino.Size
 	if size <= composefs.InlineThreshold {
