@@ -35,6 +35,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -56,12 +58,23 @@ var zeroBlock [blockSize]byte
 // tempSeq numbers temporary files within the process.
 var tempSeq atomic.Uint64
 
-// umask is the process umask, read once (objects must end up mode 0644).
-var umask = func() int {
-	u := unix.Umask(0o022)
-	unix.Umask(u)
-	return u
-}()
+// umask returns the process umask (objects must end up mode 0644), read
+// once from /proc/self/status; if that is unavailable, objects are always
+// chmod'ed.
+var umask = sync.OnceValue(func() int {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o777
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			if u, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return int(u)
+			}
+		}
+	}
+	return 0o777
+})
 
 // Store is an object store rooted at a directory. It is safe for concurrent
 // use by multiple goroutines.
@@ -217,7 +230,7 @@ func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err er
 			return digest, size, fmt.Errorf("writing object: %w", err)
 		}
 	}
-	if umask&0o644 != 0 {
+	if umask()&0o644 != 0 {
 		if err := unix.Fchmod(fd, 0o644); err != nil {
 			return digest, size, fmt.Errorf("writing object: %w", err)
 		}
