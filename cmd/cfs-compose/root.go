@@ -155,6 +155,7 @@ func commands(g *globals) []*cobra.Command {
 		newBuildCmd(g),
 		newCacheCmd(g),
 		newInspectCmd(g),
+		newComposefsCmd(g),
 	}
 }
 
