@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"io"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages"
@@ -50,4 +52,10 @@ func (g *globals) finalizeCompose(ctx context.Context, c *artifacts.Compose, rec
 
 // objectVerifier names composefs objects by their fs-verity digest for
 // `cache verify`.
-var objectVerifier artifacts.ObjectVerifier
+func objectVerifier(r io.Reader) (string, error) {
+	d, _, err := fsverity.SumReader(r)
+	if err != nil {
+		return "", err
+	}
+	return fsverity.Hex(d), nil
+}
