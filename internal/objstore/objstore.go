@@ -1,0 +1,326 @@
+// Package objstore is the composefs object store: a directory of
+// immutable files named by the fs-verity SHA-256 digest of their content,
+// laid out as objects/XX/YYYY… (XX = first digest byte in hex, YYYY… = the
+// other 31 bytes), the layout of `mkcomposefs --digest-store` and of the
+// "objects" directory of composefs-rs repositories. A composefs image's
+// redirect attributes name these paths, and overlayfs reads file content
+// from them when the store is mounted as a data-only lower layer.
+//
+// Objects are written to a temporary name in the store's root directory and
+// renamed into place without replacing an existing object, so a reader
+// never sees a partial object and concurrent writers, in one process or in
+// several, can add the same content at the same time. Durability is batched:
+// [Store.Put] only starts the write-back of an object's data; one call of
+// [Store.Sync] at the end makes everything durable with a single syncfs(2),
+// instead of one fsync per object.
+//
+// Put tries to enable fs-verity on each new object (best effort, as
+// mkcomposefs does) and stops trying once the filesystem reports that it
+// does not support it. Runs of all-zero 4096-byte blocks are written as
+// holes, so sparse input stays sparse.
+//
+// Temporary files have names starting with ".tmp-" in the root directory;
+// a writer that crashed may leave one behind. They are never objects and
+// may be deleted when no writer is active.
+package objstore
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-compose/cfs-compose/internal/fsverity"
+)
+
+const (
+	bufferSize = 1 << 20
+	blockSize  = fsverity.BlockSize
+)
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}
+
+var zeroBlock [blockSize]byte
+
+// Store is an object store rooted at a directory. It is safe for concurrent
+// use by multiple goroutines.
+type Store struct {
+	root string
+	dir  *os.File // the root directory, for syncfs
+
+	noVerity    atomic.Bool // fs-verity is not supported here
+	noNoReplace atomic.Bool // renameat2(RENAME_NOREPLACE) is not supported here
+	noWriteback atomic.Bool // sync_file_range is not supported here
+}
+
+// Open opens the store rooted at dir, creating the directory (mode 0755)
+// if needed. Close releases it.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating object store %s: %w", dir, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening object store %s: %w", dir, err)
+	}
+	return &Store{root: dir, dir: d}, nil
+}
+
+// Close releases the store. It does not sync; call [Store.Sync] first.
+func (s *Store) Close() error { return s.dir.Close() }
+
+// Root returns the store's root directory.
+func (s *Store) Root() string { return s.root }
+
+// Name returns the path of digest d relative to the root: "XX/YYYY…".
+func Name(d [fsverity.Size]byte) string {
+	h := hex.EncodeToString(d[:])
+	return h[:2] + "/" + h[2:]
+}
+
+// ParseName parses an object name "XX/YYYY…" (as [Name] returns it, or as
+// a composefs redirect payload, with or without a leading slash).
+func ParseName(name string) ([fsverity.Size]byte, error) {
+	var d [fsverity.Size]byte
+	if len(name) > 0 && name[0] == '/' {
+		name = name[1:]
+	}
+	if len(name) != 2*fsverity.Size+1 || name[2] != '/' {
+		return d, fmt.Errorf("objstore: %q is not an object name", name)
+	}
+	if _, err := hex.Decode(d[:1], []byte(name[:2])); err != nil {
+		return d, fmt.Errorf("objstore: %q is not an object name", name)
+	}
+	if _, err := hex.Decode(d[1:], []byte(name[3:])); err != nil {
+		return d, fmt.Errorf("objstore: %q is not an object name", name)
+	}
+	return d, nil
+}
+
+// Path returns the file path of the object with digest d.
+func (s *Store) Path(d [fsverity.Size]byte) string {
+	return filepath.Join(s.root, Name(d))
+}
+
+// Has reports whether the object with digest d is in the store.
+func (s *Store) Has(d [fsverity.Size]byte) (bool, error) {
+	fi, err := os.Lstat(s.Path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("checking object %s: %w", Name(d), err)
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("object %s is not a regular file", Name(d))
+	}
+	return true, nil
+}
+
+// Open opens the object with digest d for reading. A missing object is an
+// error wrapping fs.ErrNotExist.
+func (s *Store) Open(d [fsverity.Size]byte) (*os.File, error) {
+	return os.Open(s.Path(d))
+}
+
+// FS returns the store as an fs.FS whose files are named "XX/YYYY…", the
+// form composefs payloads take; see composefs.Tree.FS.
+func (s *Store) FS() fs.FS { return os.DirFS(s.root) }
+
+// Put reads r to the end and stores its content, returning its fs-verity
+// digest and size. Every byte is read once: it is hashed while it is
+// written. If the object already exists, the new copy is discarded and the
+// existing one is kept. Put does not make the object durable; see
+// [Store.Sync].
+func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err error) {
+	f, err := os.CreateTemp(s.root, ".tmp-*")
+	if err != nil {
+		return digest, 0, fmt.Errorf("creating object in %s: %w", s.root, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := *bp
+	h := fsverity.New()
+	var written int64 // end of the last data written (the rest are holes)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			chunk := buf[:n]
+			h.Write(chunk)
+			end, werr := writeSparse(f, chunk, size)
+			if werr != nil {
+				return digest, size, fmt.Errorf("writing object: %w", werr)
+			}
+			if end > 0 {
+				written = end
+			}
+			size += int64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return digest, size, fmt.Errorf("reading object content: %w", rerr)
+		}
+	}
+	if written < size {
+		if err := f.Truncate(size); err != nil {
+			return digest, size, fmt.Errorf("writing object: %w", err)
+		}
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return digest, size, fmt.Errorf("writing object: %w", err)
+	}
+	s.startWriteback(f)
+	if err := f.Close(); err != nil {
+		f = nil
+		return digest, size, fmt.Errorf("writing object: %w", err)
+	}
+	f = nil
+	digest = h.Sum()
+	s.enableVerity(tmp)
+	if err := s.commit(tmp, digest); err != nil {
+		return digest, size, err
+	}
+	return digest, size, nil
+}
+
+// writeSparse writes chunk at offset off (a multiple of the block size),
+// skipping all-zero blocks, and returns the end offset of the last data
+// written (0 if everything was zero).
+func writeSparse(f *os.File, chunk []byte, off int64) (int64, error) {
+	var end int64
+	for start := 0; start < len(chunk); {
+		// Skip zero blocks.
+		for start < len(chunk) && isZeroBlock(chunk[start:min(start+blockSize, len(chunk))]) {
+			start += blockSize
+		}
+		if start >= len(chunk) {
+			break
+		}
+		stop := start + blockSize
+		for stop < len(chunk) && !isZeroBlock(chunk[stop:min(stop+blockSize, len(chunk))]) {
+			stop += blockSize
+		}
+		stop = min(stop, len(chunk))
+		if _, err := f.WriteAt(chunk[start:stop], off+int64(start)); err != nil {
+			return 0, err
+		}
+		end = off + int64(stop)
+		start = stop
+	}
+	return end, nil
+}
+
+// isZeroBlock reports whether b (at most one block) is all zero bytes. Only
+// whole blocks count: a short final block is always written.
+func isZeroBlock(b []byte) bool {
+	return len(b) == blockSize && b[0] == 0 && bytes.Equal(b, zeroBlock[:])
+}
+
+// startWriteback asks the kernel to start writing the file's data now, so
+// that the final Sync has little left to do.
+func (s *Store) startWriteback(f *os.File) {
+	if s.noWriteback.Load() {
+		return
+	}
+	if err := unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE); err != nil {
+		s.noWriteback.Store(true)
+	}
+}
+
+// enableVerity tries to enable fs-verity on the finished temporary file.
+func (s *Store) enableVerity(tmp string) {
+	if s.noVerity.Load() {
+		return
+	}
+	fd, err := unix.Open(tmp, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	arg := unix.FsverityEnableArg{Version: 1, Hash_algorithm: 1, Block_size: blockSize}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.FS_IOC_ENABLE_VERITY, uintptr(unsafe.Pointer(&arg)))
+	switch errno {
+	case unix.EOPNOTSUPP, unix.ENOTTY, unix.EINVAL, unix.ENOSYS:
+		s.noVerity.Store(true)
+	}
+}
+
+// commit renames the temporary file to the object's name unless the object
+// already exists.
+func (s *Store) commit(tmp string, d [fsverity.Size]byte) error {
+	final := s.Path(d)
+	for attempt := 0; ; attempt++ {
+		err := s.renameNoReplace(tmp, final)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, fs.ErrExist):
+			// Another writer stored the same content first: keep theirs.
+			if err := os.Remove(tmp); err != nil {
+				return fmt.Errorf("removing duplicate of object %s: %w", Name(d), err)
+			}
+			return nil
+		case errors.Is(err, fs.ErrNotExist) && attempt == 0:
+			if err := os.Mkdir(filepath.Dir(final), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("creating object directory: %w", err)
+			}
+		default:
+			return fmt.Errorf("storing object %s: %w", Name(d), err)
+		}
+	}
+}
+
+// renameNoReplace renames without replacing an existing file, with
+// renameat2(RENAME_NOREPLACE) or, where the filesystem lacks it, link(2)
+// and unlink(2).
+func (s *Store) renameNoReplace(from, to string) error {
+	if !s.noNoReplace.Load() {
+		err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+		switch err {
+		case nil:
+			return nil
+		case unix.EEXIST:
+			return fs.ErrExist
+		case unix.ENOENT:
+			return fs.ErrNotExist
+		case unix.EINVAL, unix.ENOSYS, unix.EOPNOTSUPP:
+			s.noNoReplace.Store(true)
+		default:
+			return err
+		}
+	}
+	if err := os.Link(from, to); err != nil {
+		return err
+	}
+	return os.Remove(from)
+}
+
+// Sync makes every object stored so far durable, with one syncfs(2) of the
+// filesystem holding the store.
+func (s *Store) Sync() error {
+	if err := unix.Syncfs(int(s.dir.Fd())); err != nil {
+		return fmt.Errorf("syncing object store %s: %w", s.root, err)
+	}
+	return nil
+}
