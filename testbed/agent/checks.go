@@ -1,0 +1,222 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/cfs-compose/cfs-compose/testbed/protocol"
+)
+
+// mode is the boot flavour the agent detected: composefs when the kernel
+// command line carries composefs=<digest>, plain otherwise.
+type mode int
+
+const (
+	modeComposefs mode = 1 << iota
+	modePlain
+	modeAny = modeComposefs | modePlain
+)
+
+func (m mode) String() string {
+	if m == modeComposefs {
+		return "composefs"
+	}
+	return "plain"
+}
+
+// outcome is what one check reports.
+type outcome struct {
+	status protocol.Status
+	detail string
+}
+
+func pass(format string, a ...any) outcome { return outcome{protocol.Pass, fmt.Sprintf(format, a...)} }
+func fail(format string, a ...any) outcome { return outcome{protocol.Fail, fmt.Sprintf(format, a...)} }
+func skip(format string, a ...any) outcome { return outcome{protocol.Skip, fmt.Sprintf(format, a...)} }
+
+// check is one row of the check table. A check whose modes do not include
+// the detected mode is reported as SKIP with a reason, so the host sees
+// every check name in every boot.
+type check struct {
+	name  string
+	desc  string
+	modes mode
+	run   func(e *env, m mode) outcome
+}
+
+// checks is the table of guest checks, in report order. Add a row to add
+// a check; names must be unique and valid protocol names.
+var checks = []check{
+	{"composefs-root", "/ is an overlay whose lower layer is an EROFS image", modeComposefs, checkComposefsRoot},
+	{"plain-root", "/ is not a composefs (overlay over EROFS) mount", modePlain, checkPlainRoot},
+	{"usr-readonly", "writing under /usr fails with EROFS", modeAny, checkUsrReadonly},
+	{"etc-writable", "a file can be created, written and removed in /etc", modeAny, writableCheck("/etc")},
+	{"var-writable", "a file can be created, written and removed in /var", modeAny, writableCheck("/var")},
+	{"composefs-digest", "the mounted image's fs-verity digest equals composefs= on the command line", modeComposefs, checkComposefsDigest},
+	{"secureboot", "the SecureBoot EFI variable can be read (state in the detail and the secureboot fact)", modeAny, checkSecureBoot},
+}
+
+// detectMode returns the boot mode from the command line.
+func detectMode(e *env) mode {
+	if _, ok := e.composefsDigest(); ok {
+		return modeComposefs
+	}
+	return modePlain
+}
+
+func checkComposefsRoot(e *env, _ mode) outcome {
+	ev, err := e.rootEvidence()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !ev.overlay {
+		return fail("/ is %s (%s), not an overlay", ev.root.FSType, ev.root.Source)
+	}
+	if ev.erofs == "" {
+		return fail("/ is an overlay (lower %v) but no lower layer is an EROFS image", ev.lowers)
+	}
+	return pass("/ is an overlay (lower %v, data %v); %s", ev.lowers, ev.dataLower, ev.erofs)
+}
+
+func checkPlainRoot(e *env, _ mode) outcome {
+	ev, err := e.rootEvidence()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if ev.overlay && ev.erofs != "" {
+		return fail("/ is a composefs mount although composefs= is absent: %s", ev.erofs)
+	}
+	if d, err := e.readRecorded(recordedDigestPath); err == nil {
+		return fail("the initramfs recorded composefs digest %s although composefs= is absent", d)
+	}
+	return pass("/ is %s from %s", ev.root.FSType, ev.root.Source)
+}
+
+func checkUsrReadonly(e *env, m mode) outcome {
+	err := probeWrite(e.path("/usr"))
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return pass("write under /usr: %v", err)
+	case err == nil && m == modePlain:
+		return skip("/usr is writable on this plain (composefs disabled) root")
+	case err == nil:
+		return fail("writing under /usr succeeded")
+	}
+	return fail("write under /usr failed with %v, want EROFS", err)
+}
+
+func writableCheck(dir string) func(*env, mode) outcome {
+	return func(e *env, _ mode) outcome {
+		if err := probeWrite(e.path(dir)); err != nil {
+			return fail("%v", err)
+		}
+		return pass("created, wrote, synced and removed a file in %s", dir)
+	}
+}
+
+func checkComposefsDigest(e *env, _ mode) outcome {
+	want, _ := e.composefsDigest()
+	recorded, err := e.readRecorded(recordedDigestPath)
+	if err != nil {
+		return fail("the initramfs recorded no digest: %v", err)
+	}
+	if !strings.EqualFold(recorded, want) {
+		return fail("initramfs recorded digest %s, command line says %s", recorded, want)
+	}
+	img, err := e.readRecorded(recordedImagePath)
+	if err != nil {
+		return fail("the initramfs recorded no image path: %v", err)
+	}
+	got, how, err := fileVerityDigest(e.path(img))
+	if err != nil {
+		return fail("measuring %s: %v", img, err)
+	}
+	if got != want {
+		return fail("image %s has fs-verity digest %s (%s), command line says %s", img, got, how, want)
+	}
+	return pass("image %s digest %s (%s) matches composefs= and the initramfs record", img, got, how)
+}
+
+// secureBootState reads SecureBoot and SetupMode from efivarfs. state is
+// "enabled", "disabled" or "unsupported" (not booted through UEFI).
+func secureBootState(e *env) (state string, setupMode string, err error) {
+	if _, err := os.Stat(e.path("/sys/firmware/efi")); err != nil {
+		return "unsupported", "", nil
+	}
+	read := func(name string) (bool, error) {
+		p := e.path("/sys/firmware/efi/efivars/" + name + "-" + efiGlobalVariable)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return false, err
+		}
+		v, err := parseEFIVariable(b)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", p, err)
+		}
+		return v.boolValue()
+	}
+	sb, err := read("SecureBoot")
+	if errors.Is(err, os.ErrNotExist) {
+		// Firmware without Secure Boot support does not define the variable.
+		sb, err = false, nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	state = "disabled"
+	if sb {
+		state = "enabled"
+	}
+	if sm, err := read("SetupMode"); err == nil {
+		setupMode = "0"
+		if sm {
+			setupMode = "1"
+		}
+	}
+	return state, setupMode, nil
+}
+
+func checkSecureBoot(e *env, _ mode) outcome {
+	state, setup, err := secureBootState(e)
+	if err != nil {
+		return fail("reading the SecureBoot variable: %v", err)
+	}
+	if state == "unsupported" {
+		return skip("not booted through UEFI (no /sys/firmware/efi)")
+	}
+	return pass("Secure Boot %s (SetupMode=%s)", state, setup)
+}
+
+// runChecks runs the selected checks and writes one line per check. only,
+// when non-empty, restricts the run to those names (cfs.agent.checks=).
+func runChecks(e *env, w *protocol.Writer, only map[string]bool) error {
+	m := detectMode(e)
+	for _, c := range checks {
+		if len(only) > 0 && !only[c.name] {
+			continue
+		}
+		var o outcome
+		if c.modes&m == 0 {
+			o = skip("not applicable with %s boot", m)
+		} else {
+			o = safeRun(c, e, m)
+		}
+		if err := w.Check(c.name, o.status, o.detail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// safeRun turns a panicking check into a FAIL instead of killing PID 1.
+func safeRun(c check, e *env, m mode) (o outcome) {
+	defer func() {
+		if r := recover(); r != nil {
+			o = fail("check panicked: %v", r)
+		}
+	}()
+	return c.run(e, m)
+}
