@@ -163,7 +163,7 @@ func TestApply(t *testing.T) {
 			},
 		},
 		{
-			name: "duplicate entries: the last one wins",
+			name:   "duplicate entries: the last one wins",
 			layers: [][]ti.Entry{{ti.File("f", "one", 0o644), ti.File("f", "two", 0o600), ti.Symlink("s", "a"), ti.Symlink("s", "b")}},
 			want: []string{
 				"/ 4096 40755 2 0 0 0 0.0 - - -",
