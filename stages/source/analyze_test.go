@@ -126,7 +126,9 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "stub for another arch", arch: "x86_64",
-			edit:    func(m fstest.MapFS) { m["usr/lib/systemd/boot/efi/linuxx64.efi.stub"].Data = fakePE(peMachineARM64, 512) },
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/systemd/boot/efi/linuxx64.efi.stub"].Data = fakePE(peMachineARM64, 512)
+			},
 			wantErr: "EFI stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub is a aarch64 pe binary",
 		},
 		{
@@ -136,7 +138,9 @@ func TestAnalyze(t *testing.T) {
 		},
 		{
 			name: "malformed prepare-root.conf", arch: "x86_64",
-			edit:    func(m fstest.MapFS) { m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("enabled = yes\n")} },
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("enabled = yes\n")}
+			},
 			wantErr: "line 1: key \"enabled\" outside a section",
 		},
 		{

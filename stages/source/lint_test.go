@@ -58,26 +58,34 @@ func TestLints(t *testing.T) {
 			want:     []want{{name: "kdump-composefs", severity: Warning, paths: []string{"(manifest kernel.kdump = true)", "/etc/systemd/system/multi-user.target.wants/kdump.service"}}},
 		},
 		{
-			name:     "prepare-root disagrees, builtin initramfs: manifest wins",
-			edit:     func(m fstest.MapFS) { m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = no\n")} },
+			name: "prepare-root disagrees, builtin initramfs: manifest wins",
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = no\n")}
+			},
 			want:     []want{{name: "prepare-root", severity: Warning, paths: []string{"/usr/lib/ostree/prepare-root.conf"}, text: "the manifest wins"}},
 			override: true,
 		},
 		{
-			name:     "prepare-root disagrees with the image's own initramfs: fatal",
-			edit:     func(m fstest.MapFS) { m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = yes\n")} },
+			name: "prepare-root disagrees with the image's own initramfs: fatal",
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = yes\n")}
+			},
 			settings: func(s *LintSettings) { s.Composefs = false; s.Initramfs = "image" },
 			want:     []want{{name: "prepare-root", severity: Fatal, text: "cannot win"}},
 		},
 		{
-			name:     "prepare-root requires signed images",
-			edit:     func(m fstest.MapFS) { m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = signed\n")} },
+			name: "prepare-root requires signed images",
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = signed\n")}
+			},
 			want:     []want{{name: "prepare-root", severity: Warning, text: "composefs.signed = false"}},
 			override: true,
 		},
 		{
 			name: "prepare-root maybe agrees with anything",
-			edit: func(m fstest.MapFS) { m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = maybe\n")} },
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = maybe\n")}
+			},
 		},
 		{
 			name: "content under /var",
