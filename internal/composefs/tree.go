@@ -327,6 +327,9 @@ func (ino *Inode) validate() error {
 	if ino.Mode&^(TypeMask|PermMask) != 0 {
 		return fmt.Errorf("%w: mode %o has bits beyond the type and permissions", ErrInvalidInode, uint32(ino.Mode))
 	}
+	if ino.Size < 0 {
+		return fmt.Errorf("%w: negative size %d", ErrInvalidInode, ino.Size)
+	}
 	if ino.Mtime.Nsec >= 1e9 {
 		return fmt.Errorf("%w: mtime nanoseconds %d out of range", ErrInvalidInode, ino.Mtime.Nsec)
 	}
