@@ -129,7 +129,8 @@ func importLayer(ctx context.Context, img *Image, i int, ap *ocilayer.Applier, o
 	if aerr == nil {
 		// Read what follows the end-of-archive marker, so that the
 		// decompressor and the digest check see the whole blob.
-		_, aerr = io.Copy(io.Discard, dec)
+		// (Read only: pgzip's WriteTo panics after a partial Read.)
+		_, aerr = io.Copy(io.Discard, struct{ io.Reader }{dec})
 	}
 	dec.Close()
 	if aerr != nil {
