@@ -379,9 +379,11 @@ func TestImportErrors(t *testing.T) {
 			want: ErrTruncated, wantMsg: "layer 1 (sha256:",
 		},
 		{
-			name:   "missing layer blob",
-			damage: func(t *testing.T, dir string, layers []Layer) { os.Remove(filepath.Join(dir, "blobs", "sha256", layers[2].Digest.Encoded())) },
-			want:   ErrUnknownImage, wantMsg: "layer 3 (sha256:",
+			name: "missing layer blob",
+			damage: func(t *testing.T, dir string, layers []Layer) {
+				os.Remove(filepath.Join(dir, "blobs", "sha256", layers[2].Digest.Encoded()))
+			},
+			want: ErrUnknownImage, wantMsg: "layer 3 (sha256:",
 		},
 		{name: "unknown tag", ref: func(dir string) string { return "oci:" + dir + ":nosuchtag" }, want: ErrUnknownImage, wantMsg: "nosuchtag"},
 		{name: "unknown layout", ref: func(dir string) string { return "oci:" + dir + "/missing:x" }, want: ErrUnknownImage, wantMsg: "missing"},
