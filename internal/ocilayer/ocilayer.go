@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
@@ -74,6 +75,15 @@ type Applier struct {
 	stats   Stats
 	err     error
 
+	// Concurrent content storing (see SetConcurrency).
+	jobs     chan putJob
+	workers  sync.WaitGroup // running worker goroutines
+	inflight sync.WaitGroup // queued or running jobs
+	mu       sync.Mutex
+	werr     error       // first worker error
+	bufs     chan []byte // free buffers, bounding memory
+	queued   *putJob     // job of the current entry, sent once it is in the tree
+
 	upper map[string]bool // paths created by the current layer, and their ancestors
 	buf   []byte
 }
@@ -84,6 +94,86 @@ type Applier struct {
 // nowhere, which is enough to compute a composefs digest).
 func NewApplier(t *composefs.Tree, objects ObjectStore) *Applier {
 	return &Applier{tree: t, objects: objects, buf: make([]byte, composefs.InlineThreshold)}
+}
+
+// maxBuffered is the largest file content handed to a worker; larger
+// files are stored by the reading goroutine itself, streamed.
+const maxBuffered = 1 << 20
+
+// SetConcurrency lets n goroutines hash and store file content while the
+// layer is read on (n <= 1: the reading goroutine does it all). Content of
+// files up to 1 MiB is buffered for them, at most 2n buffers at a time.
+// Call it before the first Apply. The tree is the same either way.
+func (a *Applier) SetConcurrency(n int) {
+	if n <= 1 || a.jobs != nil {
+		return
+	}
+	a.jobs = make(chan putJob)
+	a.bufs = make(chan []byte, 2*n)
+	for range 2 * n {
+		a.bufs <- nil
+	}
+	for range n {
+		a.workers.Add(1)
+		go a.worker()
+	}
+}
+
+// putJob is one buffered file waiting to be stored.
+type putJob struct {
+	ino  *composefs.Inode
+	data []byte
+	name string
+}
+
+func (a *Applier) worker() {
+	defer a.workers.Done()
+	for j := range a.jobs {
+		d, n, err := a.store(bytes.NewReader(j.data))
+		if err == nil && n != int64(len(j.data)) {
+			err = fmt.Errorf("stored %d of %d bytes", n, len(j.data))
+		}
+		a.mu.Lock()
+		if err != nil && a.werr == nil {
+			a.werr = &EntryError{Name: j.name, Err: fmt.Errorf("storing content: %w", err)}
+		}
+		if err == nil {
+			j.ino.SetObject(d)
+		}
+		a.mu.Unlock()
+		a.bufs <- j.data[:0]
+		a.inflight.Done()
+	}
+}
+
+// store puts content into the object store, or only hashes it.
+func (a *Applier) store(r io.Reader) ([fsverity.Size]byte, int64, error) {
+	if a.objects != nil {
+		return a.objects.Put(r)
+	}
+	return fsverity.SumReader(r)
+}
+
+// wait blocks until every queued job is done and returns the first
+// worker error.
+func (a *Applier) wait() error {
+	a.inflight.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.werr
+}
+
+// Close stops the content goroutines (after the queued work is done). The
+// Applier cannot be used afterwards; Close is a no-op without concurrency.
+func (a *Applier) Close() error {
+	if a.jobs == nil {
+		return nil
+	}
+	err := a.wait()
+	close(a.jobs)
+	a.workers.Wait()
+	a.jobs = nil
+	return err
 }
 
 // Stats returns the counts so far.
@@ -107,8 +197,7 @@ func (a *Applier) Apply(r io.Reader) error {
 			err = nil
 		}
 		if err != nil {
-			a.err = fmt.Errorf("ocilayer: reading layer: %w", err)
-			return a.err
+			return a.fail(fmt.Errorf("ocilayer: reading layer: %w", err))
 		}
 		a.stats.Entries++
 		if err := a.entry(hdr, tr); err != nil {
@@ -116,12 +205,27 @@ func (a *Applier) Apply(r io.Reader) error {
 			if !errors.As(err, &ee) {
 				err = &EntryError{Name: hdr.Name, Err: err}
 			}
-			a.err = err
-			return a.err
+			return a.fail(err)
 		}
+		a.mu.Lock()
+		err = a.werr
+		a.mu.Unlock()
+		if err != nil {
+			return a.fail(err)
+		}
+	}
+	if err := a.wait(); err != nil {
+		return a.fail(err)
 	}
 	a.upper = nil
 	return nil
+}
+
+// fail waits for the content goroutines and makes err sticky.
+func (a *Applier) fail(err error) error {
+	a.wait()
+	a.err = err
+	return err
 }
 
 // entry applies one tar entry.
@@ -183,7 +287,17 @@ func (a *Applier) entry(hdr *tar.Header, r io.Reader) error {
 			return err
 		}
 		if err := a.tree.Add(full, ino); err != nil {
+			if a.queued != nil {
+				a.bufs <- a.queued.data[:0]
+				a.queued = nil
+			}
 			return err
+		}
+		if j := a.queued; j != nil {
+			// Only now: Add reads the inode, the worker writes it.
+			a.queued = nil
+			a.inflight.Add(1)
+			a.jobs <- *j
 		}
 		a.stats.Files++
 	case tar.TypeSymlink:
@@ -197,6 +311,10 @@ func (a *Applier) entry(hdr *tar.Header, r io.Reader) error {
 			return err
 		}
 	case tar.TypeLink:
+		// The target's digest may still be computed by a worker.
+		if err := a.wait(); err != nil {
+			return err
+		}
 		ino, err := a.hardlinkCopy(hdr.Linkname)
 		if err != nil {
 			return err
@@ -245,15 +363,23 @@ func (a *Applier) content(ino *composefs.Inode, hdr *tar.Header, r io.Reader) er
 		}
 		return nil
 	}
-	var d [fsverity.Size]byte
-	var n int64
-	var err error
 	if a.objects != nil {
-		d, n, err = a.objects.Put(r)
 		a.stats.Objects++
-	} else {
-		d, n, err = fsverity.SumReader(r)
 	}
+	if a.jobs != nil && hdr.Size <= maxBuffered {
+		buf := <-a.bufs // waits while every buffer is in use
+		if cap(buf) < int(hdr.Size) {
+			buf = make([]byte, hdr.Size, maxBuffered)
+		}
+		buf = buf[:hdr.Size]
+		if n, err := io.ReadFull(r, buf); err != nil {
+			a.bufs <- buf[:0]
+			return fmt.Errorf("reading content: %d of %d bytes: %w", n, hdr.Size, err)
+		}
+		a.queued = &putJob{ino: ino, data: buf, name: hdr.Name}
+		return nil
+	}
+	d, n, err := a.store(r)
 	if err != nil {
 		return fmt.Errorf("storing content: %w", err)
 	}

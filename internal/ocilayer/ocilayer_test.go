@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -44,11 +45,16 @@ func rawTar(t testing.TB, hdrs ...*tar.Header) []byte {
 	return buf.Bytes()
 }
 
+// concurrency levels every test runs with.
+var concurrency = []int{1, 4}
+
 // dump applies layers to a fresh tree and returns its dumpfile.
-func dump(t testing.TB, layers ...[]byte) (string, error) {
+func dump(t testing.TB, workers int, layers ...[]byte) (string, error) {
 	t.Helper()
 	tree := composefs.NewTree()
 	a := NewApplier(tree, nil)
+	a.SetConcurrency(workers)
+	defer a.Close()
 	for _, l := range layers {
 		if err := a.Apply(bytes.NewReader(l)); err != nil {
 			return "", err
@@ -208,14 +214,16 @@ func TestApply(t *testing.T) {
 			for _, l := range tc.layers {
 				layers = append(layers, layerTar(t, l...))
 			}
-			got, err := dump(t, layers...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Directory sizes are informational; compare the rest.
-			want := strings.Join(tc.want, "\n") + "\n"
-			if normSize(got) != normSize(want) {
-				t.Errorf("dump:\n%s\nwant:\n%s", got, want)
+			for _, workers := range concurrency {
+				got, err := dump(t, workers, layers...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Directory sizes are informational; compare the rest.
+				want := strings.Join(tc.want, "\n") + "\n"
+				if normSize(got) != normSize(want) {
+					t.Errorf("%d workers: dump:\n%s\nwant:\n%s", workers, got, want)
+				}
 			}
 		})
 	}
@@ -272,48 +280,58 @@ func TestApplyHostile(t *testing.T) {
 		{name: "opaque marker on a missing directory", layers: [][]byte{rawTar(t, hdr(tar.TypeReg, "nope/.wh..wh..opq", ""))}, wantNot: []string{"/nope"}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tree := composefs.NewTree()
-			a := NewApplier(tree, nil)
-			var err error
-			for _, l := range tc.layers {
-				if err = a.Apply(bytes.NewReader(l)); err != nil {
-					break
+		for _, workers := range concurrency {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, workers), func(t *testing.T) {
+				tree := composefs.NewTree()
+				a := NewApplier(tree, nil)
+				a.SetConcurrency(workers)
+				defer a.Close()
+				var err error
+				for _, l := range tc.layers {
+					if err = a.Apply(bytes.NewReader(l)); err != nil {
+						break
+					}
 				}
-			}
-			switch {
-			case tc.err != nil || tc.errText != "":
-				if err == nil {
-					t.Fatalf("no error, want %v %q", tc.err, tc.errText)
+				switch {
+				case tc.err != nil || tc.errText != "":
+					if err == nil {
+						t.Fatalf("no error, want %v %q", tc.err, tc.errText)
+					}
+					if tc.err != nil && !errors.Is(err, tc.err) {
+						t.Fatalf("err = %v, want %v", err, tc.err)
+					}
+					if !strings.Contains(err.Error(), tc.errText) {
+						t.Fatalf("err = %v, want text %q", err, tc.errText)
+					}
+					if again := a.Apply(bytes.NewReader(nil)); again != err {
+						t.Errorf("error not sticky: %v", again)
+					}
+					return
+				case err != nil:
+					t.Fatal(err)
 				}
-				if tc.err != nil && !errors.Is(err, tc.err) {
-					t.Fatalf("err = %v, want %v", err, tc.err)
+				for _, p := range tc.want {
+					if _, err := tree.Lookup(p); err != nil {
+						t.Errorf("%s missing: %v", p, err)
+					}
 				}
-				if !strings.Contains(err.Error(), tc.errText) {
-					t.Fatalf("err = %v, want text %q", err, tc.errText)
+				for _, p := range tc.wantNot {
+					if _, err := tree.Lookup(p); err == nil {
+						t.Errorf("%s present", p)
+					}
 				}
-				if again := a.Apply(bytes.NewReader(nil)); again != err {
-					t.Errorf("error not sticky: %v", again)
-				}
-				return
-			case err != nil:
-				t.Fatal(err)
-			}
-			for _, p := range tc.want {
-				if _, err := tree.Lookup(p); err != nil {
-					t.Errorf("%s missing: %v", p, err)
-				}
-			}
-			for _, p := range tc.wantNot {
-				if _, err := tree.Lookup(p); err == nil {
-					t.Errorf("%s present", p)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
 func TestApplyObjects(t *testing.T) {
+	for _, workers := range concurrency {
+		t.Run(fmt.Sprint(workers), func(t *testing.T) { testApplyObjects(t, workers) })
+	}
+}
+
+func testApplyObjects(t *testing.T, workers int) {
 	dir := t.TempDir()
 	st, err := objstore.Open(dir)
 	if err != nil {
@@ -325,6 +343,8 @@ func TestApplyObjects(t *testing.T) {
 	over := strings.Repeat("7", composefs.InlineThreshold+1)
 	tree := composefs.NewTree()
 	a := NewApplier(tree, st)
+	a.SetConcurrency(workers)
+	defer a.Close()
 	if err := a.Apply(bytes.NewReader(layerTar(t, ti.File("big", big, 0o644), ti.File("exact", exact, 0o644), ti.File("over", over, 0o644), ti.Hardlink("big2", "big")))); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -82,6 +83,11 @@ func Import(ctx context.Context, img *Image, opts *ImportOptions) (*ImportResult
 		objs = opts.Objects
 	}
 	ap := ocilayer.NewApplier(tree, objs)
+	// Hashing and writing objects overlaps with reading and decompressing;
+	// object writes also wait on the filesystem, hence more than one
+	// goroutine per CPU.
+	ap.SetConcurrency(min(2*runtime.GOMAXPROCS(0), 8))
+	defer ap.Close()
 	res := &ImportResult{Tree: tree}
 	for i := range img.Layers {
 		n, fromCache, err := importLayer(ctx, img, i, ap, opts, func(n int64) {
@@ -96,6 +102,9 @@ func Import(ctx context.Context, img *Image, opts *ImportOptions) (*ImportResult
 		if fromCache {
 			res.LayersFromCache++
 		}
+	}
+	if err := ap.Close(); err != nil {
+		return nil, err
 	}
 	ocilayer.SetDirLinks(tree)
 	res.Stats = ap.Stats()
