@@ -143,6 +143,7 @@ Exit codes: 0 ok, 1 errors or error diagnostics, 2 usage errors.`,
 func commands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(g),
+		newComposefsCmd(g),
 	}
 }
 

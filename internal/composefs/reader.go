@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -250,6 +251,9 @@ func (rd *Reader) readDirents(ri *rinode) ([]dirent, error) {
 			return nil, err
 		}
 	}
+	// Visit entries in name order even if the image does not store them
+	// sorted, so that hard links resolve in the order of Tree.Walk.
+	slices.SortStableFunc(out, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
 	return out, nil
 }
 
@@ -290,7 +294,8 @@ func parseDirentBlock(out []dirent, b []byte, nid uint64) ([]dirent, error) {
 
 // Tree parses the whole image into a new tree, the way composefs-info
 // loads it: hard links become links to the inode first met in depth-first
-// on-disk order, the synthetic root whiteouts and composefs' own overlayfs
+// name order (the order of [Tree.Walk]; for images with sorted directories,
+// as all writers produce, this is also composefs-info's on-disk order), the synthetic root whiteouts and composefs' own overlayfs
 // attributes are dropped, escaped attributes are unescaped, and escaped
 // whiteouts become character devices 0:0 again.
 func (rd *Reader) Tree() (*Tree, error) {
@@ -385,6 +390,9 @@ func pathOf(dir *Inode) string {
 // It returns nil for a real whiteout (character device 0:0), which only
 // the synthetic root whiteouts are.
 func (rd *Reader) makeInode(ri *rinode) (*Inode, error) {
+	if ri.mode.Type() == TypeChar && ri.iu == 0 {
+		return nil, nil
+	}
 	ino := &Inode{
 		Mode:  ri.mode,
 		UID:   ri.uid,
@@ -399,9 +407,6 @@ func (rd *Reader) makeInode(ri *rinode) (*Inode, error) {
 	switch ri.mode.Type() {
 	case TypeChar, TypeBlock:
 		ino.Rdev = uint64(ri.iu)
-		if ri.mode.Type() == TypeChar && ri.iu == 0 {
-			return nil, nil
-		}
 		ino.Size = 0
 	case TypeFIFO, TypeSocket:
 		ino.Size = 0

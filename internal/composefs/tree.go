@@ -801,3 +801,40 @@ func (t *Tree) Walk(fn WalkFunc) error {
 	}
 	return nil
 }
+
+// Filter selects what [Tree.Filter] strips from a tree. The fields are the
+// mkcomposefs options of the same names.
+type Filter struct {
+	// SkipXattrs removes every extended attribute.
+	SkipXattrs bool
+	// UserXattrs keeps only user.* extended attributes.
+	UserXattrs bool
+	// SkipDevices removes character and block devices, whiteouts included.
+	SkipDevices bool
+	// UseEpoch sets every mtime to 0.
+	UseEpoch bool
+}
+
+// Filter strips what f selects from every inode of the tree.
+func (t *Tree) Filter(f Filter) {
+	var devices []string
+	t.Walk(func(name string, ino *Inode, link bool) error {
+		if typ := ino.Mode.Type(); f.SkipDevices && (typ == TypeChar || typ == TypeBlock) {
+			devices = append(devices, name)
+			return nil
+		}
+		if f.UseEpoch {
+			ino.Mtime = Timespec{}
+		}
+		switch {
+		case f.SkipXattrs:
+			ino.Xattrs = nil
+		case f.UserXattrs:
+			ino.Xattrs = slices.DeleteFunc(ino.Xattrs, func(x Xattr) bool { return !strings.HasPrefix(x.Name, "user.") })
+		}
+		return nil
+	})
+	for _, name := range devices {
+		t.Remove(name)
+	}
+}

@@ -327,3 +327,37 @@ func TestModeFileMode(t *testing.T) {
 		}
 	}
 }
+
+func TestFilter(t *testing.T) {
+	build := func() *Tree {
+		tr := NewTree()
+		tr.Root().Mtime = Timespec{5, 6}
+		mustAdd(t, tr, "/f", &Inode{Mode: TypeRegular | 0o644, Mtime: Timespec{7, 8}, Xattrs: []Xattr{{"user.a", "1"}, {"security.selinux", "x"}}})
+		mustAdd(t, tr, "/null", &Inode{Mode: TypeChar | 0o666, Rdev: 0x103})
+		mustAdd(t, tr, "/wh", &Inode{Mode: TypeChar})
+		mustAdd(t, tr, "/sda", &Inode{Mode: TypeBlock | 0o660, Rdev: 0x800})
+		mustAdd(t, tr, "/fifo", &Inode{Mode: TypeFIFO | 0o600})
+		if err := tr.Link("/f2", "/f"); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tests := []struct {
+		name   string
+		filter Filter
+		want   string
+	}{
+		{"none", Filter{}, "/ 0 40755 2 0 0 0 5.6 - - -\n/f 0 100644 2 0 0 0 7.8 - - - user.a=1 security.selinux=x\n/f2 0 @100644 2 0 0 0 7.8 /f - - user.a=1 security.selinux=x\n/fifo 0 10600 1 0 0 0 0.0 - - -\n/null 0 20666 1 0 0 259 0.0 - - -\n/sda 0 60660 1 0 0 2048 0.0 - - -\n/wh 0 20000 1 0 0 0 0.0 - - -\n"},
+		{"all", Filter{UserXattrs: true, SkipDevices: true, UseEpoch: true}, "/ 0 40755 2 0 0 0 0.0 - - -\n/f 0 100644 2 0 0 0 0.0 - - - user.a=1\n/f2 0 @100644 2 0 0 0 0.0 /f - - user.a=1\n/fifo 0 10600 1 0 0 0 0.0 - - -\n"},
+		{"skip xattrs", Filter{SkipXattrs: true}, "/ 0 40755 2 0 0 0 5.6 - - -\n/f 0 100644 2 0 0 0 7.8 - - -\n/f2 0 @100644 2 0 0 0 7.8 /f - -\n/fifo 0 10600 1 0 0 0 0.0 - - -\n/null 0 20666 1 0 0 259 0.0 - - -\n/sda 0 60660 1 0 0 2048 0.0 - - -\n/wh 0 20000 1 0 0 0 0.0 - - -\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := build()
+			tr.Filter(tc.filter)
+			if got := dumpOf(t, tr); got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}

@@ -53,6 +53,15 @@ type wnode struct {
 	nid      uint64
 }
 
+// whiteoutNames are the names of the synthetic root whiteouts, 00 to ff.
+var whiteoutNames = func() (names [256]string) {
+	const hex = "0123456789abcdef"
+	for i := range names {
+		names[i] = string([]byte{hex[i>>4], hex[i&15]})
+	}
+	return names
+}()
+
 // wdirent is one directory entry being serialized.
 type wdirent struct {
 	name   string
@@ -147,12 +156,13 @@ func (iw *imageWriter) collect(t *Tree) (bool, error) {
 			if v, ok := root.Xattr("security.selinux"); ok {
 				selinux = []Xattr{{"security.selinux", v}}
 			}
-			for b := 0; b < 256; b++ {
-				name := fmt.Sprintf("%02x", b)
+			synthetic := make([]wnode, 256)
+			for b, name := range whiteoutNames {
 				if _, ok := n.ino.children[name]; ok {
 					continue
 				}
-				wn := &wnode{
+				wn := &synthetic[b]
+				*wn = wnode{
 					parent: n, mode: TypeChar | 0o644, nlink: 1,
 					uid: n.uid, gid: n.gid, mtime: n.mtime, xattrs: selinux,
 				}
@@ -515,7 +525,7 @@ func (c *countingWriter) pad(n int64) {
 func (c *countingWriter) align(to int64) { c.pad(roundUp(c.off, to) - c.off) }
 
 func (iw *imageWriter) write(w io.Writer) error {
-	cw := &countingWriter{w: bufio.NewWriterSize(w, 256<<10)}
+	cw := &countingWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	le := binary.LittleEndian
 
 	// composefs header

@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cfs-compose/cfs-compose/internal/composefs"
+	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
+	"github.com/cfs-compose/cfs-compose/internal/fsverity"
+	"github.com/cfs-compose/cfs-compose/internal/objstore"
+)
+
+func newComposefsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "composefs",
+		Short: "Build and inspect composefs images (mkcomposefs and composefs-info)",
+		Long: `Build composefs images (EROFS metadata images whose files point into a
+content-addressed object store) and inspect them. The images are
+byte-identical to those of mkcomposefs 1.0.8 given the same input and options.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError{fmt.Errorf("%s: missing subcommand (create, digest, dump, ls, objects, missing-objects)", cmd.CommandPath())}
+		},
+	}
+	cmd.AddCommand(
+		newComposefsCreateCmd(g),
+		newComposefsDigestCmd(g),
+		newComposefsDumpCmd(g),
+		newComposefsLsCmd(g),
+		newComposefsObjectsCmd(g),
+		newComposefsMissingObjectsCmd(g),
+	)
+	return cmd
+}
+
+// createOptions are the flags of "composefs create".
+type createOptions struct {
+	digestStore string
+	fromFile    bool
+	printDigest bool
+	minVersion  int
+	maxVersion  int
+	useEpoch    bool
+	skipXattrs  bool
+	userXattrs  bool
+	skipDevices bool
+	threads     int
+}
+
+func newComposefsCreateCmd(g *globals) *cobra.Command {
+	var o createOptions
+	cmd := &cobra.Command{
+		Use:   "create [flags] SOURCE IMAGE",
+		Short: "Build a composefs image from a directory or a dumpfile (mkcomposefs)",
+		Long: `Build a composefs image from SOURCE, a directory, or with --from-file a
+dumpfile ("-" reads standard input). IMAGE is written atomically; "-" writes
+the image to standard output.
+
+With --digest-store DIR, the content of every regular file larger than 64
+bytes is stored in DIR under its fs-verity digest (DIR/XX/YYYY...), and the
+store is synced once at the end. --print-digest prints the composefs digest
+(the fs-verity digest of the image).
+
+--use-epoch, --skip-xattrs, --user-xattrs and --skip-devices also apply to
+dumpfile input (mkcomposefs ignores them there).`,
+		Args: exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd, g, &o, args[0], args[1])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.digestStore, "digest-store", "", "store file contents in this object store `DIR`")
+	f.BoolVar(&o.fromFile, "from-file", false, "SOURCE is a dumpfile, not a directory")
+	f.BoolVar(&o.printDigest, "print-digest", false, "print the composefs digest of the image")
+	f.IntVar(&o.minVersion, "min-version", 0, "minimum image format version `N` (0 or 1)")
+	f.IntVar(&o.maxVersion, "max-version", 1, "maximum image format version `N` (0 or 1); 0 if only --min-version is given")
+	f.BoolVar(&o.useEpoch, "use-epoch", false, "set every mtime to 0")
+	f.BoolVar(&o.skipXattrs, "skip-xattrs", false, "store no extended attributes")
+	f.BoolVar(&o.userXattrs, "user-xattrs", false, "store only user.* extended attributes")
+	f.BoolVar(&o.skipDevices, "skip-devices", false, "leave out character and block devices")
+	f.IntVar(&o.threads, "threads", 0, "number of `N` goroutines reading file contents (default: number of CPUs)")
+	return cmd
+}
+
+func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image string) error {
+	f := cmd.Flags()
+	// As in mkcomposefs: giving either version flag makes the other default to 0.
+	if f.Changed("min-version") && !f.Changed("max-version") {
+		o.maxVersion = 0
+	}
+	if o.minVersion < 0 || o.minVersion > composefs.MaxVersion || o.maxVersion < 0 || o.maxVersion > composefs.MaxVersion {
+		return usageError{fmt.Errorf("--min-version and --max-version must be between 0 and %d", composefs.MaxVersion)}
+	}
+	if o.skipXattrs && o.userXattrs {
+		return usageError{errors.New("--skip-xattrs and --user-xattrs conflict")}
+	}
+	if f.Changed("threads") && o.threads < 1 {
+		return usageError{fmt.Errorf("--threads must be at least 1, got %d", o.threads)}
+	}
+	if o.fromFile && o.digestStore != "" {
+		return usageError{errors.New("--digest-store needs a directory SOURCE: a dumpfile has no file contents")}
+	}
+	if source == "" {
+		return usageError{errors.New("empty SOURCE")}
+	}
+
+	var tree *composefs.Tree
+	var store *objstore.Store
+	if o.fromFile {
+		var err error
+		if tree, err = readDumpfile(g, source); err != nil {
+			return err
+		}
+		tree.Filter(composefs.Filter{SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices, UseEpoch: o.useEpoch})
+	} else {
+		if o.digestStore != "" {
+			var err error
+			if store, err = objstore.Open(o.digestStore); err != nil {
+				return err
+			}
+			defer store.Close()
+		}
+		opts := &dirscan.Options{
+			SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices,
+			UseEpoch: o.useEpoch, Threads: o.threads,
+		}
+		if store != nil {
+			opts.Store = store
+		}
+		var err error
+		if tree, err = dirscan.Scan(cmd.Context(), source, opts); err != nil {
+			return err
+		}
+		if store != nil {
+			if err := store.Sync(); err != nil {
+				return err
+			}
+		}
+	}
+
+	wopts := &composefs.WriteOptions{MinVersion: o.minVersion, MaxVersion: o.maxVersion}
+	digest := fsverity.New()
+	if err := writeImageFile(g, image, func(w io.Writer) error {
+		return composefs.WriteImage(io.MultiWriter(w, digest), tree, wopts)
+	}); err != nil {
+		return err
+	}
+	g.log.Debug().Str("image", image).Str("digest", fsverity.Hex(digest.Sum())).Int64("size", digest.Len()).Msg("wrote composefs image")
+	if o.printDigest {
+		if _, err := fmt.Fprintln(g.stdout, fsverity.Hex(digest.Sum())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDumpfile parses a dumpfile ("-" is standard input); errors name the
+// file, line and column.
+func readDumpfile(g *globals, name string) (*composefs.Tree, error) {
+	var r io.Reader = g.stdin
+	display := "<stdin>"
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("reading dumpfile: %w", err)
+		}
+		defer f.Close()
+		r, display = f, name
+	}
+	tree, err := composefs.ReadDumpfile(r)
+	var de *composefs.DumpfileError
+	if errors.As(err, &de) {
+		return nil, fmt.Errorf("%s:%d:%d: %w", display, de.Line, de.Column, de.Err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading dumpfile %s: %w", display, err)
+	}
+	return tree, nil
+}
+
+// writeImageFile writes an image through a temporary file next to name,
+// synced and renamed into place; "-" writes to standard output.
+func writeImageFile(g *globals, name string, write func(io.Writer) error) error {
+	if name == "-" {
+		if isTerminal(g.stdout) {
+			return usageError{errors.New("refusing to write an image to a terminal")}
+		}
+		bw := bufio.NewWriter(g.stdout)
+		if err := write(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing image %s: %w", name, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := write(tmp); err != nil {
+		return fmt.Errorf("writing image %s: %w", name, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("writing image %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("writing image %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing image %s: %w", name, err)
+	}
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		return fmt.Errorf("writing image %s: %w", name, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func newComposefsDigestCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "digest FILE...",
+		Short: "Print the fs-verity digest of files (composefs-info measure-file)",
+		Long: `Print the fs-verity SHA-256 digest (4096-byte blocks, no salt) of each FILE,
+one lower-case hex digest per line in argument order; "-" reads standard
+input. The digest of an image is its composefs digest; the digest of a file
+is its name in an object store.`,
+		Args: rangeArgs(1, -1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, name := range args {
+				d, err := fileDigest(g, name)
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprintln(g.stdout, fsverity.Hex(d)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// fileDigest returns the fs-verity digest of a file ("-": standard input).
+func fileDigest(g *globals, name string) ([fsverity.Size]byte, error) {
+	r := g.stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return [fsverity.Size]byte{}, fmt.Errorf("digest: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	d, _, err := fsverity.SumReader(r)
+	if err != nil {
+		return d, fmt.Errorf("digest of %s: %w", name, err)
+	}
+	return d, nil
+}
+
+// readImageTree reads and parses one image file.
+func readImageTree(name string) (*composefs.Tree, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading image: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading image: %w", err)
+	}
+	tree, err := composefs.ReadImage(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("reading image %s: %w", name, err)
+	}
+	return tree, nil
+}
+
+func newComposefsDumpCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "dump IMAGE...",
+		Short: "Print images as dumpfiles (composefs-info dump)",
+		Long: `Print each IMAGE as a dumpfile, byte-identical to composefs-info dump. The
+output is accepted by "composefs create --from-file".`,
+		Args: rangeArgs(1, -1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, name := range args {
+				tree, err := readImageTree(name)
+				if err != nil {
+					return err
+				}
+				if err := composefs.WriteDumpfile(g.stdout, tree); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func newComposefsLsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls IMAGE...",
+		Short: "List the files of images (composefs-info ls)",
+		Long: `List the files of each IMAGE like composefs-info ls: one path per line,
+directories with a trailing "/", symlinks with "-> TARGET", files stored in
+an object store with "@ OBJECT".`,
+		Args: rangeArgs(1, -1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, name := range args {
+				tree, err := readImageTree(name)
+				if err != nil {
+					return err
+				}
+				if err := composefs.WriteListing(g.stdout, tree); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// imageObjects returns the sorted union of the objects of several images.
+func imageObjects(names []string) ([]string, error) {
+	set := map[string]bool{}
+	for _, name := range names {
+		tree, err := readImageTree(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range tree.Objects() {
+			set[o] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for o := range set {
+		out = append(out, o)
+	}
+	slices.Sort(out) // byte order, as composefs-info (strcmp) sorts
+	return out, nil
+}
+
+func newComposefsObjectsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "objects IMAGE...",
+		Short: "List the object-store files images refer to (composefs-info objects)",
+		Args:  rangeArgs(1, -1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			objs, err := imageObjects(args)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(g.stdout, joinLines(objs))
+			return err
+		},
+	}
+}
+
+func newComposefsMissingObjectsCmd(g *globals) *cobra.Command {
+	var basedir string
+	cmd := &cobra.Command{
+		Use:   "missing-objects --basedir DIR IMAGE...",
+		Short: "List the objects images refer to that an object store lacks (composefs-info missing-objects)",
+		Args:  rangeArgs(1, -1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if basedir == "" {
+				return usageError{errors.New("missing-objects needs --basedir DIR")}
+			}
+			st, err := os.Stat(basedir)
+			if err != nil {
+				return fmt.Errorf("object store: %w", err)
+			}
+			if !st.IsDir() {
+				return fmt.Errorf("object store %s is not a directory", basedir)
+			}
+			objs, err := imageObjects(args)
+			if err != nil {
+				return err
+			}
+			missing, err := composefs.MissingObjects(objs, os.DirFS(basedir))
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(g.stdout, joinLines(missing))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&basedir, "basedir", "", "the object store `DIR` to check")
+	return cmd
+}
+
+func joinLines(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return strings.Join(s, "\n") + "\n"
+}
