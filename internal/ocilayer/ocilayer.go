@@ -278,7 +278,7 @@ func (a *Applier) entry(hdr *tar.Header, r io.Reader) error {
 		if err := a.tree.Add(full, ino); err != nil {
 			return err
 		}
-	case tar.TypeReg, tar.TypeRegA, tar.TypeCont:
+	case tar.TypeReg, tar.TypeCont: // the Reader turns old-style TypeRegA into TypeReg
 		ino, err := inodeFromHeader(hdr, composefs.TypeRegular)
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/internal/ocilayer"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
+	apexlog "github.com/apex/log"
 	"github.com/opencontainers/umoci/oci/layer"
 	"go.podman.io/image/v5/pkg/compression"
 	"golang.org/x/sys/unix"
@@ -57,6 +58,11 @@ func dropXattr(tree *composefs.Tree, name string) {
 		ino.RemoveXattr(name)
 		return nil
 	})
+}
+
+func init() {
+	// umoci warns on stderr for every security.selinux it drops.
+	apexlog.SetLevel(apexlog.ErrorLevel)
 }
 
 // umociUnpack unpacks the layers of an oci: image with umoci into a fresh
