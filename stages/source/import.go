@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -212,29 +215,67 @@ func cachedImport(opts *ImportOptions, key string) (*ImportResult, error) {
 	if !ok {
 		return nil, fmt.Errorf("record %s has no tree", key)
 	}
+	if len(rec.ObjectSets) != 1 {
+		return nil, fmt.Errorf("record %s has %d object sets", key, len(rec.ObjectSets))
+	}
+	set, err := opts.Store.ReadBlob(rec.ObjectSets[0].Digest)
+	if err != nil {
+		return nil, err
+	}
+	objects := strings.Fields(string(set))
+	// Check the objects while the tree is parsed.
+	checked := make(chan error, 1)
+	go func() { checked <- checkObjects(opts.Objects, objects) }()
 	b, err := opts.Store.ReadBlob(out.Digest)
+	if err == nil && artifacts.DigestBytes(b) != out.Digest {
+		err = fmt.Errorf("cached tree %s is corrupt", out.Digest.Short())
+	}
+	var tree *composefs.Tree
+	if err == nil {
+		tree, err = composefs.ReadDumpfile(bytes.NewReader(b))
+	}
+	if cerr := <-checked; err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, err
-	}
-	if artifacts.DigestBytes(b) != out.Digest {
-		return nil, fmt.Errorf("cached tree %s is corrupt", out.Digest.Short())
-	}
-	tree, err := composefs.ReadDumpfile(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	objects := treeObjects(tree)
-	for _, h := range objects {
-		var d [fsverity.Size]byte
-		if _, err := hex.Decode(d[:], []byte(h)); err != nil {
-			return nil, err
-		}
-		ok, err := opts.Objects.Has(d)
-		if err != nil || !ok {
-			return nil, fmt.Errorf("object %s missing", h)
-		}
 	}
 	return &ImportResult{Tree: tree, Objects: objects, Cached: true}, nil
+}
+
+// checkObjects verifies that every object exists, listing each fan-out
+// directory once instead of looking up every object.
+func checkObjects(objs *objstore.Store, hexes []string) error {
+	byDir := map[string][]string{}
+	for _, h := range hexes {
+		var d [fsverity.Size]byte
+		if n, err := hex.Decode(d[:], []byte(h)); err != nil || n != len(d) {
+			return fmt.Errorf("bad object digest %q", h)
+		}
+		dir, file := path.Split(objstore.Name(d))
+		byDir[dir] = append(byDir[dir], file)
+	}
+	for dir, files := range byDir {
+		f, err := os.Open(filepath.Join(objs.Root(), dir))
+		if err != nil {
+			return err
+		}
+		names, err := f.Readdirnames(-1)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		have := make(map[string]bool, len(names))
+		for _, n := range names {
+			have[n] = true
+		}
+		for _, file := range files {
+			if !have[file] {
+				return fmt.Errorf("object %s%s missing", dir, file)
+			}
+		}
+	}
+	return nil
 }
 
 // storeImport records an import in the store's cache.
