@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	apexlog "github.com/apex/log"
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
@@ -21,7 +22,6 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/internal/ocilayer"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
-	apexlog "github.com/apex/log"
 	"github.com/opencontainers/umoci/oci/layer"
 	"go.podman.io/image/v5/pkg/compression"
 	"golang.org/x/sys/unix"
