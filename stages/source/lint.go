@@ -160,7 +160,7 @@ var lints = []Lint{
 			if len(paths) == 0 {
 				return "", nil, ""
 			}
-			return fmt.Sprintf("%d files under /var will be hidden by the persistent /var; ship them under /usr and create them at boot with tmpfiles.d", len(paths)), paths, ""
+			return fmt.Sprintf("%d file(s) under /var will be hidden by the persistent /var; ship them under /usr and create them at boot with tmpfiles.d", len(paths)), paths, ""
 		},
 	},
 	{

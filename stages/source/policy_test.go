@@ -142,6 +142,7 @@ func TestPolicy(t *testing.T) {
 				}
 				return
 			}
+			t.Log(err)
 			if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v, want ErrRejected with %q", err, tc.wantErr)
 			}
