@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
@@ -20,6 +21,24 @@ import (
 
 var _ pipeline.Stage = (*Stage)(nil)
 var _ pipeline.Keyer = (*Config)(nil)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // manifests is a pipeline.Manifests of literal configs.
 type manifests map[string]map[string]*manifest.Config
@@ -91,7 +110,7 @@ func TestStageThroughPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	var logs syncBuffer // stages log from several goroutines
 	res, err := pipeline.Execute(context.Background(), plan, st, &pipeline.ExecOptions{KeepGoing: true, LogWriter: &logs})
 	if err == nil || !strings.Contains(err.Error(), "kernel-missing") || !strings.Contains(err.Error(), "stub-missing") {
 		t.Fatalf("err = %v, want the broken variant's fatal lints", err)
