@@ -48,6 +48,31 @@ func rawTar(t testing.TB, hdrs ...*tar.Header) []byte {
 // concurrency levels every test runs with.
 var concurrency = []int{1, 4}
 
+// hugeHeader returns a layer whose first entry is a special header (PAX
+// records or a GNU long name) of size bytes, followed by a regular file.
+func hugeHeader(t testing.TB, typ byte, size int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "special", Mode: 0o644, Size: int64(size), Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("9 k=v\n"), size/6+1)[:size]
+	tw.Write(body)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "f", Mode: 0o644, Format: tar.FormatUSTAR})
+	tw.Close()
+	b := buf.Bytes()
+	// Turn the first entry into the special type and fix its checksum.
+	b[156] = typ
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b[:512] {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
 // dump applies layers to a fresh tree and returns its dumpfile.
 func dump(t testing.TB, workers int, layers ...[]byte) (string, error) {
 	t.Helper()
@@ -271,6 +296,8 @@ func TestApplyHostile(t *testing.T) {
 		{name: "device number too large", layers: [][]byte{rawTar(t, &tar.Header{Typeflag: tar.TypeChar, Name: "c", Mode: 0o644, Devmajor: 1 << 20, Devminor: 1})}, err: composefs.ErrInvalidInode},
 		{name: "unsupported entry type", layers: [][]byte{rawTar(t, &tar.Header{Typeflag: 'Z', Name: "z", Mode: 0o644})}, err: ErrUnsupported},
 		{name: "truncated layer", layers: [][]byte{rawTar(t, hdr(tar.TypeReg, "a", ""), &tar.Header{Typeflag: tar.TypeReg, Name: "big", Mode: 0o644, Size: 5000})[:1536]}, errText: "unexpected EOF"},
+		{name: "huge PAX header", layers: [][]byte{hugeHeader(t, tar.TypeXHeader, 2<<20)}, err: tar.ErrFieldTooLong},
+		{name: "huge GNU long name", layers: [][]byte{hugeHeader(t, tar.TypeGNULongName, 2<<20)}, err: tar.ErrFieldTooLong},
 		{name: "garbage", layers: [][]byte{bytes.Repeat([]byte{0xff}, 1024)}, errText: "reading layer"},
 		{name: "pax global header ignored", layers: [][]byte{rawTar(t, &tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "g", PAXRecords: map[string]string{"comment": "x"}}, hdr(tar.TypeReg, "f", ""))}, want: []string{"/f"}, wantNot: []string{"/g"}},
 		{name: "whiteout through a symlinked parent", layers: [][]byte{
