@@ -16,16 +16,32 @@ LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages the tests and the demo need (installed by `make deps`).
+# python3 and python3-cryptography run trixie's virt-fw-vars (unpacked by
+# `make fixtures`) for Secure Boot key enrollment; binutils' objcopy
+# assembles the UKI of the testbed's disk boot test.
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
-	sbsigntool osslsigncode erofs-utils fsverity
+	sbsigntool osslsigncode erofs-utils fsverity openssl \
+	python3 python3-cryptography debian-archive-keyring binutils
 
-.PHONY: all build test test-short lint bench demo deps fixtures clean
+# The cosign CLI the signing interoperability tests run (bin/cosign).
+COSIGN_VERSION := v2.6.5
+COSIGN         := bin/cosign
+
+.PHONY: all build test test-short lint bench demo deps fixtures clean cosign initbins
 
 all: build
 
-build:
+build: initbins
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/cfs-compose
+
+# initbins builds the static builtin-initramfs /init (cmd/cfs-init) for each
+# target architecture into the directory stages/initramfs/initbin embeds.
+INITBIN_DIR := stages/initramfs/initbin
+initbins:
+	@for a in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(INITBIN_DIR)/cfs-init-$$a ./cmd/cfs-init || exit 1; \
+	done
 
 # deps installs the Debian packages and Go modules the tests need. It only
 # calls apt-get when something is missing, so it is cheap on a ready machine.
@@ -40,11 +56,21 @@ deps:
 	fi
 	$(GO) mod download
 
-test: deps
-	$(GO) test -count=1 -timeout 30m ./...
+test: deps initbins cosign fixtures
+	CFS_REQUIRE_INITBINS=1 $(GO) test -count=1 -timeout 30m ./...
+
+# cosign builds the cosign CLI into bin/ for the signing interoperability
+# tests (github.com/sigstore/cosign/v2/cmd/cosign; ~5 minutes on 2 cores,
+# once: skipped when bin/cosign already is $(COSIGN_VERSION)). Linking cosign
+# into cfs-compose itself is avoided on purpose (~500 modules).
+cosign:
+	@if ! $(COSIGN) version 2>/dev/null | grep -Eq '^GitVersion: +$(COSIGN_VERSION)$$'; then \
+		echo "building cosign $(COSIGN_VERSION) into bin/ (takes a few minutes)"; \
+		GOBIN=$(CURDIR)/bin $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION); \
+	fi
 
 # test-short skips the slow (QEMU, root, network-fetch) tests.
-test-short:
+test-short: initbins
 	$(GO) test -short ./...
 
 lint:
@@ -58,6 +84,14 @@ bench:
 demo: build
 	./$(BIN) validate
 	./$(BIN) plan
+
+# fixtures fetches the testbed's Debian packages (trixie 6.12 cloud kernel,
+# busybox-static, systemd EFI stubs, virt-firmware, OVMF/AAVMF) through a
+# private apt configuration into testbed/fixtures/cache/debs/ and builds the
+# fixture OCI layout oci:testbed/fixtures/build/oci:testbed. Offline once
+# the cache is complete.
+fixtures:
+	$(GO) run ./testbed/fixtures/cmd/mkfixtures
 
 clean:
 	rm -rf bin

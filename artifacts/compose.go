@@ -156,7 +156,14 @@ func (c *Compose) Publish(st *Store, variant, arch string, out Output) error {
 	if strings.ContainsRune(out.Publish.Filename, '/') || out.Publish.Filename == "" {
 		return fmt.Errorf("publishing %s: bad file name %q", out.Digest.Short(), out.Publish.Filename)
 	}
-	rel := filepath.Join(ImagesDir(variant, arch), out.Publish.Filename)
+	sub := out.Publish.Dir
+	if sub == "" {
+		sub = "images"
+	}
+	if sub != "images" && sub != "tests" {
+		return fmt.Errorf("publishing %s: bad directory %q", out.Digest.Short(), sub)
+	}
+	rel := filepath.Join(variant, arch, sub, out.Publish.Filename)
 	if _, dup := c.files[rel]; dup {
 		return fmt.Errorf("publishing %s: two artifacts named %s", out.Digest.Short(), rel)
 	}

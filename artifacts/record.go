@@ -48,7 +48,10 @@ type Output struct {
 
 // Publish says where and how an output appears in a compose.
 type Publish struct {
-	Filename string `json:"filename"` // file name under <Variant>/<arch>/images/
+	Filename string `json:"filename"` // file name under <Variant>/<arch>/<Dir>/
+	// Dir is the directory under <Variant>/<arch>/: "images" (the default)
+	// or "tests" (boot test reports).
+	Dir string `json:"dir,omitempty"`
 	// Type and Format are productmd's image type and format ("raw",
 	// "qcow2", ...); an empty Type keeps the file out of images.json.
 	Type     string `json:"type,omitempty"`

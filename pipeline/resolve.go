@@ -37,15 +37,15 @@ func (t Target) String() string { return t.Variant + "/" + t.Arch }
 // Node is one stage instance in the plan. Identical instances (same kind,
 // version, config and upstream nodes) are shared between targets.
 type Node struct {
-	ID      string          // short identity: first 16 hex of Identity
-	Kind    string          //
-	Stage   Stage           //
-	Config  json.RawMessage // canonical JSON of the resolved config
+	ID     string          // short identity: first 16 hex of Identity
+	Kind   string          //
+	Stage  Stage           //
+	Config json.RawMessage // canonical JSON of the resolved config
 	// KeyConfig is the canonical JSON that enters the cache key: Config,
 	// or the config's CacheKey() when it implements [Keyer].
 	KeyConfig json.RawMessage
-	Deps    []*Node         // upstream nodes, in Stage.Inputs order (absent optional deps omitted)
-	Targets []Target        // targets served, sorted
+	Deps      []*Node  // upstream nodes, in Stage.Inputs order (absent optional deps omitted)
+	Targets   []Target // targets served, sorted
 	// PlanErr is set when the stage could not be resolved (for example an
 	// image tag that cannot be pinned offline). Execute refuses such plans;
 	// `plan` shows them.
@@ -73,8 +73,13 @@ type TargetNodes struct {
 type ResolveOptions struct {
 	Variants []string // empty: all
 	Arches   []string // empty: all the variant declares
-	Offline  bool
-	Log      zerolog.Logger
+	// Offline forbids network look-ups in Stage.Plan.
+	Offline bool
+	// Lenient keeps a stage's planning error on its node (Node.PlanErr)
+	// instead of failing: `plan` shows such nodes as unresolved, Execute
+	// refuses them.
+	Lenient bool
+	Log     zerolog.Logger
 }
 
 // ErrNothingToDo reports a filter that matches no target.
@@ -115,7 +120,7 @@ func Resolve(ctx context.Context, m Manifests, stages []Stage, opts *ResolveOpti
 			tn := TargetNodes{Target: t, Nodes: map[string]*Node{}}
 			pc := &PlanContext{Config: cfg, Offline: opts.Offline, Log: opts.Log}
 			for _, st := range stages {
-				n, err := planNode(ctx, st, pc, tn.Nodes)
+				n, err := planNode(ctx, st, pc, tn.Nodes, opts.Lenient)
 				if errors.Is(err, ErrSkip) {
 					continue
 				}
@@ -163,9 +168,9 @@ func checkStages(stages []Stage) error {
 	return nil
 }
 
-// planNode resolves one stage for one target. A resolution error that is
-// not ErrSkip in offline mode is kept on the node (plan shows it).
-func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[string]*Node) (*Node, error) {
+// planNode resolves one stage for one target. With lenient, a resolution
+// error other than ErrSkip is kept on the node (plan shows it).
+func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[string]*Node, lenient bool) (*Node, error) {
 	n := &Node{Kind: st.Kind(), Stage: st}
 	for _, d := range st.Inputs() {
 		u, ok := upstream[d.Kind]
@@ -181,7 +186,7 @@ func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[strin
 	switch {
 	case errors.Is(err, ErrSkip):
 		return nil, err
-	case err != nil && pc.Offline:
+	case err != nil && lenient:
 		n.PlanErr = err
 		n.Config = json.RawMessage("null")
 		n.KeyConfig = n.Config

@@ -34,8 +34,10 @@ type globals struct {
 	vars      []string // -var NAME=VALUE, in command-line order
 	varFiles  []string // -var-file FILE, in command-line order
 	manifests string   // manifest directory
+	cacheDir  string   // artifact store; empty means the default
 
-	log zerolog.Logger
+	logLevelV zerolog.Level
+	log       zerolog.Logger
 }
 
 // usageError marks errors that should exit with status 2.
@@ -132,6 +134,7 @@ Exit codes: 0 ok, 1 errors or error diagnostics, 2 usage errors.`,
 	pf.StringArrayVar(&g.vars, "var", nil, "set a manifest variable: NAME=VALUE (repeatable; also CFS_VAR_NAME)")
 	pf.StringArrayVar(&g.varFiles, "var-file", nil, "read manifest variables from an HCL file (repeatable)")
 	pf.StringVarP(&g.manifests, "manifests", "m", "manifests", "directory holding the *.hcl manifests")
+	pf.StringVar(&g.cacheDir, "cache-dir", "", "artifact cache directory (default $CFS_CACHE_DIR, else $XDG_CACHE_HOME/cfs-compose)")
 
 	for _, c := range commands(g) {
 		root.AddCommand(c)
@@ -144,6 +147,15 @@ func commands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newVersionCmd(g),
 		newComposefsCmd(g),
+		newKeysCmd(g),
+		newValidateCmd(g),
+		newFmtCmd(g),
+		newSetCmd(g),
+		newExplainCmd(g),
+		newPlanCmd(g),
+		newBuildCmd(g),
+		newCacheCmd(g),
+		newInspectCmd(g),
 	}
 }
 
@@ -153,16 +165,26 @@ func (g *globals) setup() error {
 	if err != nil || g.logLevel == "" {
 		return usageError{fmt.Errorf("invalid --log-level %q (want trace, debug, info, warn or error)", g.logLevel)}
 	}
-	var w io.Writer = g.stderr
-	switch g.logFormat {
-	case "json":
-	case "console":
-		w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05", NoColor: !isTerminal(g.stderr)}
-	default:
+	if g.logFormat != "json" && g.logFormat != "console" {
 		return usageError{fmt.Errorf("invalid --log-format %q (want console or json)", g.logFormat)}
 	}
-	g.log = zerolog.New(w).With().Timestamp().Logger().Level(lvl)
+	g.logLevelV = lvl
+	g.log = g.newLogger(g.stderr)
 	return nil
+}
+
+// logWriter wraps w in the --log-format encoding: zerolog JSON events
+// written to the result come out as console lines or as JSON.
+func (g *globals) logWriter(w io.Writer) io.Writer {
+	if g.logFormat == "json" {
+		return w
+	}
+	return zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05", NoColor: !isTerminal(g.stderr)}
+}
+
+// newLogger returns a logger writing to w in the --log-format encoding.
+func (g *globals) newLogger(w io.Writer) zerolog.Logger {
+	return zerolog.New(g.logWriter(w)).With().Timestamp().Logger().Level(g.logLevelV)
 }
 
 // isTerminal reports whether w is a terminal.

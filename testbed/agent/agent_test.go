@@ -254,7 +254,10 @@ func TestChecksComposefs(t *testing.T) {
 		mountinfo string
 		recorded  string // "" = no /run/cfs/composefs-digest
 		image     []byte // nil = no image
-		want      map[string]protocol.Status
+		// loop0's backing file and its content ("" = none)
+		loopBacking string
+		loopImage   []byte
+		want        map[string]protocol.Status
 	}{
 		{
 			name: "composefs ok (erofs mounted)", cmdline: "composefs=" + digest, mountinfo: sampleMountinfo,
@@ -270,6 +273,16 @@ func TestChecksComposefs(t *testing.T) {
 			name: "digest mismatch", cmdline: "composefs=" + strings.Repeat("ab", 32), mountinfo: sampleMountinfo,
 			recorded: strings.Repeat("ab", 32), image: img,
 			want: map[string]protocol.Status{"composefs-root": protocol.Pass, "composefs-digest": protocol.Fail},
+		},
+		{
+			name: "mounted image differs from the recorded one", cmdline: "composefs=" + digest, mountinfo: sampleMountinfo,
+			recorded: digest, image: img, loopBacking: "/run/other.erofs", loopImage: erofsImage(),
+			want: map[string]protocol.Status{"composefs-root": protocol.Pass, "composefs-digest": protocol.Fail},
+		},
+		{
+			name: "mounted image is a good copy", cmdline: "composefs=" + digest, mountinfo: sampleMountinfo,
+			recorded: digest, image: img, loopBacking: "/run/copy.erofs", loopImage: img,
+			want: map[string]protocol.Status{"composefs-digest": protocol.Pass},
 		},
 		{
 			name: "no initramfs record", cmdline: "composefs=" + digest, mountinfo: sampleMountinfo,
@@ -306,6 +319,10 @@ func TestChecksComposefs(t *testing.T) {
 			if tt.image != nil {
 				r.write("/sysroot/composefs/images/img", string(tt.image))
 				r.write(recordedImagePath, "/sysroot/composefs/images/img\n")
+			}
+			if tt.loopBacking != "" {
+				r.write("/sys/block/loop0/loop/backing_file", tt.loopBacking+"\n")
+				r.write(tt.loopBacking, string(tt.loopImage))
 			}
 			rep := runAgent(t, r.dir)
 			if len(rep.Checks) != len(checks) {
@@ -361,7 +378,8 @@ func TestSecureBootState(t *testing.T) {
 		{"no efi", nil, false, "unsupported", "", protocol.Skip},
 		{"enabled", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 1}, "SetupMode": {6, 0, 0, 0, 0}}, true, "enabled", "0", protocol.Pass},
 		{"disabled setup mode", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 0}, "SetupMode": {6, 0, 0, 0, 1}}, true, "disabled", "1", protocol.Pass},
-		{"no variable", map[string][]byte{}, true, "disabled", "", protocol.Pass},
+		{"no variable", map[string][]byte{"BootOrder": {7, 0, 0, 0, 1, 0}}, true, "disabled", "", protocol.Pass},
+		{"efivarfs not mounted", map[string][]byte{}, true, "", "", protocol.Fail},
 		{"corrupt", map[string][]byte{"SecureBoot": {6}}, true, "", "", protocol.Fail},
 	}
 	for _, tt := range tests {

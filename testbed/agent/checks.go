@@ -137,7 +137,24 @@ func checkComposefsDigest(e *env, _ mode) outcome {
 	if got != want {
 		return fail("image %s has fs-verity digest %s (%s), command line says %s", img, got, how, want)
 	}
-	return pass("image %s digest %s (%s) matches composefs= and the initramfs record", img, got, how)
+	detail := fmt.Sprintf("image %s digest %s (%s) matches composefs= and the initramfs record", img, got, how)
+	// Also measure the file actually mounted, when it can be found and is
+	// not the recorded one.
+	if ev, err := e.rootEvidence(); err == nil {
+		if mounted := e.mountedImage(ev); mounted != "" && mounted != img {
+			md, mhow, err := fileVerityDigest(e.path(mounted))
+			if err != nil {
+				return fail("measuring the mounted image %s: %v", mounted, err)
+			}
+			if md != want {
+				return fail("the mounted image %s has digest %s (%s), command line says %s", mounted, md, mhow, want)
+			}
+			detail += fmt.Sprintf("; mounted image %s matches too", mounted)
+		} else if mounted == img {
+			detail += "; it is the mounted image"
+		}
+	}
+	return pass("%s", detail)
 }
 
 // secureBootState reads SecureBoot and SetupMode from efivarfs. state is
@@ -160,7 +177,12 @@ func secureBootState(e *env) (state string, setupMode string, err error) {
 	}
 	sb, err := read("SecureBoot")
 	if errors.Is(err, os.ErrNotExist) {
-		// Firmware without Secure Boot support does not define the variable.
+		// Firmware without Secure Boot support does not define the
+		// variable; but an empty directory means efivarfs is not mounted.
+		ents, derr := os.ReadDir(e.path("/sys/firmware/efi/efivars"))
+		if derr != nil || len(ents) == 0 {
+			return "", "", fmt.Errorf("no EFI variables visible (efivarfs not mounted?): %v", errors.Join(err, derr))
+		}
 		sb, err = false, nil
 	}
 	if err != nil {

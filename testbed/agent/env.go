@@ -70,6 +70,7 @@ type rootEvidence struct {
 	lowers    []string
 	dataLower []string
 	erofs     string // evidence that a lower layer is EROFS; "" if none
+	erofsMnt  *mount // the EROFS mount used as a lower layer, when visible
 }
 
 func (e *env) rootEvidence() (rootEvidence, error) {
@@ -89,6 +90,7 @@ func (e *env) rootEvidence() (rootEvidence, error) {
 	for _, l := range ev.lowers {
 		if m, ok := mountAt(e.mounts, l); ok && m.FSType == "erofs" {
 			ev.erofs = fmt.Sprintf("lower %s is an erofs mount of %s", l, m.Source)
+			ev.erofsMnt = &m
 			return ev, nil
 		}
 	}
@@ -100,6 +102,31 @@ func (e *env) rootEvidence() (rootEvidence, error) {
 		}
 	}
 	return ev, nil
+}
+
+// mountedImage returns the file behind the EROFS lower layer of /, as
+// seen from the running system: the backing file of its loop device, or
+// the source of a file-backed mount. It returns "" when that cannot be
+// told (a block device, or a file no longer reachable).
+func (e *env) mountedImage(ev rootEvidence) string {
+	if ev.erofsMnt == nil {
+		return ""
+	}
+	src := ev.erofsMnt.Source
+	if dev, ok := strings.CutPrefix(src, "/dev/"); ok && strings.HasPrefix(dev, "loop") {
+		b, err := os.ReadFile(e.path("/sys/block/" + dev + "/loop/backing_file"))
+		if err != nil {
+			return ""
+		}
+		src = strings.TrimSpace(string(b))
+	}
+	if strings.HasSuffix(src, " (deleted)") || !strings.HasPrefix(src, "/") {
+		return ""
+	}
+	if st, err := os.Stat(e.path(src)); err != nil || !st.Mode().IsRegular() {
+		return ""
+	}
+	return src
 }
 
 // isEROFS reports whether the file at p starts with an EROFS superblock.

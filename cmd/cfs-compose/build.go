@@ -1,0 +1,126 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/progress"
+	"github.com/spf13/cobra"
+)
+
+type buildOptions struct {
+	variants  []string
+	arches    []string
+	jobs      int
+	keepGoing bool
+	out       string
+	progress  string
+	offline   bool
+}
+
+func newBuildCmd(g *globals) *cobra.Command {
+	o := &buildOptions{}
+	c := &cobra.Command{
+		Use:   "build",
+		Short: "Run the pipeline and write a compose directory",
+		Long: `build resolves the manifests into a plan and runs it: stages run in
+parallel (-j), cached stages are reused, and the compose directory
+(Fedora-41-20261127.n.0) is written under --out when everything is done.
+
+A rerun with nothing changed runs no stage. A failing stage stops its
+dependents and names the stage, variant, arch and its log; --keep-going lets
+independent branches finish. Ctrl-C cancels cleanly: running stages stop
+and nothing half-written is left in the cache or the output.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBuild(cmd, g, o)
+		},
+	}
+	f := c.Flags()
+	f.StringSliceVar(&o.variants, "variant", nil, "build only these variants (repeatable)")
+	f.StringSliceVar(&o.arches, "arch", nil, "build only these arches (repeatable)")
+	f.IntVarP(&o.jobs, "jobs", "j", 0, "stages to run in parallel (default: number of CPUs)")
+	f.BoolVar(&o.keepGoing, "keep-going", false, "after a failure, finish the stages that do not depend on it")
+	f.StringVar(&o.out, "out", "out", "directory to write the compose directory into")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto (live on a terminal, plain otherwise), plain, or json (one event per line on stdout)")
+	f.BoolVar(&o.offline, "offline", false, "no network: images must be pinned by digest or local")
+	return c
+}
+
+func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
+	if o.progress != "auto" && o.progress != "plain" && o.progress != "json" {
+		return usageError{fmt.Errorf("invalid --progress %q (want auto, plain or json)", o.progress)}
+	}
+	if o.jobs < 0 {
+		return usageError{fmt.Errorf("invalid -j %d", o.jobs)}
+	}
+	m, err := g.manifestSet(cmd)
+	if err != nil {
+		return err
+	}
+	st, err := g.openStore(cmd.Context(), false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	disp := progress.New(g.stderr, o.progress == "auto" && isTerminal(g.stderr))
+	logw := g.logWriter(disp.Writer())
+	log := g.newLogger(disp.Writer())
+	disp.SetLogger(log)
+	events := disp.Event
+	if o.progress == "json" {
+		events = pipeline.JSONEvents(g.stdout)
+	}
+	opts := &pipeline.BuildOptions{
+		Out:     o.out,
+		Resolve: pipeline.ResolveOptions{Variants: o.variants, Arches: o.arches, Offline: o.offline, Log: log},
+		Exec: pipeline.ExecOptions{
+			Jobs: o.jobs, KeepGoing: o.keepGoing, LogWriter: logw, LogLevel: g.logLevelV,
+			Events: events, Tool: "cfs-compose " + version,
+		},
+		ManifestFiles: m.Files(),
+		Variables:     m.Variables(),
+		Finalize:      g.finalizeCompose,
+	}
+	rec, err := pipeline.Build(cmd.Context(), m, g.stages(), st, opts)
+	disp.Close()
+	if rec != nil {
+		summarize(g.stdout, o.progress == "json", rec, events)
+	}
+	if err != nil {
+		var se *pipeline.StageError
+		if errors.As(err, &se) || rec != nil {
+			fmt.Fprintf(g.stderr, "Error: %v\n", err)
+			return errReported
+		}
+		return err
+	}
+	return nil
+}
+
+// summarize prints what a build did: counts, the compose directory, and
+// "nothing to do" when every stage was cached.
+func summarize(w io.Writer, jsonOut bool, rec *pipeline.ComposeRecord, events func(pipeline.Event)) {
+	counts := map[pipeline.Status]int{}
+	for _, s := range rec.Stages {
+		counts[s.Status]++
+	}
+	if jsonOut {
+		events(pipeline.Event{Type: pipeline.EventCompose, Status: rec.Status, Compose: rec.Dir, Total: int64(len(rec.Stages))})
+		return
+	}
+	var parts []string
+	for _, s := range []pipeline.Status{pipeline.StatusRan, pipeline.StatusCached, pipeline.StatusFailed, pipeline.StatusSkipped} {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+		}
+	}
+	if counts[pipeline.StatusRan] == 0 && counts[pipeline.StatusFailed] == 0 && len(rec.Stages) > 0 {
+		fmt.Fprintf(w, "Nothing to do: all %d stages cached.\n", len(rec.Stages))
+	}
+	fmt.Fprintf(w, "Compose %s: %s (%s)\n%s\n", rec.ID, rec.Status, strings.Join(parts, ", "), rec.Dir)
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages"
+	"github.com/spf13/cobra"
+)
+
+// manifestSet loads the manifests and prints their diagnostics (warnings
+// too); errors end the command with exit status 1.
+func (g *globals) manifestSet(cmd *cobra.Command) (*manifest.Manifest, error) {
+	m, diags := g.loadManifests(cmd)
+	if err := printDiagnostics(g.stderr, diags, nil); err != nil {
+		return nil, err
+	}
+	if diags.HasErrors() {
+		return nil, errReported
+	}
+	return m, nil
+}
+
+// openStore opens the artifact cache: --cache-dir, $CFS_CACHE_DIR, or the
+// default under $XDG_CACHE_HOME.
+func (g *globals) openStore(ctx context.Context, exclusive bool) (*artifacts.Store, error) {
+	dir := g.cacheDir
+	if dir == "" {
+		dir, _ = g.getenv("CFS_CACHE_DIR")
+	}
+	if dir == "" {
+		var err error
+		if dir, err = artifacts.DefaultDir(); err != nil {
+			return nil, err
+		}
+	}
+	return artifacts.Open(ctx, dir, exclusive)
+}
+
+// stages returns the stage table.
+func (g *globals) stages() []pipeline.Stage { return stages.All() }
+
+// finalizeCompose runs once the stages are done, before the compose is
+// renamed into place.
+func (g *globals) finalizeCompose(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
+	return nil
+}
+
+// objectVerifier names composefs objects by their fs-verity digest for
+// `cache verify`.
+var objectVerifier artifacts.ObjectVerifier

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"path"
+
+	"golang.org/x/sys/unix"
+)
+
+// Where things are mounted inside the initramfs. /run moves into the new
+// root at switch_root, so the root partition stays reachable at
+// /run/cfs/sysroot in the booted system.
+const (
+	partMount  = "/run/cfs/sysroot" // the root partition (ext4, rw)
+	erofsMount = "/run/cfs/erofs"   // the composefs EROFS image
+	newRoot    = "/sysroot"         // the assembled root filesystem
+)
+
+// Paths on the root partition (docs/boot-layout.md).
+const (
+	imagesDir  = "composefs/images"  // <hex> (EROFS image, or symlink to one) and <hex>.sig
+	objectsDir = "composefs/objects" // XX/YYYY... content-addressed objects
+	deployDir  = "state/deploy"      // <hex>/etc (upper), <hex>/etc.work, plain/root
+	varDir     = "state/os/default/var"
+	plainRoot  = "state/deploy/plain/root"
+)
+
+// opKind is what a step does.
+type opKind int
+
+const (
+	opMkdir      opKind = iota // create target (and parents), mode 0755
+	opMount                    // mount(2)
+	opMountImage               // mount an image file read-only (directly or through a loop device)
+)
+
+// step is one mount-plan action, plain data so plans are unit-tested.
+type step struct {
+	what   string // for progress and error messages
+	op     opKind
+	source string
+	target string
+	fstype string
+	flags  uintptr
+	data   string
+	loop   bool // opMountImage: always through a loop device
+}
+
+func mkdir(p string) step { return step{what: "creating " + p, op: opMkdir, target: p} }
+
+// overlayVerity returns the overlayfs verity= option for a mode.
+func overlayVerity(mode string) string {
+	switch mode {
+	case "enable":
+		return ",verity=on"
+	case "require":
+		return ",verity=require"
+	}
+	return ""
+}
+
+// composefsPlan mounts the EROFS image file and the composefs overlay at /sysroot with the object store
+// as a data-only lower layer, gives /etc an overlay whose upper layer is the
+// deployment's state/deploy/<hex>/etc (the EROFS /etc as lower, so the
+// overlays are not stacked), and binds the shared state/os/default/var on
+// /var.
+func composefsPlan(image, hex, verity string, loop bool) []step {
+	objects := path.Join(partMount, objectsDir)
+	deploy := path.Join(partMount, deployDir, hex)
+	v := overlayVerity(verity)
+	return []step{
+		mkdir(erofsMount),
+		{what: "mounting the composefs image", op: opMountImage, source: image, target: erofsMount, fstype: "erofs", loop: loop},
+		mkdir(newRoot),
+		{what: "mounting the composefs root", op: opMount, source: "composefs", target: newRoot, fstype: "overlay", flags: unix.MS_RDONLY,
+			data: "lowerdir=" + erofsMount + "::" + objects + ",metacopy=on,redirect_dir=on" + v},
+		mkdir(path.Join(deploy, "etc")),
+		mkdir(path.Join(deploy, "etc.work")),
+		{what: "mounting the writable /etc overlay", op: opMount, source: "overlay", target: path.Join(newRoot, "etc"), fstype: "overlay",
+			data: "lowerdir=" + path.Join(erofsMount, "etc") + "::" + objects + ",upperdir=" + path.Join(deploy, "etc") +
+				",workdir=" + path.Join(deploy, "etc.work") + ",metacopy=on,redirect_dir=on" + v},
+		mkdir(path.Join(partMount, varDir)),
+		{what: "binding /var", op: opMount, source: path.Join(partMount, varDir), target: path.Join(newRoot, "var"), flags: unix.MS_BIND},
+	}
+}
+
+// plainPlan mounts the plain deployment tree (composefs disabled): the
+// tree read-only at /sysroot, its /etc writable on top, and the shared
+// var on /var.
+func plainPlan() []step {
+	tree := path.Join(partMount, plainRoot)
+	return []step{
+		mkdir(newRoot),
+		{what: "binding the plain root", op: opMount, source: tree, target: newRoot, flags: unix.MS_BIND},
+		{what: "making the plain root read-only", op: opMount, target: newRoot, flags: unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY},
+		{what: "binding the writable /etc", op: opMount, source: path.Join(tree, "etc"), target: path.Join(newRoot, "etc"), flags: unix.MS_BIND},
+		mkdir(path.Join(partMount, varDir)),
+		{what: "binding /var", op: opMount, source: path.Join(partMount, varDir), target: path.Join(newRoot, "var"), flags: unix.MS_BIND},
+	}
+}

@@ -1,0 +1,13 @@
+// Package stages is the table of stage kinds cfs-compose runs, in pipeline
+// order. Each kind lives in its own package (stages/<kind>) and implements
+// pipeline.Stage; stages never import each other and exchange data only
+// through artifacts.
+package stages
+
+import "github.com/cfs-compose/cfs-compose/pipeline"
+
+// All returns one instance of every stage kind, in pipeline order (a
+// stage's inputs come before it). Kinds are unique.
+func All() []pipeline.Stage {
+	return []pipeline.Stage{}
+}

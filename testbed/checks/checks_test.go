@@ -1,0 +1,182 @@
+package checks
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfs-compose/cfs-compose/testbed"
+	"github.com/cfs-compose/cfs-compose/testbed/protocol"
+)
+
+// boot builds a BootResult from agent protocol lines, as the runner would
+// after parsing a console.
+func boot(outcome testbed.Outcome, reason string, lines ...string) *testbed.BootResult {
+	var p protocol.Parser
+	var cl []testbed.ConsoleLine
+	for i, l := range lines {
+		p.Feed(l)
+		cl = append(cl, testbed.ConsoleLine{At: time.Duration(i) * time.Second, Text: l})
+	}
+	return &testbed.BootResult{Arch: "x86_64", Outcome: outcome, Reason: reason, Report: p.Report(), Lines: cl, VerdictAt: 3 * time.Second}
+}
+
+func agent(facts map[string]string, checks map[string]protocol.Status) []string {
+	lines := []string{"CFS-TEST-BEGIN v1"}
+	for k, v := range facts {
+		lines = append(lines, "CFS-FACT "+k+"="+v)
+	}
+	n := map[protocol.Status]int{}
+	for name, st := range checks {
+		lines = append(lines, "CFS-CHECK "+name+" "+string(st)+" detail of "+name)
+		n[st]++
+	}
+	return append(lines, "CFS-TEST-END pass="+itoa(n[protocol.Pass])+" fail="+itoa(n[protocol.Fail])+" skip="+itoa(n[protocol.Skip]))
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+const digest = "7f02ccd456f04094079193ec929dfdffac840e7e269a7eb824f10286b48d1aea"
+
+func composefsFacts() map[string]string {
+	return map[string]string{"mode": "composefs", "composefs": digest, "secureboot": "enabled", "setupmode": "0", "lockdown": "integrity", "arch": "x86_64"}
+}
+
+func allPass() map[string]protocol.Status {
+	return map[string]protocol.Status{"composefs-root": protocol.Pass, "plain-root": protocol.Skip, "usr-readonly": protocol.Pass,
+		"etc-writable": protocol.Pass, "var-writable": protocol.Pass, "composefs-digest": protocol.Pass, "secureboot": protocol.Pass}
+}
+
+func run(t *testing.T, tg testbed.Target, b *testbed.BootResult) map[string]testbed.Result {
+	t.Helper()
+	s := testbed.Suite{}
+	rep, err := s.CheckBoot(context.Background(), tg, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]testbed.Result{}
+	for _, c := range rep.Checks {
+		out[c.Name] = c.Result
+	}
+	return out
+}
+
+func TestChecks(t *testing.T) {
+	composefs := []testbed.Feature{testbed.FeatureComposefs, testbed.FeatureUEFI, testbed.FeatureSecureBoot}
+	mod := func(f func(map[string]string, map[string]protocol.Status)) []string {
+		facts, checks := composefsFacts(), allPass()
+		f(facts, checks)
+		return agent(facts, checks)
+	}
+	tests := []struct {
+		name     string
+		features []testbed.Feature
+		digest   string
+		boot     *testbed.BootResult
+		want     map[string]testbed.Result
+	}{
+		{
+			name: "secure composefs boot", features: composefs, digest: digest,
+			boot: boot(testbed.OutcomePoweredOff, "", mod(func(map[string]string, map[string]protocol.Status) {})...),
+			want: map[string]testbed.Result{"agent-report": testbed.Pass, "composefs-root": testbed.Pass, "composefs-digest": testbed.Pass,
+				"usr-readonly": testbed.Pass, "etc-writable": testbed.Pass, "var-writable": testbed.Pass, "uefi-boot": testbed.Pass,
+				"secureboot-enabled": testbed.Pass, "secureboot-disabled": testbed.Skip, "plain-root": testbed.Skip, "firmware-refusal": testbed.Skip},
+		},
+		{
+			name: "compose digest differs from the booted one", features: composefs, digest: strings.Repeat("1", 64),
+			boot: boot(testbed.OutcomePoweredOff, "", mod(func(map[string]string, map[string]protocol.Status) {})...),
+			want: map[string]testbed.Result{"composefs-digest": testbed.Fail, "composefs-root": testbed.Pass},
+		},
+		{
+			name: "guest failures propagate", features: composefs,
+			boot: boot(testbed.OutcomePoweredOff, "", mod(func(_ map[string]string, c map[string]protocol.Status) {
+				c["usr-readonly"], c["var-writable"] = protocol.Fail, protocol.Skip
+			})...),
+			want: map[string]testbed.Result{"usr-readonly": testbed.Fail, "var-writable": testbed.Fail, "etc-writable": testbed.Pass},
+		},
+		{
+			name: "agent in plain mode on a composefs target", features: composefs,
+			boot: boot(testbed.OutcomePoweredOff, "", mod(func(f map[string]string, _ map[string]protocol.Status) { f["mode"] = "plain" })...),
+			want: map[string]testbed.Result{"composefs-root": testbed.Fail},
+		},
+		{
+			name: "secure boot off although expected", features: composefs,
+			boot: boot(testbed.OutcomePoweredOff, "", mod(func(f map[string]string, _ map[string]protocol.Status) {
+				f["secureboot"], f["setupmode"] = "disabled", "1"
+			})...),
+			want: map[string]testbed.Result{"secureboot-enabled": testbed.Fail, "uefi-boot": testbed.Pass},
+		},
+		{
+			name: "no lockdown warns", features: composefs,
+			boot: boot(testbed.OutcomePoweredOff, "", mod(func(f map[string]string, _ map[string]protocol.Status) { f["lockdown"] = "none" })...),
+			want: map[string]testbed.Result{"secureboot-enabled": testbed.Warn},
+		},
+		{
+			name: "uefi without secure boot", features: []testbed.Feature{testbed.FeaturePlain, testbed.FeatureUEFI},
+			boot: boot(testbed.OutcomePoweredOff, "", agent(map[string]string{"mode": "plain", "secureboot": "disabled"},
+				map[string]protocol.Status{"plain-root": protocol.Pass, "secureboot": protocol.Pass, "etc-writable": protocol.Pass, "var-writable": protocol.Pass})...),
+			want: map[string]testbed.Result{"plain-root": testbed.Pass, "secureboot-disabled": testbed.Pass, "uefi-boot": testbed.Pass, "secureboot-enabled": testbed.Skip, "composefs-root": testbed.Skip},
+		},
+		{
+			name: "not booted through uefi", features: []testbed.Feature{testbed.FeaturePlain, testbed.FeatureUEFI},
+			boot: boot(testbed.OutcomePoweredOff, "", agent(map[string]string{"mode": "plain", "secureboot": "unsupported"},
+				map[string]protocol.Status{"plain-root": protocol.Pass, "secureboot": protocol.Skip})...),
+			want: map[string]testbed.Result{"uefi-boot": testbed.Fail},
+		},
+		{
+			name: "init fatal", features: composefs,
+			boot: boot(testbed.OutcomeInitFatal, "cfs-init: FATAL: digest mismatch", "cfs-init: FATAL: digest mismatch"),
+			want: map[string]testbed.Result{"agent-report": testbed.Fail, "composefs-root": testbed.Fail, "firmware-refusal": testbed.Skip},
+		},
+		{
+			name: "expected refusal", features: []testbed.Feature{testbed.FeatureUEFI, testbed.FeatureSecureBoot, testbed.FeatureRefusal},
+			boot: boot(testbed.OutcomeRefused, "BdsDxe: failed to load Boot0001: Access Denied", "BdsDxe: failed to load Boot0001: Access Denied"),
+			want: map[string]testbed.Result{"firmware-refusal": testbed.Pass, "agent-report": testbed.Skip, "secureboot-enabled": testbed.Skip},
+		},
+		{
+			name: "refusal expected but booted", features: []testbed.Feature{testbed.FeatureUEFI, testbed.FeatureSecureBoot, testbed.FeatureRefusal},
+			boot: boot(testbed.OutcomePoweredOff, "", mod(func(map[string]string, map[string]protocol.Status) {})...),
+			want: map[string]testbed.Result{"firmware-refusal": testbed.Fail},
+		},
+		{
+			name: "truncated report", features: composefs,
+			boot: boot(testbed.OutcomeTimeout, "no verdict", "CFS-TEST-BEGIN v1", "CFS-CHECK composefs-root PASS x"),
+			want: map[string]testbed.Result{"agent-report": testbed.Fail, "composefs-root": testbed.Fail},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := run(t, testbed.Target{Name: "t", Features: tt.features, ComposefsDigest: tt.digest}, tt.boot)
+			for name, want := range tt.want {
+				if got[name] != want {
+					t.Errorf("%s = %s, want %s (all: %v)", name, got[name], want, got)
+				}
+			}
+		})
+	}
+}
+
+func TestProtocolErrorsFailAgentReport(t *testing.T) {
+	lines := append(agent(composefsFacts(), allPass()), "CFS-CHECK late PASS after end")
+	got := run(t, testbed.Target{Name: "t", Features: []testbed.Feature{testbed.FeatureComposefs}}, boot(testbed.OutcomePoweredOff, "", lines...))
+	if got["agent-report"] != testbed.Fail {
+		t.Errorf("agent-report = %s", got["agent-report"])
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	want := []string{"agent-report", "composefs-digest", "composefs-root", "etc-writable", "firmware-refusal", "plain-root",
+		"secureboot-disabled", "secureboot-enabled", "uefi-boot", "usr-readonly", "var-writable"}
+	var got []string
+	for _, c := range testbed.DefaultRegistry.Checks() {
+		got = append(got, c.Name)
+		if c.Description == "" || len(c.Tags) == 0 {
+			t.Errorf("check %s lacks description or tags", c.Name)
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("registered %v", got)
+	}
+}
