@@ -134,6 +134,11 @@ func (rc *RunContext) ReadInput(kind, name string) ([]byte, error) {
 // ObjectsDir returns the composefs object store shared by all stages.
 func (rc *RunContext) ObjectsDir() string { return rc.store.ObjectsDir() }
 
+// Store returns the artifact store, for stages that keep their own
+// content-addressed caches in it (the source stage caches OCI layer blobs
+// by digest). Outputs still go through AddBytes, AddFile and CreateOutput.
+func (rc *RunContext) Store() *artifacts.Store { return rc.store }
+
 // TempDir returns a scratch directory on the store's filesystem, removed
 // after the run. Files created here can become outputs with AddFile.
 func (rc *RunContext) TempDir() string { return rc.tmp }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
+	imgsource "github.com/cfs-compose/cfs-compose/stages/source"
 )
 
 func newComposefsCmd(g *globals) *cobra.Command {
@@ -53,16 +55,24 @@ type createOptions struct {
 	userXattrs  bool
 	skipDevices bool
 	threads     int
+	arch        string // image SOURCE: architecture to pick
+	policy      string // image SOURCE: containers-policy.json
 }
 
 func newComposefsCreateCmd(g *globals) *cobra.Command {
 	var o createOptions
 	cmd := &cobra.Command{
 		Use:   "create [flags] SOURCE IMAGE",
-		Short: "Build a composefs image from a directory or a dumpfile (mkcomposefs)",
+		Short: "Build a composefs image from a directory, a dumpfile or a container image (mkcomposefs)",
 		Long: `Build a composefs image from SOURCE, a directory, or with --from-file a
-dumpfile ("-" reads standard input). IMAGE is written atomically; "-" writes
-the image to standard output.
+dumpfile ("-" reads standard input), or a container image reference:
+oci:DIR[:TAG], oci-archive:FILE[:TAG], dir:DIR or docker://NAME[:TAG|@DIGEST]
+(an existing path of that name is taken as a directory). An image is
+streamed layer by layer, never unpacked: --arch picks the instance of a
+multi-arch image (x86_64/amd64 or aarch64/arm64; default: this machine's),
+and the image must pass the signature policy (--policy, or the user's
+containers policy.json; local images are accepted when there is none).
+IMAGE is written atomically; "-" writes the image to standard output.
 
 With --digest-store DIR, the content of every regular file larger than 64
 bytes is stored in DIR under its fs-verity digest (DIR/XX/YYYY...), and the
@@ -87,6 +97,8 @@ dumpfile input (mkcomposefs ignores them there).`,
 	f.BoolVar(&o.userXattrs, "user-xattrs", false, "store only user.* extended attributes")
 	f.BoolVar(&o.skipDevices, "skip-devices", false, "leave out character and block devices")
 	f.IntVar(&o.threads, "threads", 0, "number of `N` goroutines reading file contents (default: number of CPUs)")
+	f.StringVar(&o.arch, "arch", "", "container image SOURCE: the `ARCH` to pick from a multi-arch image (default: this machine's)")
+	f.StringVar(&o.policy, "policy", "", "container image SOURCE: signature policy `FILE` (default: the user's policy.json)")
 	return cmd
 }
 
@@ -112,9 +124,36 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 		return usageError{errors.New("empty SOURCE")}
 	}
 
+	ref := imageSource(source)
+	if ref == nil && (f.Changed("arch") || f.Changed("policy")) {
+		return usageError{errors.New("--arch and --policy apply to container image sources (oci:, oci-archive:, dir:, docker://)")}
+	}
 	var tree *composefs.Tree
 	var store *objstore.Store
-	if o.fromFile {
+	if ref != nil {
+		if o.fromFile || f.Changed("threads") {
+			return usageError{errors.New("--from-file and --threads do not apply to a container image SOURCE")}
+		}
+		arch := o.arch
+		if arch == "" {
+			arch = runtime.GOARCH
+		}
+		if _, err := imgsource.GOARCH(arch); err != nil {
+			return usageError{fmt.Errorf("--arch: %w", err)}
+		}
+		if o.digestStore != "" {
+			var err error
+			if store, err = objstore.Open(o.digestStore); err != nil {
+				return err
+			}
+			defer store.Close()
+		}
+		var err error
+		if tree, err = importImage(cmd, g, ref, arch, o.policy, store); err != nil {
+			return err
+		}
+		tree.Filter(composefs.Filter{SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices, UseEpoch: o.useEpoch})
+	} else if o.fromFile {
 		var err error
 		if tree, err = readDumpfile(g, source); err != nil {
 			return err
@@ -160,6 +199,48 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 		}
 	}
 	return nil
+}
+
+// imageSource parses SOURCE as a container image reference, unless it
+// names an existing path (or is not a reference at all).
+func imageSource(s string) *imgsource.Reference {
+	if _, err := os.Lstat(s); err == nil {
+		return nil
+	}
+	for _, p := range []string{"docker://", "oci:", "oci-archive:", "dir:"} {
+		if strings.HasPrefix(s, p) {
+			if ref, err := imgsource.ParseReference(s); err == nil {
+				return ref
+			}
+		}
+	}
+	return nil
+}
+
+// importImage streams a container image into a tree, its file contents
+// into store (nil: only hashed), and syncs the store.
+func importImage(cmd *cobra.Command, g *globals, ref *imgsource.Reference, arch, policy string, store *objstore.Store) (*composefs.Tree, error) {
+	ps, err := imgsource.ResolvePolicy(policy, "")
+	if err != nil {
+		return nil, err
+	}
+	opts := &imgsource.PullOptions{Arch: arch, Policy: ps}
+	if store != nil {
+		opts.Import.Objects = store
+	}
+	p, err := imgsource.Pull(cmd.Context(), ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	g.log.Info().Str("image", ref.String()).Str("manifest", p.Image.ManifestDigest.String()).
+		Str("instance", p.Image.InstanceDigest.String()).Int("layers", len(p.Image.Layers)).
+		Int("entries", p.Stats.Entries).Int64("bytes", p.Stats.Bytes).Msg("imported container image")
+	if store != nil {
+		if err := store.Sync(); err != nil {
+			return nil, err
+		}
+	}
+	return p.Tree, nil
 }
 
 // readDumpfile parses a dumpfile ("-" is standard input); errors name the

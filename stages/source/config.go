@@ -1,0 +1,92 @@
+package source
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/opencontainers/go-digest"
+)
+
+// Config is the resolved configuration of one source stage instance: what
+// Plan returns and Run reads. Tags are pinned to digests, the policy file
+// and keys are fingerprinted, defaults are explicit.
+type Config struct {
+	// Image is the reference as the manifest wrote it.
+	Image string `json:"image"`
+	// Pinned is the reference pinned to ManifestDigest (what Run opens).
+	Pinned string `json:"pinned"`
+	// Transport is the reference's transport (docker, oci, oci-archive, dir).
+	Transport string `json:"transport"`
+	// Identity is the machine-independent name of the image (the docker
+	// repository, or just the transport for local files).
+	Identity string `json:"identity"`
+	// Arch is the architecture being built (x86_64, aarch64).
+	Arch string `json:"arch"`
+	// ManifestDigest is the digest the reference resolved to (a manifest
+	// list for multi-arch images).
+	ManifestDigest string `json:"manifest_digest"`
+	// InstanceDigest and ConfigDigest are the arch's manifest and its
+	// configuration; empty when planned offline from a pinned manifest
+	// list (Run then picks the instance).
+	InstanceDigest string `json:"instance_digest,omitempty"`
+	ConfigDigest   string `json:"config_digest,omitempty"`
+	// Policy is the resolved signature policy.
+	Policy PolicySpec `json:"policy"`
+	// Kind is manifest.SourceContainer or manifest.SourceOstree.
+	Kind string `json:"kind"`
+	// Kernel selects the kernel version; empty means the only one.
+	Kernel string `json:"kernel,omitempty"`
+	// Lints holds the manifest settings the lints compare against.
+	Lints LintSettings `json:"lints"`
+}
+
+// Validate checks a config for internal consistency (no I/O).
+func (c *Config) Validate() error {
+	if c.Image == "" {
+		return fmt.Errorf("source.image is not set")
+	}
+	if _, err := GOARCH(c.Arch); err != nil {
+		return err
+	}
+	if d := c.ManifestDigest; d != "" {
+		if err := digest.Digest(d).Validate(); err != nil {
+			return fmt.Errorf("manifest digest %q: %w", d, err)
+		}
+	}
+	switch c.Kind {
+	case manifest.SourceContainer, manifest.SourceOstree:
+	default:
+		return fmt.Errorf("source.kind = %q: want %q or %q", c.Kind, manifest.SourceContainer, manifest.SourceOstree)
+	}
+	for _, n := range c.Lints.Skip {
+		if !slices.Contains(LintNames(), n) {
+			return fmt.Errorf("lints.skip: unknown lint %q (known: %s)", n, strings.Join(LintNames(), ", "))
+		}
+	}
+	return nil
+}
+
+// CacheKey implements pipeline.Keyer: the config without machine-local
+// paths (local image paths, the policy file and key paths). The digests
+// identify the content instead.
+func (c *Config) CacheKey() any {
+	k := *c
+	k.Image, k.Pinned = "", ""
+	k.Policy.Path, k.Policy.SignedBy = "", ""
+	if k.Transport == TransportDocker {
+		k.Pinned = k.Identity + "@" + k.ManifestDigest
+	}
+	k.Lints.UKIStub = stubKey(k.Lints.UKIStub)
+	return k
+}
+
+// stubKey keeps "image" but hides a host stub path (its content is the
+// UKI stage's business).
+func stubKey(s string) string {
+	if s == "image" || s == "" {
+		return s
+	}
+	return "host"
+}

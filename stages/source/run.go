@@ -1,0 +1,177 @@
+package source
+
+import (
+	"context"
+
+	"fmt"
+	"strings"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/composefs"
+	"github.com/cfs-compose/cfs-compose/internal/objstore"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/types"
+)
+
+// Output names of the source stage.
+const (
+	OutputTree     = "tree"     // dumpfile of the image tree (artifacts.MediaTypeDumpfile)
+	OutputAnalysis = "analysis" // Analysis, JSON
+	OutputLints    = "lints"    // LintReport, JSON
+)
+
+// PullOptions control [Pull].
+type PullOptions struct {
+	// Arch is the architecture to pick (x86_64, aarch64, amd64, arm64).
+	Arch string
+	// Policy is the signature policy to enforce.
+	Policy PolicySpec
+	// Sys is the containers-image system context; nil means the defaults.
+	Sys *types.SystemContext
+	// Import controls where content goes and what is cached.
+	Import ImportOptions
+	// InstanceDigest, when set, is the arch instance the image must have.
+	InstanceDigest string
+}
+
+// Pulled is a pulled and imported image.
+type Pulled struct {
+	Image  *Image // closed
+	Config *imgspecv1.Image
+	*ImportResult
+}
+
+// Pull opens ref, picks the arch's instance, enforces the signature
+// policy, reads the configuration and imports the layers (see [Import]).
+func Pull(ctx context.Context, ref *Reference, opts *PullOptions) (*Pulled, error) {
+	img, err := Open(ctx, ref, opts.Arch, opts.Sys)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	if opts.InstanceDigest != "" && img.InstanceDigest.String() != opts.InstanceDigest {
+		return nil, fmt.Errorf("%w: %s: the %s image is now %s, planned %s", ErrDigestMismatch, img.Name(), opts.Arch, img.InstanceDigest, opts.InstanceDigest)
+	}
+	if err := opts.Policy.Check(ctx, img); err != nil {
+		return nil, err
+	}
+	cfg, err := img.ReadConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := Import(ctx, img, &opts.Import)
+	if err != nil {
+		return nil, err
+	}
+	return &Pulled{Image: img, Config: cfg, ImportResult: res}, nil
+}
+
+// Run implements pipeline.Stage.
+func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
+	var c Config
+	if err := rc.DecodeConfig(&c); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	ref, err := ParseReference(c.Pinned)
+	if err != nil {
+		return err
+	}
+	objs, err := objstore.Open(rc.ObjectsDir())
+	if err != nil {
+		return err
+	}
+	defer objs.Close()
+	sys := &types.SystemContext{}
+	if s.Sys != nil {
+		cp := *s.Sys
+		sys = &cp
+	}
+	sys.BigFilesTemporaryDir = rc.TempDir() // oci-archive: unpacks the archive there
+	rc.Log.Info().Str("image", c.Pinned).Str("arch", c.Arch).Msg("pulling")
+	p, err := Pull(ctx, ref, &PullOptions{
+		Arch: c.Arch, Policy: c.Policy, Sys: sys, InstanceDigest: c.InstanceDigest,
+		Import: ImportOptions{Objects: objs, Store: rc.Store(), Progress: rc.Progress},
+	})
+	if err != nil {
+		return err
+	}
+	rc.Log.Info().Int("layers", len(p.Image.Layers)).Bool("import_cached", p.Cached).Int("layers_from_cache", p.LayersFromCache).
+		Int("entries", p.Stats.Entries).Int64("bytes", p.Stats.Bytes).Int("objects", len(p.Objects)).Msg("imported")
+
+	fsys := p.Tree.FS(objs.FS())
+	an, err := Analyze(fsys, c.Arch, c.Kernel, p.Config.Config.Labels)
+	if err != nil {
+		return fmt.Errorf("analysing %s: %w", c.Image, err)
+	}
+	rep, err := RunLints(fsys, an, c.Lints)
+	if err != nil {
+		return err
+	}
+	for _, r := range rep.Results {
+		ev := rc.Log.Warn()
+		switch {
+		case r.Skipped:
+			ev = rc.Log.Info()
+		case r.Severity == Fatal:
+			ev = rc.Log.Error()
+		}
+		ev.Str("lint", r.Name).Str("severity", string(r.Severity)).Bool("skipped", r.Skipped).
+			Strs("paths", r.Paths).Int("path_count", r.PathCount).Msg(r.Message)
+	}
+	if an.PrepareRoot.Override {
+		rc.Log.Warn().Str("path", an.PrepareRoot.Path).Bool("composefs", c.Lints.Composefs).
+			Msg("the manifest's composefs setting overrides the image's prepare-root.conf in the generated initramfs")
+	}
+	if f := rep.Failures(); len(f) > 0 {
+		var msgs []string
+		for _, r := range f {
+			msgs = append(msgs, fmt.Sprintf("%s: %s (%s)", r.Name, r.Message, strings.Join(r.Paths, ", ")))
+		}
+		return fmt.Errorf("image %s fails %d lint(s) (skip with lints { skip = [...] }):\n  %s", c.Image, len(f), strings.Join(msgs, "\n  "))
+	}
+
+	w, err := rc.CreateOutput(OutputTree, artifacts.MediaTypeDumpfile, nil)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if err := composefs.WriteDumpfile(w, p.Tree); err != nil {
+		return err
+	}
+	if _, err := w.Commit(); err != nil {
+		return err
+	}
+	if err := rc.AddJSON(OutputAnalysis, an, nil); err != nil {
+		return err
+	}
+	if err := rc.AddJSON(OutputLints, rep, nil); err != nil {
+		return err
+	}
+	if err := rc.AddObjectSet(p.Objects); err != nil {
+		return err
+	}
+	kver := ""
+	if an.Kernel != nil {
+		kver = an.Kernel.Version
+	}
+	for k, v := range map[string]any{
+		"image":           c.Image,
+		"pinned":          c.Pinned,
+		"manifest_digest": c.ManifestDigest,
+		"instance_digest": p.Image.InstanceDigest.String(),
+		"config_digest":   p.Image.ConfigDigest.String(),
+		"bootc":           an.Bootc,
+		"kernel":          kver,
+		"layers":          len(p.Image.Layers),
+		"lints":           map[string]int{"fatal": rep.Fatal, "warning": rep.Warnings, "skipped": len(rep.Skipped)},
+	} {
+		if err := rc.SetMeta(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/composefs"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
+)
+
+var _ pipeline.Stage = (*Stage)(nil)
+var _ pipeline.Keyer = (*Config)(nil)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// manifests is a pipeline.Manifests of literal configs.
+type manifests map[string]map[string]*manifest.Config
+
+func (m manifests) Variants() []string {
+	var vs []string
+	for v := range m {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+func (m manifests) Arches(v string) []string {
+	var as []string
+	for a := range m[v] {
+		as = append(as, a)
+	}
+	slices.Sort(as)
+	return as
+}
+
+func (m manifests) Config(v, a string) (*manifest.Config, error) {
+	c, ok := m[v][a]
+	if !ok {
+		return nil, fmt.Errorf("no %s/%s", v, a)
+	}
+	cp := *c
+	return &cp, nil
+}
+
+func (m manifests) Compose() manifest.Compose {
+	return manifest.Compose{Product: "Fedora", Release: "41", Type: "nightly"}
+}
+
+// variant is a manifest config for a bootable image.
+func variant(name, arch, image string) *manifest.Config {
+	return &manifest.Config{
+		Variant: name, Name: strings.ToUpper(name[:1]) + name[1:], Arch: arch,
+		Source:    manifest.Source{Image: image, Kind: manifest.SourceContainer},
+		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityNone},
+		Initramfs: manifest.Initramfs{Source: manifest.InitramfsBuiltin},
+		UKI:       manifest.UKI{Enabled: true, Stub: "image"},
+		Rootfs:    manifest.Rootfs{ExtraDirs: []string{}},
+		Lints:     manifest.Lints{Skip: []string{}},
+	}
+}
+
+func TestStageThroughPipeline(t *testing.T) {
+	imgs := multiArch()
+	for i := range imgs {
+		imgs[i].Config.Labels = map[string]string{"containers.bootc": "1"}
+	}
+	layout := ti.Build(t, imgs...)
+	ref := "oci:" + layout + ":" + ti.Tag
+	noKernel := "oci:" + ti.Build(t, ti.Sample(ti.Gzip)) + ":" + ti.Tag
+	m := manifests{
+		"coreos": {"x86_64": variant("coreos", "x86_64", ref), "aarch64": variant("coreos", "aarch64", ref)},
+		"broken": {"x86_64": variant("broken", "x86_64", noKernel)},
+	}
+	st, err := artifacts.Open(context.Background(), t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stages := []pipeline.Stage{New()}
+	// Local images plan offline.
+	plan, err := pipeline.Resolve(context.Background(), m, stages, &pipeline.ResolveOptions{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer // stages log from several goroutines
+	res, err := pipeline.Execute(context.Background(), plan, st, &pipeline.ExecOptions{KeepGoing: true, LogWriter: &logs})
+	if err == nil || !strings.Contains(err.Error(), "kernel-missing") || !strings.Contains(err.Error(), "stub-missing") {
+		t.Fatalf("err = %v, want the broken variant's fatal lints", err)
+	}
+	for _, tn := range plan.Targets {
+		nr := res.Of(tn.Nodes[Kind])
+		want := pipeline.StatusRan
+		if tn.Target.Variant == "broken" {
+			want = pipeline.StatusFailed
+		}
+		if nr.Status != want {
+			t.Fatalf("%s: status %s (%v), want %s", tn.Target, nr.Status, nr.Err, want)
+		}
+		if want != pipeline.StatusRan {
+			continue
+		}
+		rec := nr.Record
+		for _, name := range []string{OutputTree, OutputAnalysis, OutputLints} {
+			if _, ok := rec.Outputs[name]; !ok {
+				t.Errorf("%s: no output %s", tn.Target, name)
+			}
+		}
+		if rec.Outputs[OutputTree].MediaType != artifacts.MediaTypeDumpfile || len(rec.ObjectSets) != 1 {
+			t.Errorf("%s: tree %+v object sets %v", tn.Target, rec.Outputs[OutputTree], rec.ObjectSets)
+		}
+		dump, err := st.ReadBlob(rec.Outputs[OutputTree].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree, err := composefs.ReadDumpfile(bytes.NewReader(dump))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tree.Lookup("/usr/lib/modules/6.12.0/vmlinuz"); err != nil {
+			t.Errorf("%s: tree lacks the kernel: %v", tn.Target, err)
+		}
+		var an Analysis
+		b, _ := st.ReadBlob(rec.Outputs[OutputAnalysis].Digest)
+		if err := json.Unmarshal(b, &an); err != nil {
+			t.Fatal(err)
+		}
+		if an.Arch != tn.Target.Arch || an.Kernel == nil || an.Kernel.Machine != tn.Target.Arch || !an.Bootc || an.Stub == nil {
+			t.Errorf("%s: analysis %s", tn.Target, b)
+		}
+		var rep LintReport
+		b, _ = st.ReadBlob(rec.Outputs[OutputLints].Digest)
+		if err := json.Unmarshal(b, &rep); err != nil || rep.Fatal != 0 {
+			t.Errorf("%s: lints %s", tn.Target, b)
+		}
+		var digestMeta string
+		json.Unmarshal(rec.Meta["manifest_digest"], &digestMeta)
+		var bootc bool
+		json.Unmarshal(rec.Meta["bootc"], &bootc)
+		if !strings.HasPrefix(digestMeta, "sha256:") || !bootc || string(rec.Meta["kernel"]) != `"6.12.0"` {
+			t.Errorf("%s: meta %v", tn.Target, rec.Meta)
+		}
+	}
+	if !strings.Contains(logs.String(), "imported") {
+		t.Errorf("stage log lacks the import summary:\n%s", logs.String())
+	}
+
+	// A rerun with nothing changed is fully cached; skipping the lints
+	// lets the broken variant through.
+	m["broken"]["x86_64"].Lints.Skip = []string{"kernel-missing", "stub-missing"}
+	plan, err = pipeline.Resolve(context.Background(), m, stages, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = pipeline.Execute(context.Background(), plan, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := res.Counts()
+	if counts[pipeline.StatusCached] != 2 || counts[pipeline.StatusRan] != 1 {
+		t.Errorf("second run: %v", counts)
+	}
+}
+
+// TestCacheKeyIgnoresPaths: the same image at two paths has one cache key.
+func TestCacheKeyIgnoresPaths(t *testing.T) {
+	layout := ti.Build(t, ti.Sample(ti.Gzip))
+	moved := filepath.Join(t.TempDir(), "elsewhere")
+	if out, err := exec.Command("cp", "-a", layout, moved).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	keys := map[string]bool{}
+	for _, dir := range []string{layout, moved} {
+		m := manifests{"v": {"x86_64": variant("v", "x86_64", "oci:"+dir+":"+ti.Tag)}}
+		plan, err := pipeline.Resolve(context.Background(), m, []pipeline.Stage{New()}, &pipeline.ResolveOptions{Offline: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[plan.Nodes[0].Key(nil)] = true
+	}
+	if len(keys) != 1 {
+		t.Errorf("keys differ by path: %v", keys)
+	}
+	// A settings change that matters changes the key.
+	m := manifests{"v": {"x86_64": variant("v", "x86_64", "oci:"+layout+":"+ti.Tag)}}
+	m["v"]["x86_64"].Composefs.Enabled = false
+	plan, err := pipeline.Resolve(context.Background(), m, []pipeline.Stage{New()}, &pipeline.ResolveOptions{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys[plan.Nodes[0].Key(nil)] {
+		t.Error("composefs.enabled does not change the key")
+	}
+
+}
