@@ -13,11 +13,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 
 // AnalysisSchema is the schema version of the analysis output.
-const AnalysisSchema = 1
+const AnalysisSchema = artifacts.ImageAnalysisSchema
 
 // Well-known paths in a bootable container image (unrooted, io/fs style).
 const (
@@ -36,72 +37,18 @@ const (
 )
 
 // Analysis is what the source stage learns about a bootable container
-// image; later stages read it (the "analysis" output, JSON).
-type Analysis struct {
-	Schema int    `json:"schema"`
-	Arch   string `json:"arch"` // the arch being built (Fedora spelling)
-	// Kernels lists every kernel version found (directories of
-	// /usr/lib/modules holding a vmlinuz), sorted.
-	Kernels []string `json:"kernels"`
-	// Kernel is the kernel chosen (the only one, or source.kernel); nil
-	// when the image has none.
-	Kernel *Kernel `json:"kernel"`
-	// OSRelease holds the os-release fields (/usr/lib/os-release, else
-	// /etc/os-release); nil when neither exists.
-	OSRelease     map[string]string `json:"os_release"`
-	OSReleasePath string            `json:"os_release_path,omitempty"`
-	// PrepareRoot describes /usr/lib/ostree/prepare-root.conf.
-	PrepareRoot PrepareRoot `json:"prepare_root"`
-	// Bootc reports the containers.bootc=1 label.
-	Bootc  bool              `json:"bootc"`
-	Labels map[string]string `json:"labels,omitempty"`
-	// Stub is the systemd EFI stub for the arch; nil when absent.
-	Stub *Binary `json:"stub"`
-	// Binaries are the /usr/bin programs whose ELF machine was checked.
-	Binaries []Binary `json:"binaries"`
-}
+// image (the "analysis" output); the schema lives in package artifacts so
+// later stages can read it without importing this stage.
+type Analysis = artifacts.ImageAnalysis
 
 // Kernel is one kernel of the image.
-type Kernel struct {
-	Version string `json:"version"` // directory name under /usr/lib/modules
-	Vmlinuz string `json:"vmlinuz"` // absolute path in the image
-	// Initramfs is the image's initramfs.img path; empty when absent.
-	Initramfs string `json:"initramfs,omitempty"`
-	// ModulesDir is /usr/lib/modules/<version>.
-	ModulesDir string `json:"modules_dir"`
-	// ModulesDep reports whether modules.dep exists (needed to resolve
-	// module dependencies for the builtin initramfs).
-	ModulesDep bool `json:"modules_dep"`
-	// Modules counts the kernel modules (*.ko, *.ko.xz, *.ko.zst, *.ko.gz).
-	Modules int `json:"modules"`
-	// Format is the file format of vmlinuz: "pe" (an EFI-stub kernel),
-	// "arm64-image", "bzimage" or "elf".
-	Format  string `json:"format"`
-	Machine string `json:"machine"` // MachineX86_64 or MachineAarch64
-	Size    int64  `json:"size"`
-}
+type Kernel = artifacts.ImageKernel
 
 // Binary is one executable whose machine was checked.
-type Binary struct {
-	Path    string `json:"path"`
-	Format  string `json:"format"` // "elf" or "pe"
-	Machine string `json:"machine"`
-}
+type Binary = artifacts.ImageBinary
 
 // PrepareRoot is the image's ostree prepare-root configuration.
-type PrepareRoot struct {
-	Path    string `json:"path,omitempty"` // empty when the file is absent
-	Present bool   `json:"present"`
-	// Composefs is the raw [composefs] enabled value ("yes", "no",
-	// "maybe", "signed", "verity"), empty when unset.
-	Composefs string `json:"composefs,omitempty"`
-	// Sections holds every key, by section.
-	Sections map[string]map[string]string `json:"sections,omitempty"`
-	// Override is set when the manifest's composefs setting disagrees
-	// with the image's and the generated initramfs must carry its own
-	// prepare-root.conf.
-	Override bool `json:"override"`
-}
+type PrepareRoot = artifacts.PrepareRoot
 
 // candidateBinaries are checked, in order, for their ELF machine; the
 // first three that exist are reported.
@@ -117,7 +64,7 @@ var candidateBinaries = []string{"usr/bin/busybox", "usr/bin/bash", "usr/bin/sh"
 func Analyze(fsys fs.FS, arch, kernel string, labels map[string]string) (*Analysis, error) {
 	a := &Analysis{Schema: AnalysisSchema, Arch: arch, Labels: labels, Kernels: []string{}, Binaries: []Binary{}}
 	a.Bootc = labels[bootcLabel] == "1"
-	if err := a.findKernels(fsys, kernel); err != nil {
+	if err := findKernels(a, fsys, kernel); err != nil {
 		return nil, err
 	}
 	for _, p := range []string{osReleasePath, etcOSRelease} {
@@ -173,7 +120,7 @@ func efiArch(arch string) string {
 }
 
 // findKernels lists /usr/lib/modules/*/vmlinuz and inspects the chosen one.
-func (a *Analysis) findKernels(fsys fs.FS, want string) error {
+func findKernels(a *Analysis, fsys fs.FS, want string) error {
 	ents, err := fs.ReadDir(fsys, modulesDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("/%s: %w", modulesDir, err)

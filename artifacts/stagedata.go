@@ -1,0 +1,77 @@
+package artifacts
+
+// This file holds the schemas of the artifacts stages hand to each other,
+// so that a stage can read another's output without importing it. Stage
+// output names (the name part of "kind/name" inputs) are listed with each
+// producing stage in docs/stages.md.
+
+// ImageAnalysisSchema is the schema version of [ImageAnalysis].
+const ImageAnalysisSchema = 1
+
+// ImageAnalysis is what the source stage learns about a bootable container
+// image; later stages read it (the "analysis" output, JSON).
+type ImageAnalysis struct {
+	Schema int    `json:"schema"`
+	Arch   string `json:"arch"` // the arch being built (Fedora spelling)
+	// Kernels lists every kernel version found (directories of
+	// /usr/lib/modules holding a vmlinuz), sorted.
+	Kernels []string `json:"kernels"`
+	// Kernel is the kernel chosen (the only one, or source.kernel); nil
+	// when the image has none.
+	Kernel *ImageKernel `json:"kernel"`
+	// OSRelease holds the os-release fields (/usr/lib/os-release, else
+	// /etc/os-release); nil when neither exists.
+	OSRelease     map[string]string `json:"os_release"`
+	OSReleasePath string            `json:"os_release_path,omitempty"`
+	// PrepareRoot describes /usr/lib/ostree/prepare-root.conf.
+	PrepareRoot PrepareRoot `json:"prepare_root"`
+	// Bootc reports the containers.bootc=1 label.
+	Bootc  bool              `json:"bootc"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Stub is the systemd EFI stub for the arch; nil when absent.
+	Stub *ImageBinary `json:"stub"`
+	// Binaries are the /usr/bin programs whose ELF machine was checked.
+	Binaries []ImageBinary `json:"binaries"`
+}
+
+// ImageKernel is one kernel of the image.
+type ImageKernel struct {
+	Version string `json:"version"` // directory name under /usr/lib/modules
+	Vmlinuz string `json:"vmlinuz"` // absolute path in the image
+	// Initramfs is the image's initramfs.img path; empty when absent.
+	Initramfs string `json:"initramfs,omitempty"`
+	// ModulesDir is /usr/lib/modules/<version>.
+	ModulesDir string `json:"modules_dir"`
+	// ModulesDep reports whether modules.dep exists (needed to resolve
+	// module dependencies for the builtin initramfs).
+	ModulesDep bool `json:"modules_dep"`
+	// Modules counts the kernel modules (*.ko, *.ko.xz, *.ko.zst, *.ko.gz).
+	Modules int `json:"modules"`
+	// Format is the file format of vmlinuz: "pe" (an EFI-stub kernel),
+	// "arm64-image", "bzimage" or "elf".
+	Format  string `json:"format"`
+	Machine string `json:"machine"` // "x86_64" or "aarch64"
+	Size    int64  `json:"size"`
+}
+
+// ImageBinary is one executable whose machine was checked.
+type ImageBinary struct {
+	Path    string `json:"path"`
+	Format  string `json:"format"` // "elf" or "pe"
+	Machine string `json:"machine"`
+}
+
+// PrepareRoot is the image's ostree prepare-root configuration.
+type PrepareRoot struct {
+	Path    string `json:"path,omitempty"` // empty when the file is absent
+	Present bool   `json:"present"`
+	// Composefs is the raw [composefs] enabled value ("yes", "no",
+	// "maybe", "signed", "verity"), empty when unset.
+	Composefs string `json:"composefs,omitempty"`
+	// Sections holds every key, by section.
+	Sections map[string]map[string]string `json:"sections,omitempty"`
+	// Override is set when the manifest's composefs setting disagrees
+	// with the image's and the generated initramfs must carry its own
+	// prepare-root.conf.
+	Override bool `json:"override"`
+}
