@@ -90,6 +90,8 @@ type ExecOptions struct {
 	// LogDir, when set, names where the compose will keep stage logs, so
 	// failure messages can point there; it is only used in messages.
 	LogDir string
+	// Secret provides secrets to stages (RunContext.Secret); nil: none.
+	Secret func(name string) (string, bool)
 }
 
 // StageError is a failed stage with the targets it served and its log.
@@ -328,7 +330,7 @@ func (e *executor) runNode(ctx context.Context, n *Node) {
 	rc := &RunContext{
 		node: n, config: n.Config, inputs: inputs, store: e.st, tmp: tmp,
 		outputs: map[string]artifacts.Output{}, meta: map[string]json.RawMessage{},
-		Log: logger,
+		Log: logger, secret: e.opts.Secret,
 	}
 	var lastProgress time.Time
 	rc.onProgress = func(done, total int64) {

@@ -118,7 +118,7 @@ func Resolve(ctx context.Context, m Manifests, stages []Stage, opts *ResolveOpti
 			}
 			t := Target{Variant: v, Name: cfg.Name, Arch: arch}
 			tn := TargetNodes{Target: t, Nodes: map[string]*Node{}}
-			pc := &PlanContext{Config: cfg, Offline: opts.Offline, Log: opts.Log}
+			pc := &PlanContext{Config: cfg, Compose: m.Compose(), Offline: opts.Offline, Log: opts.Log}
 			for _, st := range stages {
 				n, err := planNode(ctx, st, pc, tn.Nodes, opts.Lenient)
 				if errors.Is(err, ErrSkip) {

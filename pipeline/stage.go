@@ -60,7 +60,8 @@ var ErrSkip = errors.New("pipeline: stage not used")
 // PlanContext is what [Stage.Plan] may look at.
 type PlanContext struct {
 	Config  *manifest.Config
-	Offline bool // no network: resolve from local information only
+	Compose manifest.Compose // product, release, type (for artifact names)
+	Offline bool             // no network: resolve from local information only
 	Log     zerolog.Logger
 }
 
@@ -76,6 +77,7 @@ type RunContext struct {
 	objsets    []artifacts.Descriptor
 	written    int64
 	onProgress func(done, total int64)
+	secret     func(name string) (string, bool)
 
 	// Log is the stage's logger; everything logged goes to the stage log
 	// and the compose log.
@@ -232,6 +234,15 @@ func (rc *RunContext) SetMeta(key string, v any) error {
 	}
 	rc.meta[key] = b
 	return nil
+}
+
+// Secret returns a secret the user provided through the environment (for
+// example CFS_SIGNING_PASSWORD). Secrets never enter configs, keys or logs.
+func (rc *RunContext) Secret(name string) (string, bool) {
+	if rc.secret == nil {
+		return "", false
+	}
+	return rc.secret(name)
 }
 
 // Progress reports work done, in bytes or items; total 0 means unknown.
