@@ -20,6 +20,9 @@ const (
 	FeatureUEFI       Feature = "uefi"       // booted through UEFI firmware
 	FeatureSecureBoot Feature = "secureboot" // Secure Boot enforced with enrolled keys
 	FeatureRefusal    Feature = "refusal"    // the firmware is expected to refuse the image
+	// FeatureSignedComposefs means the composefs digest is signed and the
+	// builtin initramfs must have verified the signature.
+	FeatureSignedComposefs Feature = "composefs-signed"
 )
 
 // Check is one host-side check, declared as data and registered by name.

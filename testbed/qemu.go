@@ -41,14 +41,23 @@ type Machine struct {
 	// sees a qcow2 overlay created for the boot and deleted after it.
 	Disk       string
 	DiskFormat string // "raw" (default) or "qcow2"
+	// Overlay, when set, is the qcow2 overlay over Disk to boot through
+	// instead of a throwaway one: it is created when missing and kept
+	// after the boot, so a second boot with the same Overlay sees what the
+	// first one wrote (Disk itself is still never written).
+	Overlay string
 
 	Timeout time.Duration // whole boot; default 5 minutes
 	// PowerOffGrace is how long QEMU may run on after the agent's report
 	// ended before the boot counts as hung; default 15 s.
 	PowerOffGrace time.Duration
-	QEMU          string   // emulator binary; default qemu-system-<arch>
-	QEMUImg       string   // qemu-img binary; default qemu-img
-	ExtraArgs     []string // appended to the command line
+	// FatalGrace is how long QEMU may run on after "cfs-init: FATAL" so
+	// that the initramfs can power the machine off by itself (tests of
+	// its halt path); 0 stops QEMU at once.
+	FatalGrace time.Duration
+	QEMU       string   // emulator binary; default qemu-system-<arch>
+	QEMUImg    string   // qemu-img binary; default qemu-img
+	ExtraArgs  []string // appended to the command line
 }
 
 // Outcome is how a boot ended.
@@ -115,6 +124,16 @@ func (b *BootResult) Tail(n int) []string {
 	return out
 }
 
+// Find returns the first console line containing s.
+func (b *BootResult) Find(s string) (ConsoleLine, bool) {
+	for _, l := range b.Lines {
+		if strings.Contains(l.Text, s) {
+			return l, true
+		}
+	}
+	return ConsoleLine{}, false
+}
+
 // DefaultConsole returns the kernel console argument for an arch
 // ("console=ttyS0" or "console=ttyAMA0").
 func DefaultConsole(arch string) string {
@@ -165,6 +184,8 @@ func (m Machine) validate() error {
 		return fmt.Errorf("testbed: initrd given without a kernel")
 	case m.DiskFormat != "raw" && m.DiskFormat != "qcow2":
 		return fmt.Errorf("testbed: disk format %q (want raw or qcow2)", m.DiskFormat)
+	case m.Overlay != "" && m.Disk == "":
+		return fmt.Errorf("testbed: overlay %s given without a disk", m.Overlay)
 	}
 	for _, f := range []string{m.Kernel, m.Initrd, m.Disk} {
 		if f != "" && !isFile(f) {
@@ -222,9 +243,15 @@ func (m Machine) args(ctx context.Context, outDir, accel string) ([]string, erro
 		}
 	}
 	if m.Disk != "" {
-		overlay := filepath.Join(outDir, "disk-overlay.qcow2")
-		if err := createOverlay(ctx, m.QEMUImg, m.Disk, m.DiskFormat, overlay); err != nil {
-			return nil, err
+		overlay := m.Overlay
+		if overlay == "" {
+			overlay = filepath.Join(outDir, "disk-overlay.qcow2")
+			os.Remove(overlay)
+		}
+		if !isFile(overlay) {
+			if err := createOverlay(ctx, m.QEMUImg, m.Disk, m.DiskFormat, overlay); err != nil {
+				return nil, err
+			}
 		}
 		a = append(a, "-drive", "file="+overlay+",format=qcow2,if=virtio")
 	}
@@ -238,7 +265,6 @@ func createOverlay(ctx context.Context, qemuImg, disk, format, overlay string) e
 	if err != nil {
 		return err
 	}
-	os.Remove(overlay)
 	out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-b", abs, "-F", format, overlay).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("creating disk overlay over %s: %w: %s", disk, err, strings.TrimSpace(string(out)))
@@ -271,7 +297,7 @@ func Boot(ctx context.Context, m Machine, outDir string) (*BootResult, error) {
 		accel, _ = DetectAccel(m.Arch)
 	}
 	args, err := m.args(ctx, outDir, accel)
-	if overlay := filepath.Join(outDir, "disk-overlay.qcow2"); m.Disk != "" {
+	if overlay := filepath.Join(outDir, "disk-overlay.qcow2"); m.Disk != "" && m.Overlay == "" {
 		defer os.Remove(overlay)
 	}
 	if err != nil {
@@ -316,9 +342,16 @@ loop:
 			case eventReportEnd:
 				res.VerdictAt = ev.at
 				grace = time.After(m.PowerOffGrace)
-			case eventRefused, eventInitFatal:
-				res.VerdictAt, res.Reason = ev.at, ev.line
-				res.Outcome = map[eventKind]Outcome{eventRefused: OutcomeRefused, eventInitFatal: OutcomeInitFatal}[ev.kind]
+			case eventRefused:
+				res.VerdictAt, res.Reason, res.Outcome = ev.at, ev.line, OutcomeRefused
+				killed = true
+				kill()
+			case eventInitFatal:
+				res.VerdictAt, res.Reason, res.Outcome = ev.at, ev.line, OutcomeInitFatal
+				if m.FatalGrace > 0 {
+					grace = time.After(m.FatalGrace)
+					continue
+				}
 				killed = true
 				kill()
 			case eventPanic:
@@ -352,11 +385,11 @@ loop:
 	res.Lines, res.Report = con.snapshot()
 	res.Stderr = stderr.String()
 	res.ExitCode = cmd.ProcessState.ExitCode()
-	if !killed && waitErr != nil {
+	if !killed && waitErr != nil && res.Outcome == OutcomePoweredOff {
 		res.Outcome = OutcomeQEMUError
 		res.Reason = fmt.Sprintf("%s exited: %v: %s", filepath.Base(bin), waitErr, strings.TrimSpace(res.Stderr))
 	}
-	if !killed && waitErr == nil {
+	if !killed && waitErr == nil && res.Outcome == OutcomePoweredOff {
 		res.Reason = "QEMU exited after the guest powered off"
 		if !res.Report.Ended {
 			res.Reason = "QEMU exited without a complete agent report (guest reboot or power-off before the report)"

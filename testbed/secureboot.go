@@ -122,6 +122,11 @@ func EnrollSecureBoot(ctx context.Context, varsTemplate, pk string, kek, db []st
 	return f.Name(), nil
 }
 
+// CheckVarsTemplate fails with [ErrUnformattedVars] when the variable
+// store template at p is all zeros (keys cannot be enrolled into it), and
+// when it cannot be read.
+func CheckVarsTemplate(p string) error { return checkFormatted(p) }
+
 // checkFormatted fails with ErrUnformattedVars when the template is all
 // zeros.
 func checkFormatted(p string) error {

@@ -19,6 +19,10 @@ type Target struct {
 	// (for FeatureComposefs); empty means only the agent's comparison with
 	// the command line is checked.
 	ComposefsDigest string
+	// ComposefsVerity is the overlayfs verity mode the composefs root must
+	// be mounted with: "none", "enable" (verity=on) or "require"; empty
+	// means it is not checked.
+	ComposefsVerity string
 }
 
 // Has reports whether the target has feature f.

@@ -23,7 +23,8 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/initramfs"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
 	"github.com/cfs-compose/cfs-compose/internal/testdeb"
-	"github.com/cfs-compose/cfs-compose/internal/testvm"
+	"github.com/cfs-compose/cfs-compose/testbed"
+	"github.com/cfs-compose/cfs-compose/testbed/vmtest"
 )
 
 // testInit is the image's /sbin/init in the QEMU tests: it reports one
@@ -72,14 +73,13 @@ func run(t *testing.T, name string, args ...string) {
 
 // guestArch is what differs between the architectures the tests boot.
 type guestArch struct {
-	goarch, qemu, console string
-	machine               []string
+	goarch, arch, qemu, cpu string
 }
 
 var guestArches = map[string]guestArch{
-	"amd64": {"amd64", "qemu-system-x86_64", "ttyS0", []string{"-machine", "q35"}},
+	"amd64": {"amd64", "x86_64", "qemu-system-x86_64", ""},
 	// cortex-a57: plain -cpu max is 2.5x slower under TCG (FACTS.md 5).
-	"arm64": {"arm64", "qemu-system-aarch64", "ttyAMA0", []string{"-machine", "virt", "-cpu", "cortex-a57"}},
+	"arm64": {"arm64", "aarch64", "qemu-system-aarch64", "cortex-a57"},
 }
 
 // busyboxFor returns a static busybox for the guest architecture: the
@@ -104,7 +104,7 @@ func busyboxFor(t *testing.T, goarch string) []byte {
 func newFixture(t *testing.T, goarch string) *fixture {
 	t.Helper()
 	ga := guestArches[goarch]
-	testvm.Require(t, ga.qemu, "mkfs.erofs", "mkfs.ext4", "sgdisk", "qemu-img")
+	vmtest.Require(t, ga.qemu, "mkfs.erofs", "mkfs.ext4", "sgdisk", "qemu-img")
 	requireRoot(t)
 	busybox := busyboxFor(t, goarch)
 	f := &fixture{arch: ga, dir: t.TempDir()}
@@ -259,21 +259,20 @@ func (f *fixture) pubPEM(t *testing.T, k *ecdsa.PrivateKey) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-// boot boots the kernel with initrd and the disk (through the qcow2
-// overlay, when given, else in snapshot mode) and returns the console.
-func (f *fixture) boot(t *testing.T, initrd, cmdline, overlay string) *testvm.Result {
+// boot boots the kernel with initrd and the disk with the testbed runner
+// (through the given qcow2 overlay, kept for a later boot, or else a
+// throwaway one) and returns the result. cfs-init gets time to power the
+// machine off by itself after a FATAL error, so its halt path is tested.
+func (f *fixture) boot(t *testing.T, initrd, cmdline, overlay string) *testbed.BootResult {
 	t.Helper()
-	drive := "file=" + f.disk + ",format=raw,if=virtio,snapshot=on"
-	if overlay != "" {
-		drive = "file=" + overlay + ",format=qcow2,if=virtio"
-	}
-	dir := t.TempDir()
-	args := append([]string{"-accel", "tcg"}, f.arch.machine...)
-	args = append(args, "-m", "768", "-smp", "1", "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
-		"-kernel", f.kernel, "-initrd", initrd, "-append", "console="+f.arch.console+" panic=-1 "+quiet()+cmdline,
-		"-drive", drive)
-	res := testvm.Run(t, dir, 4*time.Minute, nil, f.arch.qemu, args...)
-	t.Logf("%s: %.2fs to power-off (TCG)", t.Name(), res.Elapsed.Seconds())
+	res := vmtest.Boot(t, testbed.Machine{
+		Arch: f.arch.arch, CPU: f.arch.cpu, MemoryMiB: 768,
+		Kernel: f.kernel, Initrd: initrd,
+		Append: testbed.DefaultConsole(f.arch.arch) + " panic=-1 " + quiet() + cmdline,
+		Disk:   f.disk, Overlay: overlay,
+		Timeout: 4 * time.Minute, FatalGrace: time.Minute,
+	})
+	t.Logf("%s: %s at %.2fs (TCG)", t.Name(), res.Outcome, res.Duration.Seconds())
 	return res
 }
 
@@ -286,11 +285,11 @@ func quiet() string {
 	return "quiet "
 }
 
-func expectLines(t *testing.T, res *testvm.Result, lines ...string) {
+func expectLines(t *testing.T, res *testbed.BootResult, lines ...string) {
 	t.Helper()
 	for _, l := range lines {
 		if _, ok := res.Find(l); !ok {
-			res.Fail(t, "console lacks %q", l)
+			vmtest.Fail(t, res, "console lacks %q", l)
 			return
 		}
 	}
@@ -298,14 +297,14 @@ func expectLines(t *testing.T, res *testvm.Result, lines ...string) {
 
 // expectFatal checks that cfs-init refused with the reason, the image's
 // init never ran, and the machine powered off by itself.
-func expectFatal(t *testing.T, res *testvm.Result, reason string) {
+func expectFatal(t *testing.T, res *testbed.BootResult, reason string) {
 	t.Helper()
 	expectLines(t, res, "cfs-init: FATAL: "+reason, "cfs-init: refusing to boot; powering off")
 	if _, ran := res.Find("TEST-INIT-START"); ran {
-		res.Fail(t, "the image's init ran after a FATAL error")
+		vmtest.Fail(t, res, "the image's init ran after a FATAL error")
 	}
-	if res.TimedOut {
-		res.Fail(t, "the machine did not power off after the FATAL error")
+	if res.Outcome != testbed.OutcomeInitFatal || res.ExitCode != 0 {
+		vmtest.Fail(t, res, "the machine did not power off by itself after the FATAL error (outcome %s, exit code %d)", res.Outcome, res.ExitCode)
 	}
 }
 
@@ -321,7 +320,6 @@ func TestQEMU(t *testing.T) {
 
 	t.Run("composefs", func(t *testing.T) {
 		overlay := filepath.Join(t.TempDir(), "disk.qcow2")
-		run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", f.disk, "-F", "raw", overlay)
 		res := f.boot(t, signedRD, "composefs="+f.digest, overlay)
 		expectLines(t, res,
 			"cfs-init: loaded 5 modules",
@@ -340,10 +338,10 @@ func TestQEMU(t *testing.T) {
 			"CHECK usr-data hello from the object store",
 			"TEST-INIT-DONE")
 		if l, ok := res.Find("MOUNT: composefs / overlay"); !ok || !strings.Contains(l.Text, "verity=require") || !strings.Contains(l.Text, "metacopy=on") {
-			res.Fail(t, "root mount line: %q", l.Text)
+			vmtest.Fail(t, res, "root mount line: %q", l.Text)
 		}
 		if l, ok := res.Find("MOUNT: overlay /etc overlay rw"); !ok || !strings.Contains(l.Text, "upperdir=/run/cfs/sysroot/state/deploy/"+f.digest+"/etc") {
-			res.Fail(t, "/etc mount line: %q", l.Text)
+			vmtest.Fail(t, res, "/etc mount line: %q", l.Text)
 		}
 		if start, ok := res.Find("TEST-INIT-START"); ok {
 			t.Logf("composefs first boot: image init at %.2fs", start.At.Seconds())
@@ -357,7 +355,7 @@ func TestQEMU(t *testing.T) {
 			"cfs-init: mounting the composefs image through /dev/loop0", "CHECK root-fstype overlay", "CHECK usr-data hello from the object store",
 			"CHECK etc-kept yes", "CHECK var-kept yes", "TEST-INIT-DONE")
 		if _, again := res.Find("cfs-init: enabled fs-verity"); again {
-			res.Fail(t, "fs-verity was enabled again on the second boot")
+			vmtest.Fail(t, res, "fs-verity was enabled again on the second boot")
 		}
 	})
 

@@ -11,7 +11,8 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/internal/initramfs"
 	"github.com/cfs-compose/cfs-compose/internal/testdeb"
-	"github.com/cfs-compose/cfs-compose/internal/testvm"
+	"github.com/cfs-compose/cfs-compose/testbed"
+	"github.com/cfs-compose/cfs-compose/testbed/vmtest"
 )
 
 // TestBootUKI boots UKIs built by Build under UEFI firmware with QEMU
@@ -20,14 +21,13 @@ import (
 // /init reports the command line and kernel release it got.
 func TestBootUKI(t *testing.T) {
 	for _, tc := range []struct {
-		arch, qemu, console string
-		machine             []string
+		arch, guest, cpu string
 	}{
-		{"amd64", "qemu-system-x86_64", "ttyS0", []string{"-machine", "q35"}},
-		{"arm64", "qemu-system-aarch64", "ttyAMA0", []string{"-machine", "virt", "-cpu", "cortex-a57"}},
+		{"amd64", "x86_64", ""},
+		{"arm64", "aarch64", "cortex-a57"},
 	} {
 		t.Run(tc.arch, func(t *testing.T) {
-			testvm.Require(t, tc.qemu)
+			vmtest.Require(t, "qemu-system-"+tc.guest)
 			busybox := busyboxFor(t, tc.arch)
 			in := fetchInputs(t, tc.arch)
 			dir := t.TempDir()
@@ -46,34 +46,24 @@ echo "UKI-BOOT-OK cmdline=[$(/bin/busybox cat /proc/cmdline)] release=$(/bin/bus
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			cmd := "console=" + tc.console + " panic=-1 quiet composefs=" + testDigest
+			cmd := testbed.DefaultConsole(tc.guest) + " panic=-1 quiet composefs=" + testDigest
 			path := buildFile(t, dir, in, rd.Bytes(), cmd)
 
-			vars := filepath.Join(dir, "vars.fd")
-			data, err := os.ReadFile(varsTemplate)
-			if err != nil {
-				t.Fatal(err)
-			}
-			os.WriteFile(vars, data, 0o644)
-			args := append([]string{"-accel", "tcg"}, tc.machine...)
-			args = append(args, "-m", "512", "-smp", "1", "-nodefaults", "-display", "none",
-				"-serial", "stdio", "-no-reboot",
-				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-				"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-				"-kernel", path)
-			res := testvm.Run(t, dir, 4*time.Minute, nil, tc.qemu, args...)
+			res := vmtest.Boot(t, testbed.Machine{Arch: tc.guest, CPU: tc.cpu, MemoryMiB: 512,
+				Firmware: &testbed.Firmware{Code: code, VarsTemplate: varsTemplate},
+				Kernel:   path, Timeout: 4 * time.Minute})
 			l, ok := res.Find("UKI-BOOT-OK")
 			if !ok {
-				res.Fail(t, "the UKI did not boot to /init")
+				vmtest.Fail(t, res, "the UKI did not boot to /init")
 				return
 			}
 			if !strings.Contains(l.Text, "cmdline=["+cmd) || !strings.Contains(l.Text, "release="+in.uname) {
-				res.Fail(t, "unexpected /init report: %s", l.Text)
+				vmtest.Fail(t, res, "unexpected /init report: %s", l.Text)
 			}
-			if res.TimedOut {
-				res.Fail(t, "the guest did not power off")
+			if res.Outcome != testbed.OutcomePoweredOff {
+				vmtest.Fail(t, res, "the guest did not power off")
 			}
-			t.Logf("%s UKI under UEFI: /init at %.2fs, powered off at %.2fs (TCG)", tc.arch, l.At.Seconds(), res.Elapsed.Seconds())
+			t.Logf("%s UKI under UEFI: /init at %.2fs, powered off at %.2fs (TCG)", tc.arch, l.At.Seconds(), res.Duration.Seconds())
 		})
 	}
 }

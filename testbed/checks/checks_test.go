@@ -41,7 +41,8 @@ func itoa(i int) string { return strconv.Itoa(i) }
 const digest = "7f02ccd456f04094079193ec929dfdffac840e7e269a7eb824f10286b48d1aea"
 
 func composefsFacts() map[string]string {
-	return map[string]string{"mode": "composefs", "composefs": digest, "secureboot": "enabled", "setupmode": "0", "lockdown": "integrity", "arch": "x86_64"}
+	return map[string]string{"mode": "composefs", "composefs": digest, "secureboot": "enabled", "setupmode": "0", "lockdown": "integrity", "arch": "x86_64",
+		"root-options": "ro,lowerdir=/run/cfs/erofs::/run/cfs/sysroot/composefs/objects,redirect_dir=on,metacopy=on,verity=require"}
 }
 
 func allPass() map[string]protocol.Status {
@@ -158,6 +159,56 @@ func TestChecks(t *testing.T) {
 	}
 }
 
+// TestComposefsVerityAndSignature covers the checks that compare the boot
+// with the manifest's verity mode and digest signing.
+func TestComposefsVerityAndSignature(t *testing.T) {
+	withOptions := func(opts string, extra ...string) *testbed.BootResult {
+		f := composefsFacts()
+		f["root-options"] = opts
+		return boot(testbed.OutcomePoweredOff, "", append(extra, agent(f, allPass())...)...)
+	}
+	const signed = "cfs-init: composefs digest signature verified"
+	cfs := []testbed.Feature{testbed.FeatureComposefs}
+	signedCfs := []testbed.Feature{testbed.FeatureComposefs, testbed.FeatureSignedComposefs}
+	tests := []struct {
+		name     string
+		features []testbed.Feature
+		verity   string
+		boot     *testbed.BootResult
+		want     map[string]testbed.Result
+	}{
+		{"require matches", cfs, "require", withOptions("ro,metacopy=on,verity=require"),
+			map[string]testbed.Result{"composefs-verity": testbed.Pass, "composefs-signature": testbed.Skip}},
+		{"enable is verity=on", cfs, "enable", withOptions("ro,metacopy=on,verity=on"),
+			map[string]testbed.Result{"composefs-verity": testbed.Pass}},
+		{"none has no option", cfs, "none", withOptions("ro,metacopy=on,redirect_dir=on"),
+			map[string]testbed.Result{"composefs-verity": testbed.Pass}},
+		{"require but mounted with on", cfs, "require", withOptions("ro,metacopy=on,verity=on"),
+			map[string]testbed.Result{"composefs-verity": testbed.Fail}},
+		{"none but mounted with require", cfs, "none", withOptions("ro,verity=require"),
+			map[string]testbed.Result{"composefs-verity": testbed.Fail}},
+		{"no expectation", cfs, "", withOptions("ro"),
+			map[string]testbed.Result{"composefs-verity": testbed.Skip}},
+		{"signature verified", signedCfs, "require", withOptions("ro,verity=require", signed),
+			map[string]testbed.Result{"composefs-signature": testbed.Pass, "composefs-verity": testbed.Pass}},
+		{"signature not verified", signedCfs, "require", withOptions("ro,verity=require"),
+			map[string]testbed.Result{"composefs-signature": testbed.Fail}},
+		{"refused before the initramfs", []testbed.Feature{testbed.FeatureComposefs, testbed.FeatureSignedComposefs, testbed.FeatureRefusal}, "require",
+			boot(testbed.OutcomeRefused, "Access Denied", "Access Denied"),
+			map[string]testbed.Result{"composefs-signature": testbed.Skip, "composefs-verity": testbed.Skip}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := run(t, testbed.Target{Name: "t", Features: tt.features, ComposefsVerity: tt.verity}, tt.boot)
+			for name, want := range tt.want {
+				if got[name] != want {
+					t.Errorf("%s = %s, want %s (all: %v)", name, got[name], want, got)
+				}
+			}
+		})
+	}
+}
+
 func TestProtocolErrorsFailAgentReport(t *testing.T) {
 	lines := append(agent(composefsFacts(), allPass()), "CFS-CHECK late PASS after end")
 	got := run(t, testbed.Target{Name: "t", Features: []testbed.Feature{testbed.FeatureComposefs}}, boot(testbed.OutcomePoweredOff, "", lines...))
@@ -167,7 +218,7 @@ func TestProtocolErrorsFailAgentReport(t *testing.T) {
 }
 
 func TestRegistered(t *testing.T) {
-	want := []string{"agent-report", "composefs-digest", "composefs-root", "etc-writable", "firmware-refusal", "plain-root",
+	want := []string{"agent-report", "composefs-digest", "composefs-root", "composefs-signature", "composefs-verity", "etc-writable", "firmware-refusal", "plain-root",
 		"secureboot-disabled", "secureboot-enabled", "uefi-boot", "usr-readonly", "var-writable"}
 	var got []string
 	for _, c := range testbed.DefaultRegistry.Checks() {

@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/cfs-compose/cfs-compose/testbed"
@@ -35,6 +36,31 @@ func init() {
 					h.Errorf("the guest booted composefs=%s, the compose built %s", got, want)
 				}
 			}
+		},
+	})
+	testbed.Register(testbed.Check{
+		Name:        "composefs-verity",
+		Description: "the composefs root is mounted with the overlayfs verity mode the manifest asks for",
+		Tags:        []string{"composefs", "rootfs"},
+		Requires:    []testbed.Feature{testbed.FeatureComposefs},
+		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
+		Run:         composefsVerity,
+	})
+	testbed.Register(testbed.Check{
+		Name:        "composefs-signature",
+		Description: "the builtin initramfs verified the composefs digest's signature before mounting the image",
+		Tags:        []string{"composefs", "signing"},
+		Requires:    []testbed.Feature{testbed.FeatureComposefs, testbed.FeatureSignedComposefs},
+		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
+		Run: func(h *testbed.H) {
+			h.RequireBooted()
+			for _, l := range h.Boot().Lines {
+				if strings.Contains(l.Text, signatureVerifiedLine) {
+					h.Logf("at %.2fs: %s", l.At.Seconds(), l.Text)
+					return
+				}
+			}
+			h.Errorf("the console has no %q line: the initramfs did not check the digest signature", signatureVerifiedLine)
 		},
 	})
 	testbed.Register(testbed.Check{
@@ -75,4 +101,44 @@ func init() {
 			},
 		})
 	}
+}
+
+// signatureVerifiedLine is what cfs-init prints once the detached
+// signature of the composefs digest has verified.
+const signatureVerifiedLine = "cfs-init: composefs digest signature verified"
+
+// overlayVerity maps the manifest's verity modes to the overlayfs option
+// the root must carry ("" for none: overlayfs shows no verity option when
+// it is off).
+var overlayVerity = map[string]string{"none": "", "enable": "verity=on", "require": "verity=require"}
+
+func composefsVerity(h *testbed.H) {
+	want := h.Target().ComposefsVerity
+	if want == "" {
+		h.Skip("the target expects no particular verity mode")
+	}
+	opt, known := overlayVerity[want]
+	if !known {
+		h.Fatalf("unknown expected verity mode %q (want none, enable or require)", want)
+	}
+	h.RequireBooted()
+	options := h.Fact("root-options")
+	got := ""
+	for _, o := range strings.Split(options, ",") {
+		if strings.HasPrefix(o, "verity=") && o != "verity=off" {
+			got = o
+		}
+	}
+	if got != opt {
+		h.Errorf("root mounted with %s, want %s (verity = %q); options: %s", orNone(got), orNone(opt), want, options)
+		return
+	}
+	h.Logf("root mounted with %s (verity = %q)", orNone(got), want)
+}
+
+func orNone(opt string) string {
+	if opt == "" {
+		return "no verity option"
+	}
+	return fmt.Sprintf("%q", opt)
 }
