@@ -97,7 +97,7 @@ func (c *console) Write(p []byte) (int, error) {
 	// for refusals in the partial line too (bounded: QEMU may hand over one
 	// byte at a time, and rescanning a long line for each is quadratic).
 	if len(c.partial) > 0 && len(c.partial) <= maxPartialScan {
-		c.scan(clean(string(c.partial)), at)
+		c.scanRefusal(clean(string(c.partial)), at)
 	}
 	return len(p), nil
 }
@@ -123,17 +123,25 @@ func (c *console) line(raw string, at time.Duration) {
 	c.scan(text, at)
 }
 
+// scan looks for every pattern in a complete line.
 func (c *console) scan(text string, at time.Duration) {
-	for _, p := range refusalPatterns {
-		if strings.Contains(text, p) {
-			c.sendOnce(consoleEvent{eventRefused, at, text})
-		}
-	}
+	c.scanRefusal(text, at)
 	if strings.Contains(text, initFatalPattern) {
 		c.sendOnce(consoleEvent{eventInitFatal, at, text})
 	}
 	if strings.Contains(text, panicPattern) {
 		c.sendOnce(consoleEvent{eventPanic, at, text})
+	}
+}
+
+// scanRefusal looks for firmware refusals, which may sit on a line the
+// firmware never ends. Initramfs and kernel messages end their lines, so
+// they are only matched complete (the reason then carries the whole line).
+func (c *console) scanRefusal(text string, at time.Duration) {
+	for _, p := range refusalPatterns {
+		if strings.Contains(text, p) {
+			c.sendOnce(consoleEvent{eventRefused, at, text})
+		}
 	}
 }
 

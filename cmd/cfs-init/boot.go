@@ -114,9 +114,9 @@ func (b *booter) boot(initArgs []string) error {
 		return fmt.Errorf("mounting root partition %s on %s: %w", dev, partMount, err)
 	}
 	var plan []step
+	var src string // the verified EROFS image mounted as the composefs lower layer
 	if opts.composefs {
-		src, err := b.verifyComposefs(opts, cfg)
-		if err != nil {
+		if src, err = b.verifyComposefs(opts, cfg); err != nil {
 			return err
 		}
 		plan = composefsPlan(src, opts.digest.Hex, opts.verity, opts.erofsLoop)
@@ -131,10 +131,30 @@ func (b *booter) boot(initArgs []string) error {
 	}
 	if opts.composefs {
 		b.logf("composefs root mounted (image %s, verity=%s)", opts.digest.Hex, opts.verity)
+		if err := b.recordComposefs(opts.digest.Hex, src); err != nil {
+			return err
+		}
 	} else {
 		b.logf("plain root mounted")
 	}
 	return b.switchRoot(opts.init, initArgs)
+}
+
+// Files of the contract with the booted system (the testbed agent reads
+// them): /run moves into the new root, so the paths stay valid there.
+const (
+	recordedDigest = "/run/cfs/composefs-digest" // the digest verified and mounted (hex)
+	recordedImage  = "/run/cfs/image-path"       // the EROFS image mounted, as seen from the booted system
+)
+
+// recordComposefs writes the contract files for a mounted composefs root.
+func (b *booter) recordComposefs(hexd, image string) error {
+	for p, v := range map[string]string{recordedDigest: hexd, recordedImage: image} {
+		if err := os.WriteFile(b.fsPath(p), []byte(v+"\n"), 0o444); err != nil {
+			return fmt.Errorf("recording the composefs root in %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // mountAPI mounts /proc, /sys, /dev and /run.

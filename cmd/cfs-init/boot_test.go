@@ -227,6 +227,12 @@ func TestBootComposefs(t *testing.T) {
 			t.Errorf("%s not created on first boot: %v", p, err)
 		}
 	}
+	// The contract files the booted system reads.
+	for p, want := range map[string]string{recordedDigest: d + "\n", recordedImage: cp + "\n"} {
+		if b, err := os.ReadFile(filepath.Join(e.root, p)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", p, b, err, want)
+		}
+	}
 	for _, line := range []string{"cfs-init: starting: composefs " + d, "cfs-init: root partition /dev/vda2", "cfs-init: image fs-verity digest verified in userspace", "cfs-init: composefs root mounted"} {
 		if !strings.Contains(e.out.String(), line) {
 			t.Errorf("console lacks %q:\n%s", line, e.out.String())
