@@ -75,3 +75,51 @@ type PrepareRoot struct {
 	// prepare-root.conf.
 	Override bool `json:"override"`
 }
+
+// BootTestSchema is the schema version of [BootTestResults].
+const BootTestSchema = 1
+
+// BootTestResults is the boottest stage's "results" output (JSON): one
+// boot of a disk image and the checks evaluated against it.
+type BootTestResults struct {
+	Schema int    `json:"schema"`
+	Target string `json:"target"` // <Product>-<Name>-<Release>.<arch>
+	Arch   string `json:"arch"`
+	// Result is the worst check result: PASS, FAIL, WARN, or SKIP when
+	// every check was skipped.
+	Result string `json:"result"`
+	// Outcome is how the boot ended: powered-off, refused, init-fatal,
+	// panic, timeout or qemu-error; Reason is the deciding console line or
+	// message.
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason"`
+	Accel   string `json:"accel"` // tcg or kvm
+	// VerdictSeconds is the time from QEMU's start to the agent's report
+	// end (or the refusal); QEMUSeconds to QEMU's exit.
+	VerdictSeconds float64 `json:"verdict_seconds"`
+	QEMUSeconds    float64 `json:"qemu_seconds"`
+	// Features are the testbed features of the target (composefs or
+	// plain, uefi, secureboot, composefs-signed).
+	Features []string `json:"features"`
+	// ComposefsDigest is the digest the boot had to mount (the composefs
+	// stage's), empty without composefs.
+	ComposefsDigest string `json:"composefs_digest,omitempty"`
+	// Facts are what the guest agent reported (kernel, mode, Secure Boot
+	// state, root mount, …).
+	Facts map[string]string `json:"facts,omitempty"`
+	// Checks are the host checks, in name order.
+	Checks []BootTestCheck `json:"checks"`
+	// GuestChecks are the agent's own results, in report order.
+	GuestChecks []BootTestCheck `json:"guest_checks,omitempty"`
+	// ProtocolErrors lists malformed or out-of-order agent lines.
+	ProtocolErrors []string `json:"protocol_errors,omitempty"`
+}
+
+// BootTestCheck is one check's result.
+type BootTestCheck struct {
+	Name        string   `json:"name"`
+	Result      string   `json:"result"` // PASS, FAIL, SKIP or WARN
+	Description string   `json:"description,omitempty"`
+	Seconds     float64  `json:"seconds,omitempty"`
+	Output      []string `json:"output,omitempty"`
+}

@@ -153,6 +153,7 @@ func commands(g *globals) []*cobra.Command {
 		newExplainCmd(g),
 		newPlanCmd(g),
 		newBuildCmd(g),
+		newTestCmd(g),
 		newCacheCmd(g),
 		newInspectCmd(g),
 		newComposefsCmd(g),

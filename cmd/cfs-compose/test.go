@@ -1,0 +1,277 @@
+package main
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/pipeline/progress"
+	"github.com/cfs-compose/cfs-compose/stages/boottest"
+	"github.com/spf13/cobra"
+)
+
+type testOptions struct {
+	variants []string
+	arches   []string
+	jobs     int
+	out      string
+	junit    string
+	progress string
+	offline  bool
+}
+
+func newTestCmd(g *globals) *cobra.Command {
+	o := &testOptions{}
+	c := &cobra.Command{
+		Use:   "test",
+		Short: "Boot the compose's disk images in QEMU and run the checks",
+		Long: `test boots the disk image of every selected variant and arch in QEMU (TCG
+unless the host has hardware virtualisation) and runs the testbed checks
+that apply: composefs or plain root, /usr read-only, /etc and /var
+writable, the composefs digest, the verity mode, and Secure Boot when the
+manifest says test { secureboot = true }.
+
+It is a build whose boottest stages always run, as if every selected
+variant said test { boot = true }: every other stage comes from the cache
+when its inputs are unchanged (and is built first otherwise), so the
+images booted are exactly the ones build produces for the manifests. The
+results are published in a new compose directory under --out
+(<Variant>/<arch>/tests/: results JSON, JUnit XML, console log).
+
+--junit FILE writes one JUnit XML file with a test suite per boot,
+including the boots that failed. Exit status 1 when any check failed.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTest(cmd, g, o)
+		},
+	}
+	f := c.Flags()
+	f.StringSliceVar(&o.variants, "variant", nil, "test only these variants (repeatable)")
+	f.StringSliceVar(&o.arches, "arch", nil, "test only these arches (repeatable)")
+	f.IntVarP(&o.jobs, "jobs", "j", 0, "stages to run in parallel (default: number of CPUs)")
+	f.StringVar(&o.out, "out", "out", "directory to write the compose directory into")
+	f.StringVar(&o.junit, "junit", "", "write a JUnit XML report of every boot to this file")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, or json (one event per line on stdout)")
+	f.BoolVar(&o.offline, "offline", false, "no network: images must be pinned by digest or local")
+	return c
+}
+
+// bootForced is a manifest set in which every variant has test.boot set.
+type bootForced struct{ *manifest.Manifest }
+
+func (m bootForced) Config(variant, arch string) (*manifest.Config, error) {
+	c, err := m.Manifest.Config(variant, arch)
+	if err != nil {
+		return nil, err
+	}
+	c.Test.Boot = true
+	return c, nil
+}
+
+// testCollector keeps every boot test's outcome, passed or failed.
+type testCollector struct {
+	mu       sync.Mutex
+	outcomes []collected
+}
+
+type collected struct {
+	results *artifacts.BootTestResults
+	junit   []byte
+	err     error
+}
+
+func (c *testCollector) report(o *boottest.Outcome) {
+	b, err := os.ReadFile(filepath.Join(o.Dir, boottest.JUnitFile))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.outcomes = append(c.outcomes, collected{results: o.Results, junit: b, err: err})
+}
+
+func runTest(cmd *cobra.Command, g *globals, o *testOptions) error {
+	if o.progress != "auto" && o.progress != "plain" && o.progress != "json" {
+		return usageError{fmt.Errorf("invalid --progress %q (want auto, plain or json)", o.progress)}
+	}
+	if o.jobs < 0 {
+		return usageError{fmt.Errorf("invalid -j %d", o.jobs)}
+	}
+	m, err := g.manifestSet(cmd)
+	if err != nil {
+		return err
+	}
+	col := &testCollector{}
+	stageList, err := withBootReport(g.stages(), col.report)
+	if err != nil {
+		return err
+	}
+	st, err := g.openStore(cmd.Context(), false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	disp := progress.New(g.stderr, o.progress == "auto" && isTerminal(g.stderr))
+	log := g.newLogger(disp.Writer())
+	disp.SetLogger(log)
+	events := disp.Event
+	if o.progress == "json" {
+		events = pipeline.JSONEvents(g.stdout)
+	}
+	opts := &pipeline.BuildOptions{
+		Out:     o.out,
+		Resolve: pipeline.ResolveOptions{Variants: o.variants, Arches: o.arches, Offline: o.offline, Log: log},
+		Exec: pipeline.ExecOptions{
+			Jobs: o.jobs, KeepGoing: true, LogWriter: g.logWriter(disp.Writer()), LogLevel: g.logLevelV,
+			Events: events, Tool: "cfs-compose " + version,
+			Rerun: func(n *pipeline.Node) bool { return n.Kind == boottest.Kind },
+		},
+		ManifestFiles: m.Files(),
+		Variables:     m.Variables(),
+		Finalize:      g.finalizeCompose,
+	}
+	rec, buildErr := pipeline.Build(cmd.Context(), bootForced{m}, stageList, st, opts)
+	disp.Close()
+	sort.Slice(col.outcomes, func(i, j int) bool { return col.outcomes[i].results.Target < col.outcomes[j].results.Target })
+	if o.progress != "json" {
+		printTestSummary(g.stdout, col.outcomes)
+	}
+	if rec != nil {
+		summarize(g.stdout, o.progress == "json", rec, events)
+	}
+	if o.junit != "" {
+		if err := writeJUnit(o.junit, col.outcomes); err != nil {
+			return errors.Join(buildErr, err)
+		}
+	}
+	if buildErr != nil {
+		var se *pipeline.StageError
+		if errors.As(buildErr, &se) || rec != nil {
+			fmt.Fprintf(g.stderr, "Error: %v\n", buildErr)
+			return errReported
+		}
+		return buildErr
+	}
+	if len(col.outcomes) == 0 {
+		return fmt.Errorf("no boot test ran")
+	}
+	return nil
+}
+
+// withBootReport returns the stage table with the boottest stage reporting
+// each outcome to report.
+func withBootReport(stages []pipeline.Stage, report func(*boottest.Outcome)) ([]pipeline.Stage, error) {
+	out := make([]pipeline.Stage, len(stages))
+	found := false
+	for i, s := range stages {
+		out[i] = s
+		if s.Kind() == boottest.Kind {
+			out[i], found = &boottest.Stage{Report: report}, true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("this cfs-compose has no %s stage", boottest.Kind)
+	}
+	return out, nil
+}
+
+// printTestSummary prints one line per boot: verdict, check counts, time.
+func printTestSummary(w io.Writer, outcomes []collected) {
+	for _, c := range outcomes {
+		r := c.results
+		n := map[string]int{}
+		var failed []string
+		for _, ch := range r.Checks {
+			n[ch.Result]++
+			if ch.Result == "FAIL" {
+				failed = append(failed, ch.Name)
+			}
+		}
+		fmt.Fprintf(w, "%s %s: %d passed, %d failed, %d skipped, %d warned; boot %s, verdict at %.1fs (%s)\n",
+			r.Result, r.Target, n["PASS"], n["FAIL"], n["SKIP"], n["WARN"], r.Outcome, r.VerdictSeconds, r.Accel)
+		if len(failed) > 0 {
+			fmt.Fprintf(w, "    failed: %s\n", strings.Join(failed, ", "))
+		}
+	}
+}
+
+// junitDoc is a JUnit file: the suites are kept verbatim.
+type junitDoc struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Attrs []xml.Attr `xml:",any,attr"`
+	Inner string     `xml:",innerxml"`
+}
+
+// mergeJUnit merges JUnit documents (one <testsuites> each) into one.
+func mergeJUnit(docs [][]byte) ([]byte, error) {
+	var all junitDoc
+	var seconds float64
+	for i, d := range docs {
+		var doc junitDoc
+		if err := xml.Unmarshal(d, &doc); err != nil {
+			return nil, fmt.Errorf("JUnit report %d: %w", i+1, err)
+		}
+		all.Tests += doc.Tests
+		all.Failures += doc.Failures
+		all.Skipped += doc.Skipped
+		var s float64
+		fmt.Sscan(doc.Time, &s)
+		seconds += s
+		all.Suites = append(all.Suites, doc.Suites...)
+	}
+	all.Time = fmt.Sprintf("%.2f", seconds)
+	b, err := xml.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(xml.Header), append(b, '\n')...), nil
+}
+
+// writeJUnit writes the merged JUnit report of the outcomes to path.
+func writeJUnit(path string, outcomes []collected) error {
+	var docs [][]byte
+	for _, c := range outcomes {
+		if c.err != nil {
+			return fmt.Errorf("reading the JUnit report of %s: %w", c.results.Target, c.err)
+		}
+		docs = append(docs, c.junit)
+	}
+	b, err := mergeJUnit(docs)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp.Name(), 0o644)
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing %s: %w", path, werr)
+	}
+	return nil
+}

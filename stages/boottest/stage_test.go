@@ -1,0 +1,389 @@
+package boottest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/testbed"
+)
+
+var (
+	_ pipeline.Stage = (*Stage)(nil)
+	_ pipeline.Keyer = (*Config)(nil)
+)
+
+// manifests is a pipeline.Manifests of literal configs, one per arch of a
+// single variant.
+type manifests map[string]*manifest.Config
+
+func (m manifests) Variants() []string { return []string{"testbed"} }
+func (m manifests) Arches(string) []string {
+	var as []string
+	for _, a := range []string{"aarch64", "x86_64"} {
+		if m[a] != nil {
+			as = append(as, a)
+		}
+	}
+	return as
+}
+func (m manifests) Config(_, a string) (*manifest.Config, error) { c := *m[a]; return &c, nil }
+func (m manifests) Compose() manifest.Compose {
+	return manifest.Compose{Product: "Fedora", Release: "41", Type: "test"}
+}
+
+// fakeDisk stands in for the disk stage: its "raw" output is a prepared
+// image file.
+type fakeDisk struct{ path string }
+
+func (f *fakeDisk) Kind() string           { return "disk" }
+func (f *fakeDisk) Version() string        { return "test" }
+func (f *fakeDisk) Inputs() []pipeline.Dep { return nil }
+func (f *fakeDisk) Plan(context.Context, *pipeline.PlanContext) (any, error) {
+	return map[string]string{"path": f.path}, nil
+}
+func (f *fakeDisk) Run(_ context.Context, rc *pipeline.RunContext) error {
+	in, err := os.Open(f.path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	p := filepath.Join(rc.TempDir(), "disk.raw")
+	out, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return rc.AddFile("raw", p, "application/octet-stream", nil)
+}
+
+// fakeComposefs stands in for the composefs stage: its "digest" output.
+type fakeComposefs struct{ digest string }
+
+func (f *fakeComposefs) Kind() string           { return "composefs" }
+func (f *fakeComposefs) Version() string        { return "test" }
+func (f *fakeComposefs) Inputs() []pipeline.Dep { return nil }
+func (f *fakeComposefs) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
+	if !pc.Config.Composefs.Enabled {
+		return nil, pipeline.ErrSkip
+	}
+	return map[string]string{"digest": f.digest}, nil
+}
+func (f *fakeComposefs) Run(_ context.Context, rc *pipeline.RunContext) error {
+	return rc.AddJSON("digest", map[string]any{"digest": f.digest, "version": 1}, nil)
+}
+
+// syncBuffer collects stage logs written from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testbedConfig is the testbed variant's manifest config for arch, as
+// manifests/testbed.hcl resolves it, with the test block switched on.
+func testbedConfig(arch string) *manifest.Config {
+	return &manifest.Config{Variant: "testbed", Name: "Testbed", Arch: arch,
+		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable},
+		Test:      manifest.Test{Boot: true, Timeout: 3 * time.Minute, Memory: 1 << 30, Checks: []string{}}}
+}
+
+// runStage runs the boottest stage through the pipeline with a fake disk
+// stage serving disk and a fake composefs stage serving digest.
+func runStage(t *testing.T, cfg *manifest.Config, disk, digest string) (*pipeline.NodeResult, *artifacts.Store, string, error) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := artifacts.Open(ctx, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := manifests{cfg.Arch: cfg}
+	stages := []pipeline.Stage{&fakeComposefs{digest: digest}, &fakeDisk{path: disk}, New()}
+	plan, err := pipeline.Resolve(ctx, m, stages, &pipeline.ResolveOptions{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	res, err := pipeline.Execute(ctx, plan, st, &pipeline.ExecOptions{LogWriter: &logs})
+	return res.Of(plan.Targets[0].Nodes[Kind]), st, logs.String(), err
+}
+
+// firmwareEnv points the testbed at the trixie firmware and virt-fw-vars
+// that the fixtures cache holds.
+func firmwareEnv(t *testing.T, b *archBase) {
+	t.Setenv("CFS_FIRMWARE_DIRS", b.tools.OVMFDir+":"+b.tools.AAVMFDir)
+	t.Setenv("CFS_VIRT_FW_VARS", b.tools.VirtFwVarsWrapper)
+}
+
+// writeCert writes a db certificate as PEM and returns its path.
+func writeCert(t *testing.T, dir string, kp *secureboot.KeyPair) string {
+	t.Helper()
+	files, err := (&secureboot.PKI{PK: kp, KEK: kp, DB: kp}).Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Name == "db.crt" {
+			p := filepath.Join(dir, "db.crt")
+			write(t, p, f.Data, 0o644)
+			return p
+		}
+	}
+	t.Fatal("no db.crt")
+	return ""
+}
+
+func fileSum(t *testing.T, p string) [32]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	var s [32]byte
+	copy(s[:], h.Sum(nil))
+	return s
+}
+
+// TestStage boots the testbed disk of each arch through the pipeline:
+// composefs with a signed digest, verity and Secure Boot enforced, and the
+// plain root with composefs disabled. Every check that applies must pass,
+// the outputs must be the published results, JUnit and console, and the
+// disk must be left unchanged.
+func TestStage(t *testing.T) {
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		t.Run(arch, func(t *testing.T) {
+			requireBoot(t, arch)
+			b := base(t, arch)
+			firmwareEnv(t, b)
+			pki, err := secureboot.GeneratePKI(secureboot.PKIOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			for _, tc := range []struct {
+				name      string
+				composefs bool
+				pass      []string
+			}{
+				{"composefs-secureboot", true, []string{"agent-report", "uefi-boot", "secureboot-enabled", "composefs-root", "composefs-digest",
+					"composefs-verity", "composefs-signature", "usr-readonly", "etc-writable", "var-writable"}},
+				{"plain", false, []string{"agent-report", "uefi-boot", "secureboot-disabled", "plain-root", "etc-writable", "var-writable"}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					cfg := testbedConfig(arch)
+					o := imageOpts{composefs: tc.composefs}
+					if tc.composefs {
+						o.verity, o.digestKey = manifest.VerityEnable, newDigestKey(t)
+						o.uki, o.signer = ukiSigned, pki.DB
+						cfg.Composefs.Signed = true
+						cfg.SecureBoot = manifest.SecureBoot{Cert: writeCert(t, dir, pki.DB), Key: "unused.key"}
+						cfg.Test.SecureBoot = true
+					} else {
+						cfg.Composefs = manifest.Composefs{Enabled: false, Verity: manifest.VerityNone}
+					}
+					img := b.build(t, t.TempDir(), o)
+					before := fileSum(t, img.disk)
+					nr, st, logs, err := runStage(t, cfg, img.disk, b.digest)
+					if err != nil {
+						t.Fatalf("stage failed: %v\nlogs:\n%s", err, logs)
+					}
+					if nr.Status != pipeline.StatusRan {
+						t.Fatalf("status %s", nr.Status)
+					}
+					if fileSum(t, img.disk) != before {
+						t.Error("the disk image changed")
+					}
+					checkOutputs(t, st, nr.Record, arch, tc.pass)
+				})
+			}
+		})
+	}
+}
+
+// checkOutputs checks the published outputs and meta of a passed run.
+func checkOutputs(t *testing.T, st *artifacts.Store, rec *artifacts.Record, arch string, pass []string) {
+	t.Helper()
+	name := "Fedora-Testbed-41." + arch
+	want := map[string]string{"results": name + ".boottest.json", "junit": name + ".junit.xml", "console": name + ".console.log"}
+	for out, file := range want {
+		o, ok := rec.Outputs[out]
+		if !ok {
+			t.Fatalf("no output %s", out)
+		}
+		if o.Publish == nil || o.Publish.Dir != "tests" || o.Publish.Filename != file {
+			t.Errorf("output %s published as %+v, want tests/%s", out, o.Publish, file)
+		}
+	}
+	var r artifacts.BootTestResults
+	b, err := os.ReadFile(st.Path(rec.Outputs["results"].Descriptor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range r.Checks {
+		got[c.Name] = c.Result
+		if c.Result == "FAIL" || c.Result == "WARN" {
+			t.Errorf("check %s: %s: %s", c.Name, c.Result, strings.Join(c.Output, "; "))
+		}
+	}
+	for _, n := range pass {
+		if got[n] != "PASS" {
+			t.Errorf("check %s = %q, want PASS", n, got[n])
+		}
+	}
+	if r.Schema != artifacts.BootTestSchema || r.Target != name || r.Outcome != "powered-off" || r.Result != "PASS" {
+		t.Errorf("results header: schema %d target %s outcome %s result %s", r.Schema, r.Target, r.Outcome, r.Result)
+	}
+	var meta struct {
+		Checks  map[string]string `json:"checks"`
+		Verdict float64           `json:"verdict_seconds"`
+	}
+	mb, _ := json.Marshal(rec.Meta)
+	if err := json.Unmarshal(mb, &meta); err != nil {
+		t.Fatal(err)
+	}
+	if meta.Verdict <= 0 || len(meta.Checks) != len(r.Checks) {
+		t.Errorf("meta %s", mb)
+	}
+	jb, err := os.ReadFile(st.Path(rec.Outputs["junit"].Descriptor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ju struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Props []struct {
+				Name  string `xml:"name,attr"`
+				Value string `xml:"value,attr"`
+			} `xml:"properties>property"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(jb, &ju); err != nil {
+		t.Fatalf("JUnit: %v", err)
+	}
+	if ju.Tests != len(r.Checks) || ju.Failures != 0 || len(ju.Suites) != 1 || ju.Suites[0].Name != name {
+		t.Errorf("JUnit: %d tests, %d failures, suites %+v", ju.Tests, ju.Failures, ju.Suites)
+	}
+	for _, p := range ju.Suites[0].Props {
+		if p.Name == "console_log" && p.Value != name+".console.log" {
+			t.Errorf("JUnit console_log property %q", p.Value)
+		}
+	}
+	cb, err := os.ReadFile(st.Path(rec.Outputs["console"].Descriptor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(cb, []byte("CFS-TEST-END")) {
+		t.Errorf("console log lacks the agent's report")
+	}
+	t.Logf("BOOT TIME %s: verdict at %.2fs, QEMU exited at %.2fs (accel %s)", name, r.VerdictSeconds, r.QEMUSeconds, r.Accel)
+}
+
+// TestStageFails boots a good disk against a wrong composefs digest: the
+// composefs-digest check fails, so the stage fails, naming the check and
+// showing the console.
+func TestStageFails(t *testing.T) {
+	requireBoot(t, "x86_64")
+	b := base(t, "x86_64")
+	firmwareEnv(t, b)
+	img := b.build(t, t.TempDir(), imageOpts{composefs: true, verity: manifest.VerityEnable})
+	cfg := testbedConfig("x86_64")
+	cfg.Test.Checks = []string{"composefs-*", "agent-report"}
+	wrong := strings.Repeat("ab", 32)
+	nr, _, _, err := runStage(t, cfg, img.disk, wrong)
+	if err == nil {
+		t.Fatal("the stage passed with a wrong composefs digest")
+	}
+	if nr.Status != pipeline.StatusFailed {
+		t.Errorf("status %s", nr.Status)
+	}
+	msg := err.Error()
+	for _, want := range []string{"boot test of Fedora-Testbed-41.x86_64 failed: composefs-digest", "last console lines", "CFS-TEST-END"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "composefs-root") {
+		t.Errorf("composefs-root is named as failed:\n%s", msg)
+	}
+}
+
+// bootTarget boots a prepared image with a stage config (through
+// PrepareFirmware and Config.Target, as the stage does) with the features
+// overridden, and runs the matching checks.
+func bootTarget(t *testing.T, c *Config, img *testImage, features []testbed.Feature) *testbed.TargetReport {
+	t.Helper()
+	dir := t.TempDir()
+	fw, err := PrepareFirmware(context.Background(), c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := c.Target(img.disk, img.digest, fw)
+	tg.Features = features
+	var console bytes.Buffer
+	s := testbed.Suite{OutputDir: dir, Reporters: testbed.Reporters{testbed.NewConsoleReporter(&console, 30)}}
+	rep, err := s.Run(context.Background(), tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s", console.String())
+	return rep
+}
+
+func resultsOf(rep *testbed.TargetReport) map[string]testbed.Result {
+	m := map[string]testbed.Result{}
+	for _, c := range rep.Checks {
+		m[c.Name] = c.Result
+	}
+	return m
+}
+
+func mustResolve(t *testing.T, cfg *manifest.Config) *Config {
+	t.Helper()
+	c, err := Resolve(cfg, manifests{}.Compose())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
