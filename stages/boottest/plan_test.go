@@ -80,7 +80,9 @@ func TestResolve(t *testing.T) {
 				t.Errorf("features %v", f)
 			}
 		}},
-		{name: "plain root", arch: "aarch64", edit: func(c *manifest.Config) { c.Composefs = manifest.Composefs{Enabled: false, Verity: "require", Signed: true} },
+		{name: "plain root", arch: "aarch64", edit: func(c *manifest.Config) {
+			c.Composefs = manifest.Composefs{Enabled: false, Verity: "require", Signed: true}
+		},
 			check: func(t *testing.T, c *Config) {
 				if c.Expect != (Expect{}) || c.Features()[0] != testbed.FeaturePlain {
 					t.Errorf("expect %+v features %v", c.Expect, c.Features())
@@ -241,6 +243,5 @@ func TestLogWriter(t *testing.T) {
 		t.Errorf("%d events:\n%s", n, got)
 	}
 }
-
 
 func newTestLogger(w *strings.Builder) zerolog.Logger { return zerolog.New(w) }
