@@ -164,8 +164,9 @@ func (s *Store) FS() fs.FS { return os.DirFS(s.root) }
 // Put reads r to the end and stores its content, returning its fs-verity
 // digest and size. Every byte is read once: it is hashed while it is
 // written. If the object already exists, the new copy is discarded and the
-// existing one is kept. Put does not make the object durable; see
-// [Store.Sync].
+// existing one is kept. New objects get mode 0644 and mtime 0 (the
+// epoch), whatever the umask and clock. Put does not make the object
+// durable; see [Store.Sync].
 func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err error) {
 	bp := buffers.Get().(*[]byte)
 	defer buffers.Put(bp)
@@ -234,6 +235,12 @@ func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err er
 		if err := unix.Fchmod(fd, 0o644); err != nil {
 			return digest, size, fmt.Errorf("writing object: %w", err)
 		}
+	}
+	// Objects are named by content; their times carry no information. A
+	// fixed mtime (the epoch) keeps anything built from the store, such as
+	// a root partition populated by hard links, reproducible.
+	if err := unix.Futimes(fd, []unix.Timeval{{}, {}}); err != nil {
+		return digest, size, fmt.Errorf("writing object: %w", err)
 	}
 	err = unix.Close(fd)
 	fd = -1
