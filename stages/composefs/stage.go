@@ -20,6 +20,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	cfs "github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
+	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
 )
@@ -157,7 +158,14 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err != nil {
 		return fmt.Errorf("re-reading the composefs image: %w", err)
 	}
-	objects := tree.Objects()
+	var objects []string
+	for _, payload := range tree.Objects() {
+		d, err := objstore.ParseName(payload)
+		if err != nil {
+			return fmt.Errorf("source tree: file content at %q is not an object of the store: %w", payload, err)
+		}
+		objects = append(objects, fsverity.Hex(d))
+	}
 	if err := rc.AddBytes(OutImage, artifacts.MediaTypeComposefs, img.Bytes(), &artifacts.Publish{Filename: c.Filename}); err != nil {
 		return err
 	}
