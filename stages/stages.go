@@ -7,13 +7,17 @@ package stages
 import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/stages/boottest"
+	"github.com/cfs-compose/cfs-compose/stages/composefs"
+	"github.com/cfs-compose/cfs-compose/stages/source"
 )
 
 // All returns one instance of every stage kind, in pipeline order (a
 // stage's inputs come before it). Kinds are unique.
 func All() []pipeline.Stage {
 	return []pipeline.Stage{
-		// boottest comes last: after sign, it boots the disk image.
+		source.New(),
+		composefs.New(),
+		// boottest comes last, after sign: it boots the disk image.
 		boottest.New(),
 	}
 }
