@@ -222,4 +222,3 @@ func TestPipeline(t *testing.T) {
 		}
 	}
 }
-
