@@ -76,7 +76,7 @@ func TestMain(m *testing.M) {
 
 // requireBoot skips under -short and, loudly, when QEMU or the host tools
 // the disk images need are missing.
-func requireBoot(t *testing.T, arch string) {
+func requireBoot(t testing.TB, arch string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("real QEMU boot test; skipped with -short")
@@ -90,7 +90,7 @@ func requireBoot(t *testing.T, arch string) {
 
 // base returns the shared build of arch, preparing it on first use
 // (fetching the fixture packages if they are not cached).
-func base(t *testing.T, arch string) *archBase {
+func base(t testing.TB, arch string) *archBase {
 	t.Helper()
 	basesMu.Lock()
 	defer basesMu.Unlock()
@@ -213,7 +213,7 @@ func (b *archBase) writeTree() error {
 
 // cfsInit returns the static cfs-init for goarch: the embedded one when
 // `make initbins` has run, else built now.
-func cfsInit(t *testing.T, goarch string) ([]byte, error) {
+func cfsInit(t testing.TB, goarch string) ([]byte, error) {
 	if b, err := initbin.Binary(goarch); err == nil {
 		return b, nil
 	}
@@ -258,7 +258,7 @@ type testImage struct {
 }
 
 // build writes a test disk for the options into dir.
-func (b *archBase) build(t *testing.T, dir string, o imageOpts) *testImage {
+func (b *archBase) build(t testing.TB, dir string, o imageOpts) *testImage {
 	t.Helper()
 	ctx := context.Background()
 	part := filepath.Join(dir, "rootpart")
@@ -339,7 +339,7 @@ func (b *archBase) build(t *testing.T, dir string, o imageOpts) *testImage {
 }
 
 // tamperSection flips one bit of the first byte of a PE section's data.
-func tamperSection(t *testing.T, path, name string) {
+func tamperSection(t testing.TB, path, name string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -357,7 +357,7 @@ func tamperSection(t *testing.T, path, name string) {
 	write(t, path, data, 0o644)
 }
 
-func write(t *testing.T, p string, data []byte, mode os.FileMode) {
+func write(t testing.TB, p string, data []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func write(t *testing.T, p string, data []byte, mode os.FileMode) {
 }
 
 // copyTree copies a directory tree (cp -a keeps modes, links and times).
-func copyTree(t *testing.T, src, dst string) {
+func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)
@@ -379,7 +379,7 @@ func copyTree(t *testing.T, src, dst string) {
 }
 
 // newDigestKey returns an ECDSA P-256 key for signing composefs digests.
-func newDigestKey(t *testing.T) *ecdsa.PrivateKey {
+func newDigestKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

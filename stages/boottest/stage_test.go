@@ -141,13 +141,13 @@ func runStage(t *testing.T, cfg *manifest.Config, disk, digest string) (*pipelin
 
 // firmwareEnv points the testbed at the trixie firmware and virt-fw-vars
 // that the fixtures cache holds.
-func firmwareEnv(t *testing.T, b *archBase) {
+func firmwareEnv(t testing.TB, b *archBase) {
 	t.Setenv("CFS_FIRMWARE_DIRS", b.tools.OVMFDir+":"+b.tools.AAVMFDir)
 	t.Setenv("CFS_VIRT_FW_VARS", b.tools.VirtFwVarsWrapper)
 }
 
 // writeCert writes a db certificate as PEM and returns its path.
-func writeCert(t *testing.T, dir string, kp *secureboot.KeyPair) string {
+func writeCert(t testing.TB, dir string, kp *secureboot.KeyPair) string {
 	t.Helper()
 	files, err := (&secureboot.PKI{PK: kp, KEK: kp, DB: kp}).Files()
 	if err != nil {
@@ -164,7 +164,7 @@ func writeCert(t *testing.T, dir string, kp *secureboot.KeyPair) string {
 	return ""
 }
 
-func fileSum(t *testing.T, p string) [32]byte {
+func fileSum(t testing.TB, p string) [32]byte {
 	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
