@@ -42,7 +42,12 @@ func (g *globals) openStore(ctx context.Context, exclusive bool) (*artifacts.Sto
 }
 
 // stages returns the stage table.
-func (g *globals) stages() []pipeline.Stage { return stages.All() }
+func (g *globals) stages() []pipeline.Stage {
+	if g.stageTable != nil {
+		return g.stageTable
+	}
+	return stages.All()
+}
 
 // finalizeCompose runs once the stages are done, before the compose is
 // renamed into place.

@@ -5,9 +5,9 @@ package boottest
 // format libraries the stages use: the root tree of the fixture image (the
 // test agent as /usr/sbin/init, the kernel's module subset), its composefs
 // image and object store (internal/composefs, internal/objstore), the
-// builtin initramfs with cfs-init (internal/initramfs, initbin), the UKI
-// (internal/uki), its Authenticode signature (signing/secureboot) and the
-// GPT disk (internal/diskimage).
+// builtin initramfs with cfs-init and the UKI (testbed/fixtures/standin,
+// over internal/initramfs and internal/uki), its Authenticode signature
+// (signing/secureboot) and the GPT disk (internal/diskimage).
 
 import (
 	"bytes"
@@ -18,7 +18,6 @@ import (
 	"crypto/x509"
 	"debug/pe"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,30 +31,24 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/diskimage"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-	"github.com/cfs-compose/cfs-compose/internal/initramfs"
-	"github.com/cfs-compose/cfs-compose/internal/kmod"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
-	"github.com/cfs-compose/cfs-compose/internal/uki"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
-	"github.com/cfs-compose/cfs-compose/stages/initramfs/initbin"
-	"github.com/cfs-compose/cfs-compose/testbed"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
+	"github.com/cfs-compose/cfs-compose/testbed/fixtures/standin"
 )
 
 // archBase is what every test disk of one arch shares, built once per test
-// binary: the fixture content, the image's root tree, its composefs image
-// and objects, and the initramfs ingredients.
+// binary: the UKI kit (fixture content, cfs-init, modules), the image's
+// root tree, and its composefs image and objects.
 type archBase struct {
 	arch    string // x86_64 or aarch64
-	goarch  string
+	kit     *standin.Kit
 	content *fixtures.Content
 	dir     string
 	tree    string // the image's root tree (plain files)
 	objects string // composefs object store of the tree
 	image   []byte // composefs (EROFS) image of the tree
 	digest  string // its fs-verity digest
-	cfsInit []byte
-	modules []initramfs.Module
 	tools   *fixtures.Tools
 }
 
@@ -98,23 +91,19 @@ func base(t testing.TB, arch string) *archBase {
 		return b
 	}
 	ctx := context.Background()
+	kit, err := standin.LoadKit(ctx, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cache, err := fixtures.DefaultCacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	lock, err := fixtures.Fetch(ctx, fixtures.FetchOptions{CacheDir: cache})
 	if err != nil {
-		t.Fatalf("fetching the fixture packages: %v", err)
+		t.Fatal(err)
 	}
 	tools, err := fixtures.ExtractTools(ctx, cache, lock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goarch, err := fixtures.DebianArch(arch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := fixtures.LoadContent(ctx, cache, lock, goarch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +112,7 @@ func base(t testing.TB, arch string) *archBase {
 			t.Fatal(err)
 		}
 	}
-	b := &archBase{arch: arch, goarch: goarch, content: c, tools: tools, dir: filepath.Join(baseDir, arch)}
+	b := &archBase{arch: arch, kit: kit, content: kit.Content, tools: tools, dir: filepath.Join(baseDir, arch)}
 	b.tree = filepath.Join(b.dir, "tree")
 	b.objects = filepath.Join(b.dir, "objects")
 	if err := b.writeTree(); err != nil {
@@ -144,24 +133,6 @@ func base(t testing.TB, arch string) *archBase {
 	}
 	b.image = img.Bytes()
 	b.digest = fsverity.Hex(fsverity.Sum(b.image))
-	if b.cfsInit, err = cfsInit(t, goarch); err != nil {
-		t.Fatal(err)
-	}
-	ix, err := kmod.Load(os.DirFS(b.tree), c.Kernel.Version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods, err := ix.Resolve("virtio_blk", "loop", "erofs", "overlay")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range mods {
-		data, err := ix.Read(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.modules = append(b.modules, initramfs.Module{File: m.File(), Data: data})
-	}
 	bases[arch] = b
 	return b
 }
@@ -211,26 +182,6 @@ func (b *archBase) writeTree() error {
 	return nil
 }
 
-// cfsInit returns the static cfs-init for goarch: the embedded one when
-// `make initbins` has run, else built now.
-func cfsInit(t testing.TB, goarch string) ([]byte, error) {
-	if b, err := initbin.Binary(goarch); err == nil {
-		return b, nil
-	}
-	root, err := fixtures.ModuleRoot()
-	if err != nil {
-		return nil, err
-	}
-	out := filepath.Join(baseDir, "cfs-init-"+goarch)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/cfs-init")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
-	if o, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building cfs-init for %s: %v\n%s", goarch, err, o)
-	}
-	return os.ReadFile(out)
-}
-
 // ukiMode says how the test UKI is signed.
 type ukiMode int
 
@@ -264,11 +215,9 @@ func (b *archBase) build(t testing.TB, dir string, o imageOpts) *testImage {
 	part := filepath.Join(dir, "rootpart")
 	img := &testImage{disk: filepath.Join(dir, "disk.raw")}
 	cfg := initconfig.Config{Version: 1, Composefs: o.composefs, Verity: initconfig.VerityNone, RootLabel: "root"}
-	cmdline := testbed.DefaultConsole(b.arch) + ",115200n8"
 	if o.composefs {
 		img.digest = b.digest
 		cfg.Verity = o.verity
-		cmdline += " composefs=" + b.digest
 		images := filepath.Join(part, "composefs", "images")
 		if err := os.MkdirAll(images, 0o755); err != nil {
 			t.Fatal(err)
@@ -294,23 +243,15 @@ func (b *archBase) build(t testing.TB, dir string, o imageOpts) *testImage {
 	} else {
 		copyTree(t, b.tree, filepath.Join(part, "state", "deploy", "plain", "root"))
 	}
-	img.cmdline = cmdline
-
-	var rd bytes.Buffer
-	if err := initramfs.WriteBuiltin(&rd, initramfs.Gzip, initramfs.Builtin{Init: b.cfsInit, Modules: b.modules, Config: cfg}); err != nil {
-		t.Fatal(err)
-	}
-	k := b.content.Kernel
-	var efi bytes.Buffer
-	err := uki.Build(&efi, bytes.NewReader(b.content.Stub), int64(len(b.content.Stub)), uki.Sections{
-		Linux: bytes.NewReader(k.Vmlinuz), Initrd: bytes.NewReader(rd.Bytes()),
-		Cmdline: cmdline, OSRel: fixtures.OSRelease(k.Version), Uname: k.Version,
-	})
+	img.cmdline = b.kit.Cmdline(img.digest)
+	rd, err := b.kit.Initramfs(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ukiPath := filepath.Join(dir, "uki.efi")
-	write(t, ukiPath, efi.Bytes(), 0o644)
+	if err := b.kit.BuildUKI(ukiPath, rd, img.cmdline); err != nil {
+		t.Fatal(err)
+	}
 	if o.uki != ukiUnsigned {
 		signed := filepath.Join(dir, "uki.signed.efi")
 		if err := secureboot.SignPE(ctx, o.signer, ukiPath, signed); err != nil {

@@ -3,14 +3,11 @@ package boottest
 // The boot test through the real pipeline: the source stage imports the
 // testbed fixture image, the composefs stage builds its image and digest,
 // the disk stage writes the GPT disk, and this stage boots it. The uki
-// stage is not in the stage table yet, so a test stage assembles the UKI
-// the way docs/stages.md specifies it (the builtin initramfs with cfs-init
-// and the kernel's modules, the command line with composefs=<digest>,
-// Authenticode-signed with the db key) from the same Debian packages the
-// fixture image is made of.
+// stage is not in the stage table yet: testbed/fixtures/standin assembles
+// the UKI as docs/stages.md specifies it, from the same Debian packages
+// the fixture image is made of.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -19,9 +16,6 @@ import (
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-	"github.com/cfs-compose/cfs-compose/internal/initramfs"
-	"github.com/cfs-compose/cfs-compose/internal/uki"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
@@ -29,85 +23,8 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
+	"github.com/cfs-compose/cfs-compose/testbed/fixtures/standin"
 )
-
-// testUKI stands in for the uki stage.
-type testUKI struct {
-	bases  map[string]*archBase
-	signer *secureboot.KeyPair // db key; nil: unsigned
-}
-
-type testUKIConfig struct {
-	Arch      string `json:"arch"`
-	Composefs bool   `json:"composefs"`
-	Verity    string `json:"verity"`
-	Signed    bool   `json:"signed"`
-	DBCert    string `json:"db_cert,omitempty"` // fingerprint of the signing certificate
-}
-
-func (s *testUKI) Kind() string    { return "uki" }
-func (s *testUKI) Version() string { return "test" }
-func (s *testUKI) Inputs() []pipeline.Dep {
-	return []pipeline.Dep{{Kind: "source"}, {Kind: "composefs", Optional: true}}
-}
-func (s *testUKI) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	c := testUKIConfig{Arch: pc.Config.Arch, Composefs: pc.Config.Composefs.Enabled, Verity: initconfig.VerityNone}
-	if c.Composefs {
-		c.Verity = pc.Config.Composefs.Verity
-	}
-	if s.signer != nil {
-		c.Signed, c.DBCert = true, secureboot.Fingerprint(s.signer.Cert)
-	}
-	return c, nil
-}
-
-func (s *testUKI) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c testUKIConfig
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	b := s.bases[c.Arch]
-	cfg := initconfig.Config{Version: 1, Composefs: c.Composefs, Verity: c.Verity, RootLabel: "root"}
-	cmdline := "console=tty0 " + map[string]string{"x86_64": "console=ttyS0,115200n8", "aarch64": "console=ttyAMA0,115200n8"}[c.Arch]
-	if c.Composefs {
-		raw, err := rc.ReadInput("composefs", "digest")
-		if err != nil {
-			return err
-		}
-		var d cfsstage.Digest
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return err
-		}
-		cmdline += " composefs=" + d.Digest
-	}
-	var rd bytes.Buffer
-	if err := initramfs.WriteBuiltin(&rd, initramfs.Gzip, initramfs.Builtin{Init: b.cfsInit, Modules: b.modules, Config: cfg}); err != nil {
-		return err
-	}
-	k := b.content.Kernel
-	p := filepath.Join(rc.TempDir(), "uki.efi")
-	f, err := os.Create(p)
-	if err != nil {
-		return err
-	}
-	err = uki.Build(f, bytes.NewReader(b.content.Stub), int64(len(b.content.Stub)), uki.Sections{
-		Linux: bytes.NewReader(k.Vmlinuz), Initrd: bytes.NewReader(rd.Bytes()),
-		Cmdline: cmdline, OSRel: fixtures.OSRelease(k.Version), Uname: k.Version})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if c.Signed {
-		signed := p + ".signed"
-		if err := secureboot.SignPE(ctx, s.signer, p, signed); err != nil {
-			return err
-		}
-		p = signed
-	}
-	return rc.AddFile("uki", p, artifacts.MediaTypeOctet, nil)
-}
 
 // pipelineConfig is the testbed variant (manifests/testbed.hcl) for arch,
 // with the boot test on.
@@ -147,6 +64,7 @@ func TestPipeline(t *testing.T) {
 	}
 	bs := map[string]*archBase{"x86_64": base(t, "x86_64"), "aarch64": base(t, "aarch64")}
 	firmwareEnv(t, bs["x86_64"])
+	kits := map[string]*standin.Kit{"x86_64": bs["x86_64"].kit, "aarch64": bs["aarch64"].kit}
 	pki, err := secureboot.GeneratePKI(secureboot.PKIOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +77,7 @@ func TestPipeline(t *testing.T) {
 		c.Test.SecureBoot = true
 		m[arch] = c
 	}
-	stages := []pipeline.Stage{source.New(), cfsstage.New(), &testUKI{bases: bs, signer: pki.DB}, disk.New(), New()}
+	stages := []pipeline.Stage{source.New(), cfsstage.New(), &standin.UKI{Kits: kits, Signer: pki.DB}, disk.New(), New()}
 	ctx := context.Background()
 	st, err := artifacts.Open(ctx, t.TempDir(), false)
 	if err != nil {
