@@ -50,6 +50,7 @@ const (
 	eventRefused
 	eventInitFatal
 	eventPanic
+	eventStop // Machine.StopAt appeared
 )
 
 // ansiEscape matches terminal control sequences the firmware prints.
@@ -68,6 +69,7 @@ type console struct {
 	partial []byte
 	events  chan consoleEvent
 	matched map[eventKind]bool // events already sent for the partial line
+	stopAt  string             // Machine.StopAt; empty: none
 }
 
 const (
@@ -142,6 +144,9 @@ func (c *console) scanRefusal(text string, at time.Duration) {
 		if strings.Contains(text, p) {
 			c.sendOnce(consoleEvent{eventRefused, at, text})
 		}
+	}
+	if c.stopAt != "" && strings.Contains(text, c.stopAt) {
+		c.sendOnce(consoleEvent{eventStop, at, text})
 	}
 }
 

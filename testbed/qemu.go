@@ -55,9 +55,13 @@ type Machine struct {
 	// that the initramfs can power the machine off by itself (tests of
 	// its halt path); 0 stops QEMU at once.
 	FatalGrace time.Duration
-	QEMU       string   // emulator binary; default qemu-system-<arch>
-	QEMUImg    string   // qemu-img binary; default qemu-img
-	ExtraArgs  []string // appended to the command line
+	// StopAt, when set, is console text at which QEMU is stopped at once
+	// with OutcomeStopped (also on an unterminated line, like a firmware
+	// prompt).
+	StopAt    string
+	QEMU      string   // emulator binary; default qemu-system-<arch>
+	QEMUImg   string   // qemu-img binary; default qemu-img
+	ExtraArgs []string // appended to the command line
 }
 
 // Outcome is how a boot ended.
@@ -71,9 +75,10 @@ const (
 	OutcomePanic                     // the kernel panicked
 	OutcomeTimeout                   // the timeout expired (or the guest did not power off after its report)
 	OutcomeQEMUError                 // QEMU exited with an error of its own
+	OutcomeStopped                   // the console showed Machine.StopAt
 )
 
-var outcomeNames = [...]string{"powered-off", "refused", "init-fatal", "panic", "timeout", "qemu-error"}
+var outcomeNames = [...]string{"powered-off", "refused", "init-fatal", "panic", "timeout", "qemu-error", "stopped"}
 
 // String returns the outcome's name ("powered-off", "refused", …).
 func (o Outcome) String() string {
@@ -318,6 +323,7 @@ func Boot(ctx context.Context, m Machine, outDir string) (*BootResult, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	con := newConsole(logf, start)
+	con.stopAt = m.StopAt
 	var stderr boundedBuffer
 	cmd.Stdout, cmd.Stderr = con, &stderr
 	if err := cmd.Start(); err != nil {
@@ -342,8 +348,11 @@ loop:
 			case eventReportEnd:
 				res.VerdictAt = ev.at
 				grace = time.After(m.PowerOffGrace)
-			case eventRefused:
+			case eventRefused, eventStop:
 				res.VerdictAt, res.Reason, res.Outcome = ev.at, ev.line, OutcomeRefused
+				if ev.kind == eventStop {
+					res.Outcome = OutcomeStopped
+				}
 				killed = true
 				kill()
 			case eventInitFatal:

@@ -10,12 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // ErrUnformattedVars means a UEFI variable store template is all zeros
 // (bookworm's AAVMF_VARS.fd): the firmware formats it on first boot, but
 // keys cannot be enrolled into it. Use trixie's AAVMF_VARS.fd (cached by
-// `make fixtures`) or a copy the firmware has booted once.
+// `make fixtures`) or a copy the firmware has booted once ([FormatVars]).
 var ErrUnformattedVars = errors.New("testbed: UEFI variable store is unformatted (all zeros)")
 
 // SignatureOwner is the owner GUID recorded with the certificates the
@@ -158,4 +159,50 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// uefiShellBanner is what EDK II prints when BDS falls back to its
+// built-in shell (bookworm's AAVMF has one).
+const uefiShellBanner = "UEFI Interactive Shell"
+
+// FormatVars makes a formatted copy of an unformatted (all-zero) variable
+// store template, such as bookworm's AAVMF_VARS.fd, so that keys can be
+// enrolled into it: it boots fw once with a copy of the template and an
+// empty disk, lets the firmware format the store and find nothing to boot
+// (it refuses, or starts its built-in UEFI shell: QEMU is stopped at
+// either), and writes the store the firmware left to out. scratch holds the boot's files. A
+// template that is already formatted is copied unchanged.
+func FormatVars(ctx context.Context, arch string, fw Firmware, out, scratch string) error {
+	if err := checkFormatted(fw.VarsTemplate); !errors.Is(err, ErrUnformattedVars) {
+		if err != nil {
+			return err
+		}
+		return copyFile(fw.VarsTemplate, out)
+	}
+	if err := os.MkdirAll(scratch, 0o755); err != nil {
+		return err
+	}
+	disk := filepath.Join(scratch, "empty.raw")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		return err
+	}
+	if err := os.Truncate(disk, 1<<20); err != nil {
+		return err
+	}
+	res, err := Boot(ctx, Machine{Arch: arch, Firmware: &fw, Disk: disk, MemoryMiB: 512, Timeout: 5 * time.Minute,
+		StopAt: uefiShellBanner}, scratch)
+	if err != nil {
+		return fmt.Errorf("testbed: formatting %s: %w", fw.VarsTemplate, err)
+	}
+	if res.Outcome != OutcomeRefused && res.Outcome != OutcomeStopped {
+		return fmt.Errorf("testbed: formatting %s: the firmware did not reach its boot manager: %s (%s)", fw.VarsTemplate, res.Outcome, res.Reason)
+	}
+	vars := filepath.Join(scratch, "vars.fd")
+	if err := checkFormatted(vars); err != nil {
+		return fmt.Errorf("testbed: formatting %s: the firmware left %w", fw.VarsTemplate, err)
+	}
+	if err := copyFile(vars, out+".tmp"); err != nil {
+		return err
+	}
+	return os.Rename(out+".tmp", out)
 }

@@ -369,23 +369,40 @@ func TestBootWithFakeQEMU(t *testing.T) {
 		outcome Outcome
 		maxDur  time.Duration
 		ended   bool
+		// Machine options and the exit code expected (-1: killed).
+		stopAt     string
+		fatalGrace time.Duration
+		exitCode   int
 	}{
-		{"powers off", report + "; exit 0", time.Minute, OutcomePoweredOff, 5 * time.Second, true},
-		{"refused then hangs", `printf 'BdsDxe: failed to load Boot0001: Access Denied\r\nPress any key'; exec sleep 60`, time.Minute, OutcomeRefused, 5 * time.Second, false},
-		{"child keeps running", `sleep 60 & printf 'cfs-init: FATAL: digest mismatch\n'; wait`, time.Minute, OutcomeInitFatal, 5 * time.Second, false},
-		{"hangs", `exec sleep 60`, time.Second, OutcomeTimeout, 5 * time.Second, false},
-		{"qemu error", `echo "qemu: could not load kernel" >&2; exit 1`, time.Minute, OutcomeQEMUError, 5 * time.Second, false},
-		{"panic", `printf 'Kernel panic - not syncing: VFS\n'; exec sleep 60`, time.Minute, OutcomePanic, 5 * time.Second, false},
-		{"no power-off after report", report + "; exec sleep 60", time.Minute, OutcomeTimeout, 5 * time.Second, true},
+		{"powers off", report + "; exit 0", time.Minute, OutcomePoweredOff, 5 * time.Second, true, "", 0, 0},
+		{"refused then hangs", `printf 'BdsDxe: failed to load Boot0001: Access Denied\r\nPress any key'; exec sleep 60`, time.Minute, OutcomeRefused, 5 * time.Second, false, "", 0, 0},
+		{"child keeps running", `sleep 60 & printf 'cfs-init: FATAL: digest mismatch\n'; wait`, time.Minute, OutcomeInitFatal, 5 * time.Second, false, "", 0, 0},
+		{"hangs", `exec sleep 60`, time.Second, OutcomeTimeout, 5 * time.Second, false, "", 0, 0},
+		{"qemu error", `echo "qemu: could not load kernel" >&2; exit 1`, time.Minute, OutcomeQEMUError, 5 * time.Second, false, "", 0, 0},
+		{"panic", `printf 'Kernel panic - not syncing: VFS\n'; exec sleep 60`, time.Minute, OutcomePanic, 5 * time.Second, false, "", 0, 0},
+		{"no power-off after report", report + "; exec sleep 60", time.Minute, OutcomeTimeout, 5 * time.Second, true, "", 0, -1},
+		{"stop at a prompt", `printf 'UEFI Interactive Shell v2.2\r\nShell> '; exec sleep 60`, time.Minute, OutcomeStopped, 5 * time.Second, false, "Shell> ", 0, -1},
+		{"fatal, then powers off within the grace", `printf 'cfs-init: FATAL: digest mismatch\ncfs-init: refusing to boot; powering off\n'; sleep 0.5; exit 0`,
+			time.Minute, OutcomeInitFatal, 5 * time.Second, false, "", 10 * time.Second, 0},
+		{"fatal, the grace expires", `printf 'cfs-init: FATAL: digest mismatch\n'; exec sleep 60`, time.Minute, OutcomeInitFatal, 5 * time.Second, false, "", time.Second, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := fakeQEMU(t, tt.body)
 			out := filepath.Join(t.TempDir(), "out")
 			start := time.Now()
-			res, err := Boot(context.Background(), Machine{Arch: "x86_64", QEMU: q, Kernel: kernel, Append: "console=ttyS0", Timeout: tt.timeout, PowerOffGrace: time.Second, Accel: AccelTCG}, out)
+			res, err := Boot(context.Background(), Machine{Arch: "x86_64", QEMU: q, Kernel: kernel, Append: "console=ttyS0", Timeout: tt.timeout,
+				PowerOffGrace: time.Second, Accel: AccelTCG, StopAt: tt.stopAt, FatalGrace: tt.fatalGrace}, out)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.stopAt != "" || tt.fatalGrace != 0 {
+				if res.ExitCode != tt.exitCode {
+					t.Errorf("exit code %d, want %d", res.ExitCode, tt.exitCode)
+				}
+				if res.Outcome == OutcomeInitFatal && res.Reason != "cfs-init: FATAL: digest mismatch" {
+					t.Errorf("reason %q", res.Reason)
+				}
 			}
 			if res.Outcome != tt.outcome || res.Report.Ended != tt.ended {
 				t.Errorf("outcome %s (%s), report ended %v; want %s %v", res.Outcome, res.Reason, res.Report.Ended, tt.outcome, tt.ended)

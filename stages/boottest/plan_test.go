@@ -109,8 +109,12 @@ func TestResolve(t *testing.T) {
 			wantErr: "test.secureboot needs secureboot.cert"},
 		{name: "bad cert", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.SecureBoot, c.SecureBoot.Cert = true, custom },
 			wantErr: "secureboot.cert: "},
-		{name: "unformatted vars", arch: "aarch64", edit: func(c *manifest.Config) { c.Test.SecureBoot, c.SecureBoot.Cert = true, cert },
-			wantErr: "unformatted"},
+		{name: "unformatted vars are formatted at run time", arch: "aarch64", edit: func(c *manifest.Config) { c.Test.SecureBoot, c.SecureBoot.Cert = true, cert },
+			check: func(t *testing.T, c *Config) {
+				if filepath.Base(c.Firmware.Vars) != "AAVMF_VARS.fd" || c.Firmware.VarsSHA256 != sum("\x00\x00\x00\x00") || c.Firmware.SMM {
+					t.Errorf("firmware %+v", c.Firmware)
+				}
+			}},
 		{name: "missing firmware file", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.FirmwareVars = "/nonexistent/VARS.fd" },
 			wantErr: "firmware variable template: open /nonexistent/VARS.fd"},
 		{name: "too little memory", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Memory = 64 << 20 },

@@ -1,6 +1,7 @@
 package boottest
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -101,4 +102,35 @@ func checkStoppedAtOnce(t *testing.T, b *testbed.BootResult) {
 	}
 	t.Logf("REFUSAL TIME %s: %s at %.2fs, QEMU stopped at %.2fs (%s the %s budget): %s",
 		t.Name(), b.Outcome, b.VerdictAt.Seconds(), b.Duration.Seconds(), within, refusalBudget, b.Reason)
+}
+
+// TestSecureBootUnformattedVars boots the aarch64 testbed disk with Secure
+// Boot enforced on bookworm's AAVMF (qemu-efi-aarch64), whose
+// AAVMF_VARS.fd is all zeros: the stage has the firmware format a copy
+// first, enrolls the keys into it, and the signed UKI boots with Secure
+// Boot enabled.
+func TestSecureBootUnformattedVars(t *testing.T) {
+	requireBoot(t, "aarch64")
+	code, vars := "/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"
+	if err := testbed.CheckVarsTemplate(vars); !errors.Is(err, testbed.ErrUnformattedVars) {
+		t.Skipf("SKIPPING: %s is not an unformatted template (qemu-efi-aarch64 from bookworm ships one): %v", vars, err)
+	}
+	b := base(t, "aarch64")
+	firmwareEnv(t, b)
+	pki, err := secureboot.GeneratePKI(secureboot.PKIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testbedConfig("aarch64")
+	cfg.Test.Firmware, cfg.Test.FirmwareVars = code, vars
+	cfg.SecureBoot = manifest.SecureBoot{Cert: writeCert(t, t.TempDir(), pki.DB), Key: "db.key"}
+	cfg.Test.SecureBoot = true
+	img := b.build(t, t.TempDir(), imageOpts{composefs: true, verity: manifest.VerityEnable, uki: ukiSigned, signer: pki.DB})
+	start := time.Now()
+	nr, st, logs, err := runStage(t, cfg, img.disk, b.digest)
+	if err != nil {
+		t.Fatalf("stage failed: %v\nlogs:\n%s", err, logs)
+	}
+	t.Logf("format, enroll and boot: %.1fs", time.Since(start).Seconds())
+	checkOutputs(t, st, nr.Record, "aarch64", []string{"agent-report", "uefi-boot", "secureboot-enabled", "composefs-root", "composefs-digest"})
 }

@@ -68,8 +68,9 @@ func (c *Config) Features() []testbed.Feature {
 // PrepareFirmware returns the firmware to boot with. With Secure Boot it
 // generates a throwaway PK and KEK, enrolls them with the config's db
 // certificate into a copy of the variable store template in dir
-// (virt-fw-vars), and returns the firmware with that store as its
-// template.
+// (virt-fw-vars; an unformatted template is first formatted by booting the
+// firmware once, [testbed.FormatVars]), and returns the firmware with that
+// store as its template.
 func PrepareFirmware(ctx context.Context, c *Config, dir string) (*testbed.Firmware, error) {
 	fw := &testbed.Firmware{Code: c.Firmware.Code, VarsTemplate: c.Firmware.Vars, SMM: c.Firmware.SMM}
 	if c.SecureBoot == nil {
@@ -110,8 +111,18 @@ func PrepareFirmware(ctx context.Context, c *Config, dir string) (*testbed.Firmw
 	if err != nil {
 		return nil, err
 	}
+	template := c.Firmware.Vars
+	if err := testbed.CheckVarsTemplate(template); errors.Is(err, testbed.ErrUnformattedVars) {
+		// bookworm's AAVMF_VARS.fd: let the firmware format a copy first.
+		template = filepath.Join(dir, "formatted-vars.fd")
+		if err := testbed.FormatVars(ctx, c.Arch, *fw, template, filepath.Join(dir, "format")); err != nil {
+			return nil, fmt.Errorf("boottest: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("boottest: %w", err)
+	}
 	vars := filepath.Join(dir, "secureboot-vars.fd")
-	if err := v.Enroll(ctx, c.Firmware.Vars, vars, pk, []string{kek}, []string{db}); err != nil {
+	if err := v.Enroll(ctx, template, vars, pk, []string{kek}, []string{db}); err != nil {
 		return nil, fmt.Errorf("boottest: enrolling Secure Boot keys: %w", err)
 	}
 	fw.VarsTemplate = vars
