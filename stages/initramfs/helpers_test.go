@@ -90,7 +90,7 @@ func derivedImage(t *testing.T, entries ...ti.Entry) string {
 // oneConfig is a manifest set with one variant/arch.
 type oneConfig struct{ c *manifest.Config }
 
-func (o oneConfig) Variants() []string      { return []string{o.c.Variant} }
+func (o oneConfig) Variants() []string     { return []string{o.c.Variant} }
 func (o oneConfig) Arches(string) []string { return []string{o.c.Arch} }
 func (o oneConfig) Config(string, string) (*manifest.Config, error) {
 	c := *o.c
