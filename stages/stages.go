@@ -7,7 +7,9 @@ package stages
 import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/stages/composefs"
+	"github.com/cfs-compose/cfs-compose/stages/initramfs"
 	"github.com/cfs-compose/cfs-compose/stages/source"
+	"github.com/cfs-compose/cfs-compose/stages/uki"
 )
 
 // All returns one instance of every stage kind, in pipeline order (a
@@ -16,5 +18,7 @@ func All() []pipeline.Stage {
 	return []pipeline.Stage{
 		source.New(),
 		composefs.New(),
+		initramfs.New(),
+		uki.New(),
 	}
 }
