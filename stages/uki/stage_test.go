@@ -446,3 +446,16 @@ func TestSkip(t *testing.T) {
 		t.Errorf("err = %v, want ErrSkip", err)
 	}
 }
+
+// readDigest decodes the composefs stage's digest output.
+func readDigest(st *artifacts.Store, o artifacts.Output) (string, error) {
+	b, err := os.ReadFile(st.Path(o.Descriptor))
+	if err != nil {
+		return "", err
+	}
+	var d cfsstage.Digest
+	if err := json.Unmarshal(b, &d); err != nil {
+		return "", err
+	}
+	return d.Digest, nil
+}
