@@ -34,7 +34,7 @@ func requireBoot(t *testing.T) *fixtures.Tools {
 	if testing.Short() {
 		t.Skip("real QEMU boot test; skipped with -short")
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "qemu-img", "mkfs.ext4", "sgdisk"} {
+	for _, tool := range []string{"qemu-img", "mkfs.ext4", "sgdisk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("SKIPPING REAL BOOT TEST: %s is not installed (make deps installs qemu-system-x86, qemu-utils, e2fsprogs, gdisk)", tool)
 		}
@@ -61,10 +61,11 @@ func requireBoot(t *testing.T) *fixtures.Tools {
 	return tools
 }
 
-// TestBoot builds and boots three disks: composefs, the plain root
-// (composefs disabled), and composefs with a signed digest
+// TestBoot builds and boots x86_64 disks with composefs, with the plain
+// root (composefs disabled), and with composefs and a signed digest
 // (verity = "require") from a UKI signed with the db key, booted with
-// Secure Boot enforced and the test keys enrolled.
+// Secure Boot enforced and the test keys enrolled; and an aarch64 composefs
+// disk on AAVMF.
 func TestBoot(t *testing.T) {
 	requireInitbin(t)
 	tools := requireBoot(t)
@@ -72,30 +73,37 @@ func TestBoot(t *testing.T) {
 	keys := keySet(t)
 	tests := []struct {
 		name     string
+		arch     string
 		edit     func(*manifest.Config)
 		secure   bool
 		features []testbed.Feature
 		mustPass []string
 	}{
-		{"composefs", func(*manifest.Config) {}, false,
+		{"composefs", manifest.ArchX86_64, func(*manifest.Config) {}, false,
 			[]testbed.Feature{testbed.FeatureComposefs, testbed.FeatureUEFI},
 			[]string{"agent-report", "uefi-boot", "secureboot-disabled", "composefs-root", "composefs-digest", "usr-readonly", "etc-writable", "var-writable"}},
-		{"plain", func(c *manifest.Config) { c.Composefs.Enabled = false }, false,
+		{"plain", manifest.ArchX86_64, func(c *manifest.Config) { c.Composefs.Enabled = false }, false,
 			[]testbed.Feature{testbed.FeaturePlain, testbed.FeatureUEFI},
 			[]string{"agent-report", "uefi-boot", "plain-root", "etc-writable", "var-writable"}},
-		{"secureboot-signed-composefs", func(c *manifest.Config) {
+		{"secureboot-signed-composefs", manifest.ArchX86_64, func(c *manifest.Config) {
 			c.Composefs.Signed, c.Composefs.Verity = true, manifest.VerityRequire
 			c.Signing = manifest.Signing{Key: filepath.Join(keys, "cosign.key"), Pub: filepath.Join(keys, "cosign.pub")}
 			c.SecureBoot = manifest.SecureBoot{Key: filepath.Join(keys, "db.key"), Cert: filepath.Join(keys, "db.crt")}
 		}, true,
 			[]testbed.Feature{testbed.FeatureComposefs, testbed.FeatureUEFI, testbed.FeatureSecureBoot},
 			[]string{"agent-report", "uefi-boot", "secureboot-enabled", "composefs-root", "composefs-digest", "usr-readonly", "etc-writable", "var-writable"}},
+		{"composefs", manifest.ArchAarch64, func(*manifest.Config) {}, false,
+			[]testbed.Feature{testbed.FeatureComposefs, testbed.FeatureUEFI},
+			[]string{"agent-report", "uefi-boot", "composefs-root", "composefs-digest", "usr-readonly", "etc-writable", "var-writable"}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			fw, err := testbed.FindFirmware(manifest.ArchX86_64, tc.secure, testbed.FirmwareDirs(tools.OVMFDir))
+		t.Run(tc.arch+"-"+tc.name, func(t *testing.T) {
+			if _, err := exec.LookPath("qemu-system-" + tc.arch); err != nil {
+				t.Skipf("SKIPPING REAL BOOT TEST: qemu-system-%s is not installed (make deps installs qemu-system-x86 and qemu-system-arm)", tc.arch)
+			}
+			fw, err := testbed.FindFirmware(tc.arch, tc.secure, testbed.FirmwareDirs(tools.OVMFDir, tools.AAVMFDir))
 			if err != nil {
-				t.Fatalf("no OVMF firmware (the fixture cache has trixie's): %v", err)
+				t.Fatalf("no UEFI firmware for %s (the fixture cache has trixie's OVMF and AAVMF): %v", tc.arch, err)
 			}
 			if tc.secure {
 				vars, err := testbed.EnrollSecureBoot(context.Background(), fw.VarsTemplate, filepath.Join(keys, "PK.crt"),
@@ -107,7 +115,8 @@ func TestBoot(t *testing.T) {
 				fw.VarsTemplate = vars
 			}
 			mc := config(ref)
-			mc.Kernel.Cmdline = append(strings.Fields(testbed.DefaultConsole(manifest.ArchX86_64)), "panic=-1")
+			mc.Arch = tc.arch
+			mc.Kernel.Cmdline = append(strings.Fields(testbed.DefaultConsole(tc.arch)), "panic=-1")
 			mc.Disk.Formats = []string{"raw"}
 			tc.edit(mc)
 			st := openStore(t)
@@ -131,8 +140,8 @@ func TestBoot(t *testing.T) {
 				}
 				digest = d
 			}
-			rep := runBoot(t, testbed.Target{Name: "x86_64-" + tc.name, Features: tc.features, ComposefsDigest: digest,
-				Machine: testbed.Machine{Arch: manifest.ArchX86_64, Firmware: &fw, Disk: raw, Timeout: bootTimeout}}, tc.mustPass...)
+			rep := runBoot(t, testbed.Target{Name: tc.arch + "-" + tc.name, Features: tc.features, ComposefsDigest: digest,
+				Machine: testbed.Machine{Arch: tc.arch, Firmware: &fw, Disk: raw, Timeout: bootTimeout}}, tc.mustPass...)
 			console := strings.Join(rep.Boot.Tail(400), "\n")
 			if !strings.Contains(console, "cfs-init: ") {
 				t.Errorf("the console shows no cfs-init progress lines (was the builtin initramfs used?)")
