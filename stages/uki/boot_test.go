@@ -187,4 +187,3 @@ func runBoot(t *testing.T, tg testbed.Target, mustPass ...string) *testbed.Targe
 	}
 	return rep
 }
-
