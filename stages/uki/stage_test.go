@@ -3,6 +3,7 @@ package uki_test
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"os"
@@ -250,9 +251,12 @@ func TestStubErrors(t *testing.T) {
 	os.WriteFile(notPE, []byte("#!/bin/sh\n"), 0o644)
 	arm := filepath.Join(dir, "linuxaa64.efi.stub")
 	armStub := bytes.Clone(c.Stub)
-	// The PE machine field lives right after "PE\0\0".
-	peOff := bytes.Index(armStub, []byte("PE\x00\x00"))
-	armStub[peOff+4], armStub[peOff+5] = 0x64, 0xaa
+	// The COFF machine field follows the "PE\0\0" signature at e_lfanew.
+	peOff := binary.LittleEndian.Uint32(armStub[0x3c:])
+	if string(armStub[peOff:peOff+4]) != "PE\x00\x00" {
+		t.Fatalf("fixture stub has no PE signature at e_lfanew %#x", peOff)
+	}
+	binary.LittleEndian.PutUint16(armStub[peOff+4:], 0xaa64)
 	os.WriteFile(arm, armStub, 0o644)
 	stubPath := "usr/lib/systemd/boot/efi/" + c.StubName()
 	noStub := derivedImage(t, ti.Whiteout(stubPath))
