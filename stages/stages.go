@@ -4,10 +4,15 @@
 // through artifacts.
 package stages
 
-import "github.com/cfs-compose/cfs-compose/pipeline"
+import (
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/stages/sign"
+)
 
 // All returns one instance of every stage kind, in pipeline order (a
 // stage's inputs come before it). Kinds are unique.
 func All() []pipeline.Stage {
-	return []pipeline.Stage{}
+	return []pipeline.Stage{
+		sign.New(),
+	}
 }
