@@ -23,25 +23,29 @@ import (
 type buildKeys struct {
 	pass     []byte // the cosign passphrase; set when a cosign key is configured
 	havePass bool
-	cosign   map[string]*signing.CosignKey  // by signing.key path
-	pubOf    map[string]string              // signing.key path -> signing.pub path
-	cosignOf map[string]string              // target "variant/arch" -> signing.key path
-	sb       map[string]*secureboot.KeyPair // by secureboot.cert path
-	sbOf     map[string]string              // target -> secureboot.cert path
+	cosign   map[cosignRef]*signing.CosignKey // loaded and checked key pairs
+	cosignOf map[string]cosignRef             // target "variant/arch" -> its key pair
+	sb       map[string]*secureboot.KeyPair   // by secureboot.cert path
+	sbOf     map[string]string                // target -> secureboot.cert path
 }
 
+// cosignRef is a configured cosign key pair (signing.key, signing.pub).
+type cosignRef struct{ key, pub string }
+
 // loadBuildKeys loads every cosign key (decrypted with the passphrase from
-// CFS_SIGNING_PASSWORD, or asked for on a terminal) and every Secure Boot
-// key pair that the selected targets' manifests configure. Each key file is
-// loaded once; every failure is reported, naming the file and the targets
-// using it. Targets whose config cannot be resolved are left to the
+// CFS_SIGNING_PASSWORD, or asked for on a terminal, and checked against
+// its signing.pub) and every Secure Boot key pair that the selected
+// targets' manifests configure. Each key is loaded once; every failure is
+// reported, naming the setting, the targets using it and (in the wrapped
+// error) the file. Targets whose config cannot be resolved are left to the
 // planner, which reports them.
 func (g *globals) loadBuildKeys(m pipeline.Manifests, variants, arches []string) (*buildKeys, error) {
 	k := &buildKeys{
-		cosign: map[string]*signing.CosignKey{}, pubOf: map[string]string{}, cosignOf: map[string]string{},
+		cosign: map[cosignRef]*signing.CosignKey{}, cosignOf: map[string]cosignRef{},
 		sb: map[string]*secureboot.KeyPair{}, sbOf: map[string]string{},
 	}
-	usersOf := map[string][]string{} // key file -> targets
+	cosignUsers := map[cosignRef][]string{}
+	sbUsers := map[string][]string{} // cert path -> targets
 	sbKeyOf := map[string]string{}   // cert path -> key path
 	for _, v := range m.Variants() {
 		if len(variants) > 0 && !slices.Contains(variants, v) {
@@ -56,56 +60,74 @@ func (g *globals) loadBuildKeys(m pipeline.Manifests, variants, arches []string)
 				continue
 			}
 			t := pipeline.Target{Variant: v, Name: cfg.Name, Arch: a}.String()
-			if key := cfg.Signing.Key; key != "" {
-				k.cosignOf[t] = key
-				k.pubOf[key] = cfg.Signing.Pub
-				usersOf[key] = append(usersOf[key], t)
+			if cfg.Signing.Key != "" {
+				ref := cosignRef{cfg.Signing.Key, cfg.Signing.Pub}
+				k.cosignOf[t] = ref
+				cosignUsers[ref] = append(cosignUsers[ref], t)
 			}
 			if cert := cfg.SecureBoot.Cert; cert != "" || cfg.SecureBoot.Key != "" {
 				k.sbOf[t] = cert
 				sbKeyOf[cert] = cfg.SecureBoot.Key
-				usersOf[cert] = append(usersOf[cert], t)
+				sbUsers[cert] = append(sbUsers[cert], t)
 			}
 		}
 	}
 	var errs []error
-	fail := func(file string, err error) {
-		errs = append(errs, fmt.Errorf("%s (used by %s): %w", file, strings.Join(usersOf[file], ", "), err))
+	// fail reports a key's problem once, with the setting and the targets
+	// that use it (err names the file).
+	fail := func(setting string, users []string, err error) {
+		errs = append(errs, fmt.Errorf("%s of %s: %w", setting, strings.Join(users, ", "), err))
 	}
-	if len(k.pubOf) > 0 {
+	if len(cosignUsers) > 0 {
 		pass, err := g.passphrase(false)
 		if err != nil {
-			return nil, fmt.Errorf("checking signing keys: %w", err)
+			return nil, fmt.Errorf("checking signing keys before the build (nothing was run): %w", err)
 		}
 		k.pass, k.havePass = pass, true
 	}
-	for _, key := range sortedKeys(k.pubOf) {
-		ck, err := signing.LoadCosignKey(key, k.pass)
-		if err != nil {
-			fail(key, err)
-			continue
+	refs := make([]cosignRef, 0, len(cosignUsers))
+	for ref := range cosignUsers {
+		refs = append(refs, ref)
+	}
+	sort.Slice(refs, func(i, j int) bool {
+		return refs[i].key < refs[j].key || refs[i].key == refs[j].key && refs[i].pub < refs[j].pub
+	})
+	loaded := map[string]*signing.CosignKey{}
+	for _, ref := range refs {
+		users := cosignUsers[ref]
+		ck, seen := loaded[ref.key]
+		if !seen {
+			var err error
+			ck, err = signing.LoadCosignKey(ref.key, k.pass)
+			loaded[ref.key] = ck
+			if err != nil {
+				fail("signing.key", users, err)
+				continue
+			}
 		}
-		pub := k.pubOf[key]
-		pk, err := signing.LoadPublicKey(pub)
+		if ck == nil {
+			continue // reported with the key's first pair
+		}
+		pk, err := signing.LoadPublicKey(ref.pub)
 		if err != nil {
-			fail(key, fmt.Errorf("signing.pub: %w", err))
+			fail("signing.pub", users, err)
 			continue
 		}
 		if hint, _ := signing.KeyHint(pk); hint != ck.Hint() {
-			fail(key, fmt.Errorf("signing.pub %s (key %s) is not the public key of this key (key %s)", pub, hint, ck.Hint()))
+			fail("signing.pub", users, fmt.Errorf("%s (key %s) is not the public key of %s (key %s)", ref.pub, hint, ref.key, ck.Hint()))
 			continue
 		}
-		k.cosign[key] = ck
+		k.cosign[ref] = ck
 	}
 	for _, cert := range sortedKeys(sbKeyOf) {
 		key := sbKeyOf[cert]
 		if cert == "" || key == "" {
-			fail(cert+key, errors.New("secureboot needs both key and cert"))
+			fail("secureboot", sbUsers[cert], errors.New("secureboot needs both key and cert"))
 			continue
 		}
 		kp, err := secureboot.LoadKeyPair(cert, key)
 		if err != nil {
-			fail(cert, err)
+			fail("secureboot.key/cert", sbUsers[cert], err)
 			continue
 		}
 		k.sb[cert] = kp
@@ -138,21 +160,23 @@ func (k *buildKeys) secret(name string) (string, bool) {
 func (k *buildKeys) signingRecord(ctx context.Context, dir string, targets []pipeline.TargetRecord) (*compose.Record, error) {
 	r := &compose.Record{}
 	signers := map[string]signing.Signer{}
-	cosignUsers := map[string][]string{}
+	cosignUsers := map[string][]string{} // pub path -> targets
+	hintOf := map[string]string{}
 	sbUsers := map[string][]string{}
 	for _, tr := range targets {
 		t := tr.Target.String()
 		signers[t] = nil
-		if key, ok := k.cosignOf[t]; ok && k.cosign[key] != nil {
-			signers[t] = k.cosign[key]
-			cosignUsers[key] = append(cosignUsers[key], t)
+		if ref, ok := k.cosignOf[t]; ok && k.cosign[ref] != nil {
+			signers[t] = k.cosign[ref]
+			cosignUsers[ref.pub] = append(cosignUsers[ref.pub], t)
+			hintOf[ref.pub] = k.cosign[ref].Hint()
 		}
 		if cert, ok := k.sbOf[t]; ok && k.sb[cert] != nil {
 			sbUsers[cert] = append(sbUsers[cert], t)
 		}
 	}
-	for _, key := range sortedKeys(cosignUsers) {
-		r.Cosign = append(r.Cosign, compose.KeyRef{Pub: k.pubOf[key], Hint: k.cosign[key].Hint(), Targets: cosignUsers[key]})
+	for _, pub := range sortedKeys(cosignUsers) {
+		r.Cosign = append(r.Cosign, compose.KeyRef{Pub: pub, Hint: hintOf[pub], Targets: cosignUsers[pub]})
 	}
 	for _, cert := range sortedKeys(sbUsers) {
 		c := k.sb[cert].Cert

@@ -22,7 +22,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 
 	"github.com/cfs-compose/cfs-compose/pipeline"
@@ -76,7 +78,14 @@ type Compose struct {
 // Open reads the compose.json of the compose directory dir and locates
 // each target's artifacts.
 func Open(dir string) (*Compose, error) {
-	rec, err := pipeline.LoadComposeRecord(dir)
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening compose: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("opening compose %s: not a directory", dir)
+	}
+	rec, err := pipeline.LoadComposeRecord(filepath.Join(dir, "compose.json"))
 	if err != nil {
 		return nil, err
 	}

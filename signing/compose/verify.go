@@ -69,8 +69,8 @@ type VerifyOptions struct {
 //   - [CheckListed] for each artifact compose.json publishes;
 //   - per target with a UKI and a composefs image, [CheckComposefsDigest];
 //   - per target with a raw disk image, [CheckDiskUKI] (with a UKI) and
-//     [CheckDiskImage] and [CheckDiskObjects] (with a composefs image).
-//     Disk contents are compared with the digests SHA256SUMS lists.
+//     [CheckDiskImage] and [CheckDiskObjects] (with a composefs image),
+//     comparing the disk's contents with the published files.
 //
 // Problems with the compose are failed rows; the error is only for a
 // SHA256SUMS that cannot be read or parsed, or a cancelled context.
@@ -117,7 +117,7 @@ func (c *Compose) Verify(ctx context.Context, opts VerifyOptions) (*signing.Repo
 			rep.Add(a, CheckListed, false, "compose.json publishes it but "+sumsPath+" does not list it")
 		}
 	}
-	v := &verifier{c: c, rep: rep, sums: sums, opts: opts, cfs: map[string]*cfsImage{}}
+	v := &verifier{c: c, rep: rep, opts: opts, cfs: map[string]*cfsImage{}}
 	for i := range c.Targets {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -137,7 +137,6 @@ func (c *Compose) Verify(ctx context.Context, opts VerifyOptions) (*signing.Repo
 type verifier struct {
 	c    *Compose
 	rep  *signing.Report
-	sums map[string][]byte
 	opts VerifyOptions
 	cfs  map[string]*cfsImage // by compose path
 }
@@ -267,15 +266,15 @@ func (v *verifier) disk(ctx context.Context, t *Target) {
 	}
 }
 
-// diskUKI compares the UKIs on the ESP with the published UKI's SHA256SUMS
-// digest.
+// diskUKI compares the UKIs on the ESP with the published UKI file (whose
+// own digest the sha256 row checks against SHA256SUMS).
 func (v *verifier) diskUKI(t *Target, f *os.File, tbl *gpt.Table) {
 	fail := func(format string, args ...any) {
 		v.rep.Add(t.Raw, CheckDiskUKI, false, fmt.Sprintf(format, args...))
 	}
-	want, ok := v.sums[t.UKI]
-	if !ok {
-		fail("%s is not listed in %s", t.UKI, sumsPath)
+	want, err := signing.HashFile(v.path(t.UKI))
+	if err != nil {
+		fail("%v", err)
 		return
 	}
 	var esp *gpt.Partition
@@ -325,7 +324,7 @@ func (v *verifier) diskUKI(t *Target, f *os.File, tbl *gpt.Table) {
 	case len(found) == 0:
 		fail("no UKI in EFI/BOOT or EFI/Linux on the ESP")
 	case len(bad) > 0:
-		fail("%s; the published UKI is %x (rebuild the disk after an Authenticode signature is applied)", strings.Join(bad, ", "), want[:6])
+		fail("%s; the published UKI is %x (the UKI changed after the disk was built: rebuild the disk after an Authenticode signature is applied)", strings.Join(bad, ", "), want[:6])
 	default:
 		v.rep.Add(t.Raw, CheckDiskUKI, true, strings.Join(found, ", ")+" match "+path.Base(t.UKI))
 	}
