@@ -75,3 +75,35 @@ type PrepareRoot struct {
 	// prepare-root.conf.
 	Override bool `json:"override"`
 }
+
+// DiskLayoutSchema is the schema version of [DiskLayout].
+const DiskLayoutSchema = 1
+
+// DiskLayout is the disk stage's "layout" output: where everything is on
+// the disk image, for verification and boot tests.
+type DiskLayout struct {
+	Schema     int             `json:"schema"`
+	Size       int64           `json:"size"`
+	SectorSize int             `json:"sector_size"`
+	DiskGUID   string          `json:"disk_guid"`
+	Partitions []DiskPartition `json:"partitions"`
+	// ComposefsDigest is the image under composefs/images/ on the root
+	// partition; empty when composefs is disabled (plain deployment).
+	ComposefsDigest string `json:"composefs_digest,omitempty"`
+	ESPBootPath     string `json:"esp_boot_path"` // EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI
+	ESPUKIPath      string `json:"esp_uki_path"`  // EFI/Linux/<name>.efi
+}
+
+// DiskPartition is one partition of a [DiskLayout].
+type DiskPartition struct {
+	Number   int    `json:"number"`
+	Name     string `json:"name"`
+	Label    string `json:"label"`
+	Type     string `json:"type"` // esp, root, linux
+	FS       string `json:"fs"`   // vfat, ext4
+	TypeGUID string `json:"type_guid"`
+	GUID     string `json:"guid"`
+	FSID     string `json:"fs_id"`
+	Offset   int64  `json:"offset"` // bytes
+	Size     int64  `json:"size"`   // bytes
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -310,6 +311,29 @@ func BenchmarkPut(b *testing.B) {
 		copy(data, fmt.Sprint(i))
 		if _, _, err := s.Put(bytes.NewReader(data)); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestPutFixedTimes checks that objects carry mtime 0, so trees built from
+// the store by hard links are reproducible.
+func TestPutFixedTimes(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, size := range []int{100, 3 << 20} { // buffered and streamed paths
+		d, _, err := s.Put(bytes.NewReader(bytes.Repeat([]byte{'t'}, size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := os.Stat(s.Path(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !info.ModTime().Equal(time.Unix(0, 0)) {
+			t.Errorf("size %d: mtime %v, want the epoch", size, info.ModTime())
 		}
 	}
 }
