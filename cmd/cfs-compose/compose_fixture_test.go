@@ -315,6 +315,12 @@ func testGlobals(stderr io.Writer) *globals {
 // its record.
 func buildFixture(t testing.TB, m testManifests, cache, out string) *pipeline.ComposeRecord {
 	t.Helper()
+	return buildFixtureWith(t, m, fixtureStages(), cache, out)
+}
+
+// buildFixtureWith is buildFixture with another stage table.
+func buildFixtureWith(t testing.TB, m testManifests, stages []pipeline.Stage, cache, out string) *pipeline.ComposeRecord {
+	t.Helper()
 	ctx := context.Background()
 	var log bytes.Buffer
 	g := testGlobals(&log)
@@ -327,7 +333,7 @@ func buildFixture(t testing.TB, m testManifests, cache, out string) *pipeline.Co
 		t.Fatal(err)
 	}
 	defer st.Close()
-	rec, err := pipeline.Build(ctx, m, fixtureStages(), st, &pipeline.BuildOptions{
+	rec, err := pipeline.Build(ctx, m, stages, st, &pipeline.BuildOptions{
 		Out:  out,
 		Exec: pipeline.ExecOptions{Jobs: 2, Secret: keys.secret, Tool: "cfs-compose test", LogWriter: &log},
 		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
