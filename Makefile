@@ -81,9 +81,12 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-demo: build
+# demo runs the main job on the built-in testbed manifest: fetch the
+# fixtures, build the testbed variant for x86_64 (composefs on) and boot-test
+# it in QEMU as the build's last stage; the summary prints the verdict.
+demo: deps fixtures build
 	./$(BIN) validate
-	./$(BIN) plan
+	./$(BIN) build --variant testbed --arch x86_64 --out out
 
 # fixtures fetches the testbed's Debian packages (trixie 6.12 cloud kernel,
 # busybox-static, systemd EFI stubs, virt-firmware, OVMF/AAVMF) through a

@@ -8,17 +8,20 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/stages/composefs"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
+	"github.com/cfs-compose/cfs-compose/stages/sign"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 	"github.com/cfs-compose/cfs-compose/stages/uki"
 )
 
 // All returns one instance of every stage kind, in pipeline order (a
-// stage's inputs come before it). Kinds are unique.
+// stage's inputs come before it). Kinds are unique. sign comes after disk
+// (its optional inputs composefs, uki and disk must precede it).
 func All() []pipeline.Stage {
 	return []pipeline.Stage{
 		source.New(),
 		composefs.New(),
 		initramfs.New(),
 		uki.New(),
+		sign.New(),
 	}
 }

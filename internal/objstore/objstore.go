@@ -85,6 +85,7 @@ type Store struct {
 
 	noVerity    atomic.Bool // fs-verity is not supported here
 	noNoReplace atomic.Bool // renameat2(RENAME_NOREPLACE) is not supported here
+	noTmpfile   atomic.Bool // O_TMPFILE or linkat(AT_EMPTY_PATH) is not supported here
 }
 
 // Open opens the store rooted at dir, creating the directory (mode 0755)
@@ -191,15 +192,25 @@ func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err er
 		dir = Name(early)[:2]
 	}
 	streamed := !whole
-	fd, tmp, err := s.createTemp(dir)
+	// An anonymous O_TMPFILE file needs no name, no rename and no unlink
+	// of a loser's copy: it is linked into place once complete (or simply
+	// dropped if the object exists). That saves most of the directory
+	// operations per object; a named temporary file is the fallback.
+	fd, tmp, err := s.createAnon(dir)
 	if err != nil {
 		return digest, 0, fmt.Errorf("creating object in %s: %w", s.root, err)
 	}
+	if fd < 0 {
+		if fd, tmp, err = s.createTemp(dir); err != nil {
+			return digest, 0, fmt.Errorf("creating object in %s: %w", s.root, err)
+		}
+	}
+	anon := tmp == ""
 	defer func() {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		if err != nil {
+		if err != nil && !anon {
 			unix.Unlinkat(s.dirfd, tmp, 0)
 		}
 	}()
@@ -242,6 +253,26 @@ func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err er
 	if err := unix.Futimes(fd, []unix.Timeval{{}, {}}); err != nil {
 		return digest, size, fmt.Errorf("writing object: %w", err)
 	}
+	if anon {
+		if streamed {
+			digest = h.Sum()
+		} else {
+			digest = early
+		}
+		created, lerr := s.linkAnon(fd, digest)
+		cerr := unix.Close(fd)
+		fd = -1
+		if lerr != nil {
+			return digest, size, lerr
+		}
+		if cerr != nil {
+			return digest, size, fmt.Errorf("writing object: %w", cerr)
+		}
+		if created {
+			s.enableVerity(Name(digest))
+		}
+		return digest, size, nil
+	}
 	err = unix.Close(fd)
 	fd = -1
 	if err != nil {
@@ -257,6 +288,61 @@ func (s *Store) Put(r io.Reader) (digest [fsverity.Size]byte, size int64, err er
 		return digest, size, err
 	}
 	return digest, size, nil
+}
+
+// createAnon opens an anonymous O_TMPFILE file in dir (a fan-out directory,
+// created if missing, or "" for the root). It returns fd -1 without an
+// error where the filesystem or kernel cannot do it.
+func (s *Store) createAnon(dir string) (int, string, error) {
+	if s.noTmpfile.Load() {
+		return -1, "", nil
+	}
+	at := dir
+	if at == "" {
+		at = "."
+	}
+	for {
+		fd, err := unix.Openat(s.dirfd, at, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		switch {
+		case err == nil:
+			return fd, "", nil
+		case err == unix.ENOENT && dir != "":
+			if err := unix.Mkdirat(s.dirfd, dir, 0o755); err != nil && err != unix.EEXIST {
+				return -1, "", err
+			}
+		case err == unix.EOPNOTSUPP || err == unix.EISDIR || err == unix.EINVAL:
+			s.noTmpfile.Store(true)
+			return -1, "", nil
+		default:
+			return -1, "", err
+		}
+	}
+}
+
+// linkAnon gives the anonymous file fd the object's name, unless the
+// object exists already (then the anonymous copy just disappears when fd
+// is closed). created reports whether this call stored the object.
+func (s *Store) linkAnon(fd int, d [fsverity.Size]byte) (created bool, err error) {
+	final := Name(d)
+	for attempt := 0; ; attempt++ {
+		err := unix.Linkat(fd, "", s.dirfd, final, unix.AT_EMPTY_PATH)
+		if err == unix.EPERM || err == unix.ENOENT && attempt > 0 {
+			// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc works without.
+			err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), s.dirfd, final, unix.AT_SYMLINK_FOLLOW)
+		}
+		switch {
+		case err == nil:
+			return true, nil
+		case err == unix.EEXIST:
+			return false, nil
+		case err == unix.ENOENT && attempt == 0:
+			if err := unix.Mkdirat(s.dirfd, final[:2], 0o755); err != nil && err != unix.EEXIST {
+				return false, fmt.Errorf("creating object directory: %w", err)
+			}
+		default:
+			return false, fmt.Errorf("storing object %s: %w", final, err)
+		}
+	}
 }
 
 // createTemp creates a new temporary file (mode 0644 before the umask) in
