@@ -7,6 +7,7 @@ package stages
 import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/stages/composefs"
+	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
 	"github.com/cfs-compose/cfs-compose/stages/sign"
 	"github.com/cfs-compose/cfs-compose/stages/source"
@@ -22,6 +23,7 @@ func All() []pipeline.Stage {
 		composefs.New(),
 		initramfs.New(),
 		uki.New(),
+		disk.New(),
 		sign.New(),
 	}
 }
