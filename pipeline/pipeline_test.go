@@ -80,6 +80,23 @@ func TestResolveSharesIdenticalStages(t *testing.T) {
 	}
 }
 
+// TestResolveOptionalUnregistered: an optional input of a kind the table
+// does not have is never present; the consumer still plans.
+func TestResolveOptionalUnregistered(t *testing.T) {
+	h := newHooks()
+	m := newFake(map[string][]string{"coreos": {"x86_64"}})
+	p, err := Resolve(context.Background(), m, []Stage{
+		&fakeStage{kind: "src", h: h},
+		&fakeStage{kind: "sign", h: h, inputs: []Dep{{Kind: "src"}, {Kind: "disk", Optional: true}}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Targets[0].Nodes["sign"]; n == nil || len(n.Deps) != 1 || n.Deps[0].Kind != "src" {
+		t.Fatalf("sign node %+v", n)
+	}
+}
+
 func TestResolveErrors(t *testing.T) {
 	h := newHooks()
 	m := newFake(map[string][]string{"coreos": {"x86_64"}})
@@ -91,6 +108,8 @@ func TestResolveErrors(t *testing.T) {
 	}{
 		{"duplicate kind", []Stage{&fakeStage{kind: "src", h: h}, &fakeStage{kind: "src", h: h}}, nil, `registered twice`},
 		{"input after consumer", []Stage{&fakeStage{kind: "cfs", h: h, inputs: []Dep{{Kind: "src"}}}, &fakeStage{kind: "src", h: h}}, nil, `does not come before it`},
+		{"optional input after consumer", []Stage{&fakeStage{kind: "cfs", h: h, inputs: []Dep{{Kind: "src", Optional: true}}}, &fakeStage{kind: "src", h: h}}, nil, `does not come before it`},
+		{"required input not registered", []Stage{&fakeStage{kind: "cfs", h: h, inputs: []Dep{{Kind: "src"}}}}, nil, `does not come before it`},
 		{"unknown variant", chain(h), &ResolveOptions{Variants: []string{"silverblue"}}, `unknown variant "silverblue"`},
 		{"no arch match", chain(h), &ResolveOptions{Arches: []string{"ppc64le"}}, `no variant/arch matches`},
 		{"required dep skipped", []Stage{

@@ -152,14 +152,22 @@ func Resolve(ctx context.Context, m Manifests, stages []Stage, opts *ResolveOpti
 	return p, nil
 }
 
+// checkStages checks the stage table: kinds are unique and every input
+// comes before its consumer. An optional input whose kind is not in the
+// table at all is allowed (it is simply never present), so a stage can be
+// registered before every stage it may consume exists.
 func checkStages(stages []Stage) error {
+	all := map[string]bool{}
+	for _, st := range stages {
+		all[st.Kind()] = true
+	}
 	seen := map[string]bool{}
 	for _, st := range stages {
 		if seen[st.Kind()] {
 			return fmt.Errorf("pipeline: stage kind %q registered twice", st.Kind())
 		}
 		for _, d := range st.Inputs() {
-			if !seen[d.Kind] {
+			if !seen[d.Kind] && (all[d.Kind] || !d.Optional) {
 				return fmt.Errorf("pipeline: stage %q consumes %q, which does not come before it", st.Kind(), d.Kind)
 			}
 		}

@@ -80,6 +80,12 @@ type VerifyOptions struct {
 	// DB are the Secure Boot db certificates; nil skips Authenticode.
 	// When set, every listed PE image must be signed by a db key.
 	DB []*x509.Certificate
+	// NeedSignature, when set, says which listed files (by their name in
+	// the checksum file) must carry a detached signature when Key is set.
+	// The others, such as the signature files themselves or test reports,
+	// are checked only when a signature file exists for them. Nil means
+	// every listed file needs one. The checksum file always does.
+	NeedSignature func(name string) bool
 }
 
 // VerifyDir checks the directory dir against its checksum file sumsName
@@ -102,7 +108,7 @@ func VerifyDir(ctx context.Context, dir, sumsName string, opts VerifyOptions) (*
 	rep := &Report{}
 	if opts.Key != nil {
 		d := sha256Sum(data)
-		verifySignatures(rep, opts.Key, sumsName, sumsPath, d)
+		verifySignatures(rep, opts.Key, sumsName, sumsPath, d, true)
 	}
 	for _, s := range sums {
 		if err := ctx.Err(); err != nil {
@@ -121,7 +127,8 @@ func VerifyDir(ctx context.Context, dir, sumsName string, opts VerifyOptions) (*
 			rep.Add(s.Name, CheckSHA256, true, fmt.Sprintf("%x", digest))
 		}
 		if opts.Key != nil {
-			verifySignatures(rep, opts.Key, s.Name, path, digest)
+			need := opts.NeedSignature == nil || opts.NeedSignature(s.Name)
+			verifySignatures(rep, opts.Key, s.Name, path, digest, need)
 		}
 		if opts.DB != nil {
 			isPE, err := IsPE(path)
@@ -141,8 +148,9 @@ func VerifyDir(ctx context.Context, dir, sumsName string, opts VerifyOptions) (*
 }
 
 // verifySignatures adds the sig and bundle rows for one file; each
-// signature file present is checked on its own.
-func verifySignatures(rep *Report, key *ecdsa.PublicKey, name, path string, digest []byte) {
+// signature file present is checked on its own. A file without any
+// signature file fails only when need is set.
+func verifySignatures(rep *Report, key *ecdsa.PublicKey, name, path string, digest []byte, need bool) {
 	hint, _ := KeyHint(key)
 	found := false
 	for _, c := range []struct {
@@ -172,7 +180,7 @@ func verifySignatures(rep *Report, key *ecdsa.PublicKey, name, path string, dige
 			rep.Add(name, c.check, true, "key "+hint)
 		}
 	}
-	if !found {
+	if !found && need {
 		rep.Add(name, CheckSig, false, "no "+SigSuffix+" or "+BundleSuffix)
 	}
 }

@@ -170,6 +170,46 @@ func TestVerifyDir(t *testing.T) {
 		})
 	}
 
+	t.Run("NeedSignature", func(t *testing.T) {
+		d, _, _ := signedDir(t, "main")
+		os.Remove(filepath.Join(d, "disk.raw.sig"))
+		os.Remove(filepath.Join(d, "disk.raw.sigstore.json"))
+		tests := []struct {
+			name string
+			need func(string) bool
+			ok   bool
+			rows int
+		}{
+			// SHA256SUMS: sig, bundle; composefs and UKI: sha256, sig,
+			// bundle; disk.raw: sha256 (+ a failed sig row when needed).
+			{"nil means every file", nil, false, 2 + 3 + 3 + 2},
+			{"disk.raw exempt", func(n string) bool { return n != "disk.raw" }, true, 2 + 3 + 3 + 1},
+			{"nothing needed, present ones still checked", func(string) bool { return false }, true, 2 + 3 + 3 + 1},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				rep, err := VerifyDir(ctx, d, SumsFile, VerifyOptions{Key: pub, NeedSignature: tc.need})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var table strings.Builder
+				rep.WriteTable(&table)
+				if rep.OK() != tc.ok || len(rep.Results) != tc.rows {
+					t.Fatalf("OK %v (want %v), %d rows (want %d):\n%s", rep.OK(), tc.ok, len(rep.Results), tc.rows, table.String())
+				}
+			})
+		}
+		// Exempt files with a signature file present are still checked.
+		copyFile(t, filepath.Join(d, "image.composefs.sigstore.json"), filepath.Join(d, "disk.raw.sigstore.json"))
+		rep, err := VerifyDir(ctx, d, SumsFile, VerifyOptions{Key: pub, NeedSignature: func(string) bool { return false }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK() {
+			t.Fatal("a wrong bundle on an exempt file passed")
+		}
+	})
+
 	t.Run("bad checksum file", func(t *testing.T) {
 		d := t.TempDir()
 		writeBlob(t, d, SumsFile, []byte("garbage\n"))

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/progress"
 	"github.com/spf13/cobra"
@@ -33,7 +35,15 @@ parallel (-j), cached stages are reused, and the compose directory
 A rerun with nothing changed runs no stage. A failing stage stops its
 dependents and names the stage, variant, arch and its log; --keep-going lets
 independent branches finish. Ctrl-C cancels cleanly: running stages stop
-and nothing half-written is left in the cache or the output.`,
+and nothing half-written is left in the cache or the output.
+
+Before any stage runs, every signing key the selected variants configure is
+loaded: cosign keys (signing.key, decrypted with $CFS_SIGNING_PASSWORD or a
+passphrase asked for on the terminal, and checked against signing.pub) and
+Secure Boot key pairs (secureboot.key and .cert). A key that cannot be read
+or decrypted is an error naming the file, and nothing runs. When every
+variant signs with the same key, SHA256SUMS is signed too
+(SHA256SUMS.sig, SHA256SUMS.sigstore.json); compose.json records the keys.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBuild(cmd, g, o)
@@ -61,6 +71,10 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 	if err != nil {
 		return err
 	}
+	keys, err := g.loadBuildKeys(m, o.variants, o.arches)
+	if err != nil {
+		return err
+	}
 	st, err := g.openStore(cmd.Context(), false)
 	if err != nil {
 		return err
@@ -80,11 +94,13 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 		Resolve: pipeline.ResolveOptions{Variants: o.variants, Arches: o.arches, Offline: o.offline, Log: log},
 		Exec: pipeline.ExecOptions{
 			Jobs: o.jobs, KeepGoing: o.keepGoing, LogWriter: logw, LogLevel: g.logLevelV,
-			Events: events, Tool: "cfs-compose " + version,
+			Events: events, Tool: "cfs-compose " + version, Secret: keys.secret,
 		},
 		ManifestFiles: m.Files(),
 		Variables:     m.Variables(),
-		Finalize:      g.finalizeCompose,
+		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
+			return g.finalizeCompose(ctx, c, rec, keys, log)
+		},
 	}
 	rec, err := pipeline.Build(cmd.Context(), m, g.stages(), st, opts)
 	disp.Close()

@@ -49,12 +49,6 @@ func (g *globals) stages() []pipeline.Stage {
 	return stages.All()
 }
 
-// finalizeCompose runs once the stages are done, before the compose is
-// renamed into place.
-func (g *globals) finalizeCompose(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
-	return nil
-}
-
 // objectVerifier names composefs objects by their fs-verity digest for
 // `cache verify`.
 func objectVerifier(r io.Reader) (string, error) {

@@ -11,9 +11,20 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(testMain{m}, map[string]func(){
 		"cfs-compose": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
+}
+
+// testMain removes the shared fixtures after the tests ran.
+type testMain struct{ m *testing.M }
+
+func (t testMain) Run() int {
+	code := t.m.Run()
+	for _, d := range fixtureDirs {
+		os.RemoveAll(d)
+	}
+	return code
 }
 
 // TestScripts runs the CLI behaviour tests in testdata/script/*.txtar.

@@ -162,6 +162,8 @@ func commands(g *globals) []*cobra.Command {
 		newCacheCmd(g),
 		newInspectCmd(g),
 		newComposefsCmd(g),
+		newVerifyCmd(g),
+		newSignCmd(g),
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -107,6 +108,10 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions) error {
 	if err != nil {
 		return err
 	}
+	keys, err := g.loadBuildKeys(m, o.variants, o.arches)
+	if err != nil {
+		return err
+	}
 	col := &testCollector{}
 	stageList, err := withBootReport(g.stages(), col.report)
 	if err != nil {
@@ -130,12 +135,14 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions) error {
 		Resolve: pipeline.ResolveOptions{Variants: o.variants, Arches: o.arches, Offline: o.offline, Log: log},
 		Exec: pipeline.ExecOptions{
 			Jobs: o.jobs, KeepGoing: true, LogWriter: g.logWriter(disp.Writer()), LogLevel: g.logLevelV,
-			Events: events, Tool: "cfs-compose " + version,
+			Events: events, Tool: "cfs-compose " + version, Secret: keys.secret,
 			Rerun: func(n *pipeline.Node) bool { return n.Kind == boottest.Kind },
 		},
 		ManifestFiles: m.Files(),
 		Variables:     m.Variables(),
-		Finalize:      g.finalizeCompose,
+		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
+			return g.finalizeCompose(ctx, c, rec, keys, log)
+		},
 	}
 	rec, buildErr := pipeline.Build(cmd.Context(), bootForced{m}, stageList, st, opts)
 	disp.Close()

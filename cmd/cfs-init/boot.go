@@ -114,12 +114,12 @@ func (b *booter) boot(initArgs []string) error {
 		return fmt.Errorf("mounting root partition %s on %s: %w", dev, partMount, err)
 	}
 	var plan []step
-	var src string // the verified EROFS image mounted as the composefs lower layer
+	var image string // the verified EROFS image that is mounted
 	if opts.composefs {
-		if src, err = b.verifyComposefs(opts, cfg); err != nil {
+		if image, err = b.verifyComposefs(opts, cfg); err != nil {
 			return err
 		}
-		plan = composefsPlan(src, opts.digest.Hex, opts.verity, opts.erofsLoop)
+		plan = composefsPlan(image, opts.digest.Hex, opts.verity, opts.erofsLoop)
 	} else {
 		if fi, err := os.Stat(b.fsPath(path.Join(partMount, plainRoot))); err != nil || !fi.IsDir() {
 			return fmt.Errorf("no plain deployment tree %s on the root partition (composefs is disabled)", plainRoot)
@@ -130,28 +130,24 @@ func (b *booter) boot(initArgs []string) error {
 		return err
 	}
 	if opts.composefs {
-		b.logf("composefs root mounted (image %s, verity=%s)", opts.digest.Hex, opts.verity)
-		if err := b.recordComposefs(opts.digest.Hex, src); err != nil {
+		if err := b.record(opts.digest.Hex, image); err != nil {
 			return err
 		}
+		b.logf("composefs root mounted (image %s, verity=%s)", opts.digest.Hex, opts.verity)
 	} else {
 		b.logf("plain root mounted")
 	}
 	return b.switchRoot(opts.init, initArgs)
 }
 
-// Files of the contract with the booted system (the testbed agent reads
-// them): /run moves into the new root, so the paths stay valid there.
-const (
-	recordedDigest = "/run/cfs/composefs-digest" // the digest verified and mounted (hex)
-	recordedImage  = "/run/cfs/image-path"       // the EROFS image mounted, as seen from the booted system
-)
-
-// recordComposefs writes the contract files for a mounted composefs root.
-func (b *booter) recordComposefs(hexd, image string) error {
-	for p, v := range map[string]string{recordedDigest: hexd, recordedImage: image} {
-		if err := os.WriteFile(b.fsPath(p), []byte(v+"\n"), 0o444); err != nil {
-			return fmt.Errorf("recording the composefs root in %s: %w", p, err)
+// record writes what the booted system can check the composefs root
+// against (docs/testbed.md): the verified digest and the mounted image's
+// path. Both live in /run/cfs, which moves into the new root, so the image
+// path is the same there.
+func (b *booter) record(hexd, image string) error {
+	for _, f := range []struct{ path, value string }{{recordedDigest, hexd}, {recordedImage, image}} {
+		if err := os.WriteFile(b.fsPath(f.path), []byte(f.value+"\n"), 0o444); err != nil {
+			return fmt.Errorf("recording %s: %w", f.path, err)
 		}
 	}
 	return nil

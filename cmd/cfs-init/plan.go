@@ -13,6 +13,11 @@ const (
 	partMount  = "/run/cfs/sysroot" // the root partition (ext4, rw)
 	erofsMount = "/run/cfs/erofs"   // the composefs EROFS image
 	newRoot    = "/sysroot"         // the assembled root filesystem
+
+	// Records for the booted system (composefs): the digest verified and
+	// mounted, and the mounted image's path.
+	recordedDigest = "/run/cfs/composefs-digest"
+	recordedImage  = "/run/cfs/image-path"
 )
 
 // Paths on the root partition (docs/boot-layout.md).

@@ -240,6 +240,9 @@ func extract(tb testing.TB, cache, deb string) string {
 	if _, err := os.Stat(dir); err == nil {
 		return dir
 	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil { // dpkg-deb -x creates only the last component
+		tb.Fatal(err)
+	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	// dpkg-deb creates the target directory but not its parents.

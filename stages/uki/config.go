@@ -1,0 +1,106 @@
+package uki
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+)
+
+// StubFromImage is the Stub value that takes the EFI stub from the image.
+const StubFromImage = manifest.StubFromImage
+
+// Config is the resolved configuration of one uki stage instance: what
+// Plan returns and Run reads.
+type Config struct {
+	// Arch is the architecture being built (x86_64, aarch64).
+	Arch string `json:"arch"`
+	// Cmdline is the manifest's kernel.cmdline, in order.
+	Cmdline []string `json:"cmdline"`
+	// Composefs says whether the composefs stage runs; its digest then
+	// goes on the command line.
+	Composefs bool `json:"composefs"`
+	// Stub is StubFromImage or the absolute path of an EFI stub on the
+	// build host; StubSHA256 is the host stub's hex SHA-256 (the cache key
+	// keeps it and drops the path).
+	Stub       string `json:"stub"`
+	StubSHA256 string `json:"stub_sha256,omitempty"`
+	// SBAT is extra SBAT CSV lines (uki.sbat); empty means ukify's default
+	// UKI line.
+	SBAT string `json:"sbat"`
+	// Filename is the published name: <Product>-<Name>-<Release>.<arch>.efi.
+	Filename string `json:"filename"`
+	// SecureBoot is the db key the UKI is Authenticode-signed with; nil
+	// means unsigned.
+	SecureBoot *SecureBoot `json:"secureboot,omitempty"`
+}
+
+// SecureBoot names the Secure Boot db key pair.
+type SecureBoot struct {
+	Key  string `json:"key"`  // absolute path of the db private key (PEM)
+	Cert string `json:"cert"` // absolute path of the db certificate (PEM or DER)
+	// CertFingerprint is the hex SHA-256 of the certificate's DER: it
+	// identifies the key in the cache key and in compose.json.
+	CertFingerprint string `json:"cert_fingerprint"`
+}
+
+// Validate checks a config for internal consistency (no I/O).
+func (c *Config) Validate() error {
+	if _, err := stubName(c.Arch); err != nil {
+		return err
+	}
+	if c.Stub == "" {
+		return errors.New("uki.stub is empty")
+	}
+	if c.Stub != StubFromImage && !isHexSHA256(c.StubSHA256) {
+		return fmt.Errorf("uki.stub %s: stub_sha256 %q is not a hex SHA-256", c.Stub, c.StubSHA256)
+	}
+	if c.Filename == "" {
+		return errors.New("filename is empty")
+	}
+	if _, err := commandLine(c.Cmdline, ""); err != nil {
+		return err
+	}
+	if sb := c.SecureBoot; sb != nil {
+		if sb.Key == "" || sb.Cert == "" {
+			return errors.New("secureboot needs both key and cert")
+		}
+		if !isHexSHA256(sb.CertFingerprint) {
+			return fmt.Errorf("secureboot: cert_fingerprint %q is not a hex SHA-256", sb.CertFingerprint)
+		}
+	}
+	return nil
+}
+
+// CacheKey implements pipeline.Keyer: the config without host paths. The
+// host stub is identified by its SHA-256 and the signing key by its
+// certificate's fingerprint.
+func (c *Config) CacheKey() any {
+	k := *c
+	if k.Stub != StubFromImage {
+		k.Stub = "host"
+	}
+	if c.SecureBoot != nil {
+		sb := *c.SecureBoot
+		sb.Key, sb.Cert = "", ""
+		k.SecureBoot = &sb
+	}
+	return k
+}
+
+// stubName is the systemd EFI stub's file name for an architecture.
+func stubName(arch string) (string, error) {
+	switch arch {
+	case manifest.ArchX86_64:
+		return "linuxx64.efi.stub", nil
+	case manifest.ArchAarch64:
+		return "linuxaa64.efi.stub", nil
+	}
+	return "", fmt.Errorf("unsupported architecture %q (want %s or %s)", arch, manifest.ArchX86_64, manifest.ArchAarch64)
+}
+
+func isHexSHA256(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32 && hex.EncodeToString(b) == s
+}
