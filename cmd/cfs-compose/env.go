@@ -42,12 +42,7 @@ func (g *globals) openStore(ctx context.Context, exclusive bool) (*artifacts.Sto
 }
 
 // stages returns the stage table.
-func (g *globals) stages() []pipeline.Stage {
-	if g.stageTable != nil {
-		return g.stageTable
-	}
-	return stages.All()
-}
+func (g *globals) stages() []pipeline.Stage { return stages.All() }
 
 // objectVerifier names composefs objects by their fs-verity digest for
 // `cache verify`.

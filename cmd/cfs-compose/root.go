@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -36,10 +35,6 @@ type globals struct {
 	varFiles  []string // -var-file FILE, in command-line order
 	manifests string   // manifest directory
 	cacheDir  string   // artifact store; empty means the default
-
-	// stageTable replaces stages.All() (tests run the pipeline with
-	// stand-in stages); nil means stages.All().
-	stageTable []pipeline.Stage
 
 	logLevelV zerolog.Level
 	log       zerolog.Logger

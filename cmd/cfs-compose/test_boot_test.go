@@ -13,21 +13,15 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
-	"github.com/cfs-compose/cfs-compose/pipeline"
-	"github.com/cfs-compose/cfs-compose/stages/boottest"
-	cfsstage "github.com/cfs-compose/cfs-compose/stages/composefs"
-	"github.com/cfs-compose/cfs-compose/stages/disk"
-	"github.com/cfs-compose/cfs-compose/stages/source"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
-	"github.com/cfs-compose/cfs-compose/testbed/fixtures/standin"
 )
 
-// cli runs one cfs-compose command line with the given stage table and
-// returns its exit code, stdout and stderr.
-func cli(t *testing.T, table []pipeline.Stage, args ...string) (int, string, string) {
+// cli runs one cfs-compose command line and returns its exit code, stdout
+// and stderr.
+func cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	g := &globals{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: os.Environ(), stageTable: table}
+	g := &globals{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, environ: os.Environ()}
 	root := newRootCmd(g)
 	root.SetArgs(normalizeArgs(args))
 	root.SetOut(&stdout)
@@ -43,11 +37,10 @@ func cli(t *testing.T, table []pipeline.Stage, args ...string) (int, string, str
 }
 
 // TestTestCommand runs `cfs-compose test` on the shipped testbed manifest
-// for x86_64 (the real source, composefs, disk and boottest stages; the
-// uki stage, not in the table yet, stood in for by testbed/fixtures/standin):
-// the boot passes, the JUnit file and the published test outputs are
-// there; `build` afterwards has nothing to do, and `test` again boots
-// again and takes everything else from the cache.
+// for x86_64 with cfs-compose's stage table: the boot passes, the JUnit
+// file and the published test outputs are there; `build` afterwards has
+// nothing to do, and `test` again boots again and takes everything else
+// from the cache.
 func TestTestCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real QEMU boot test; skipped with -short")
@@ -64,11 +57,10 @@ func TestTestCommand(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(layout, "index.json")); err != nil {
 		t.Fatalf("the fixture image is missing (%v): run make fixtures", err)
 	}
-	ctx := context.Background()
-	kit, err := standin.LoadKit(ctx, "x86_64")
-	if err != nil {
-		t.Fatal(err)
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING REAL BOOT TEST: the disk stage needs root (device nodes and owners in the root partition); CI runs as root")
 	}
+	ctx := context.Background()
 	cache, err := fixtures.DefaultCacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +74,13 @@ func TestTestCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("CFS_FIRMWARE_DIRS", tools.OVMFDir)
-	table := []pipeline.Stage{source.New(), cfsstage.New(), &standin.UKI{Kits: map[string]*standin.Kit{"x86_64": kit}}, disk.New(), boottest.New()}
 	dir := t.TempDir()
 	junit := filepath.Join(dir, "report.xml")
 	base := []string{"--manifests", "../../manifests", "--cache-dir", filepath.Join(dir, "cache"), "--log-level", "warn"}
 	args := append(append([]string{}, base...), "test", "--variant", "testbed", "--arch", "x86_64",
 		"--out", filepath.Join(dir, "out"), "--junit", junit, "--progress", "plain")
 
-	code, stdout, stderr := cli(t, table, args...)
+	code, stdout, stderr := cli(t, args...)
 	if code != exitOK {
 		t.Fatalf("test exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -131,14 +122,14 @@ func TestTestCommand(t *testing.T) {
 	t.Logf("BOOT TIME cfs-compose test: verdict at %.2fs, QEMU exited at %.2fs", r.VerdictSeconds, r.QEMUSeconds)
 
 	// build: the boot test result is cached like every stage.
-	code, stdout, stderr = cli(t, table, append(append([]string{}, base...), "build", "--variant", "testbed", "--arch", "x86_64",
+	code, stdout, stderr = cli(t, append(append([]string{}, base...), "build", "--variant", "testbed", "--arch", "x86_64",
 		"--out", filepath.Join(dir, "out"), "--progress", "plain")...)
-	if code != exitOK || !strings.Contains(stdout, "Nothing to do: all 5 stages cached.") {
+	if code != exitOK || !strings.Contains(stdout, "Nothing to do: all 6 stages cached.") {
 		t.Errorf("build after test: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	// test again: only boottest runs.
-	code, stdout, stderr = cli(t, table, args...)
-	if code != exitOK || !strings.Contains(stdout, "(1 ran, 4 cached)") {
+	code, stdout, stderr = cli(t, args...)
+	if code != exitOK || !strings.Contains(stdout, "(1 ran, 5 cached)") {
 		t.Errorf("second test: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }

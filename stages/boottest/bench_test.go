@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/cfs-compose/cfs-compose/testbed"
 )
 
@@ -19,39 +17,26 @@ const (
 
 // BenchmarkVerdict measures the time from QEMU's start to the verdict of
 // the boot test on this host's accelerator (TCG on the build machines),
-// for each arch: the signed testbed disk booted with Secure Boot enforced
-// (the agent's report end), and an unsigned UKI refused by the firmware.
-// budget-ratio is the verdict time over the budget (30 s boot, 15 s
-// refusal): below 1 meets it. refusal-ratio relates the full boot to the
-// refusal measured in the same run (the firmware's share of a boot).
+// for each arch, on disks of the shared build: the testbed version booted
+// with Secure Boot enforced (the agent's report end), and the unsigned
+// version refused by the firmware. budget-ratio is the verdict time over
+// the budget (30 s boot, 15 s refusal): below 1 meets it. boot/refusal
+// relates the full boot to the refusal measured in the same run (the
+// firmware's share of a boot).
 //
 //	go test -run '^$' -bench Verdict -benchtime 1x ./stages/boottest
 func BenchmarkVerdict(b *testing.B) {
 	for _, arch := range []string{"x86_64", "aarch64"} {
 		b.Run(arch, func(b *testing.B) {
-			tb := testing.TB(b)
-			requireBoot(tb, arch)
-			ab := base(tb, arch)
-			firmwareEnv(tb, ab)
-			pki, err := secureboot.GeneratePKI(secureboot.PKIOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg := testbedConfig(arch)
-			cfg.SecureBoot = manifest.SecureBoot{Cert: writeCert(tb, b.TempDir(), pki.DB), Key: "db.key"}
-			cfg.Test.SecureBoot = true
-			c, err := Resolve(cfg, manifests{}.Compose())
-			if err != nil {
-				b.Fatal(err)
-			}
-			signed := ab.build(tb, b.TempDir(), imageOpts{composefs: true, verity: manifest.VerityEnable, uki: ukiSigned, signer: pki.DB})
-			unsigned := ab.build(tb, b.TempDir(), imageOpts{composefs: true, verity: manifest.VerityEnable})
+			requireBoot(b, arch)
+			bt := build(b)
+			c := bt.config(b, vTestbed, arch)
 			fw, err := PrepareFirmware(context.Background(), c, b.TempDir())
 			if err != nil {
 				b.Fatal(err)
 			}
-			verdict := func(img *testImage, want testbed.Outcome) time.Duration {
-				tg := c.Target(img.disk, img.digest, fw)
+			verdict := func(disk, digest string, want testbed.Outcome) time.Duration {
+				tg := c.Target(disk, digest, fw)
 				res, err := testbed.Boot(context.Background(), tg.Machine, b.TempDir())
 				if err != nil {
 					b.Fatal(err)
@@ -61,11 +46,13 @@ func BenchmarkVerdict(b *testing.B) {
 				}
 				return res.VerdictAt
 			}
+			signed, unsigned := bt.disk(b, vTestbed, arch), bt.disk(b, vUnsigned, arch)
+			digest := bt.digest(b, vTestbed, arch)
 			var boot, refusal time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				boot += verdict(signed, testbed.OutcomePoweredOff)
-				refusal += verdict(unsigned, testbed.OutcomeRefused)
+				boot += verdict(signed, digest, testbed.OutcomePoweredOff)
+				refusal += verdict(unsigned, "", testbed.OutcomeRefused)
 			}
 			n := float64(b.N)
 			b.ReportMetric(boot.Seconds()/n, "boot-verdict-s")

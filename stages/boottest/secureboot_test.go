@@ -6,50 +6,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/cfs-compose/cfs-compose/testbed"
 )
 
 // TestSecureBootRefusals boots, with Secure Boot enforced (a throwaway PK
-// and KEK, the db certificate enrolled as the stage does), UKIs the
-// firmware must refuse: unsigned, signed with one byte of .cmdline changed
-// afterwards, and signed with a key that is not in db. The harness must
-// recognise the refusal and stop QEMU at once. A composefs image changed by
-// one byte on the root partition, under a correctly signed UKI, must get
-// past the firmware and be refused by the initramfs (cfs-init: FATAL).
+// and KEK and the testbed version's db certificate, enrolled as the stage
+// does), disks of the shared build whose UKI the firmware must refuse: the
+// unsigned version, the version signed with a db key that is not enrolled,
+// and the testbed disk with one byte of the UKI's .cmdline changed. The
+// harness must recognise the refusal and stop QEMU at once. The testbed
+// disk with one byte of the composefs image changed on the root partition
+// must get past the firmware (its UKI is intact) and be refused by the
+// initramfs (cfs-init: FATAL).
 func TestSecureBootRefusals(t *testing.T) {
 	for _, arch := range []string{"x86_64", "aarch64"} {
 		t.Run(arch, func(t *testing.T) {
 			requireBoot(t, arch)
-			b := base(t, arch)
-			firmwareEnv(t, b)
-			pki, err := secureboot.GeneratePKI(secureboot.PKIOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			other, err := secureboot.GeneratePKI(secureboot.PKIOptions{CommonName: "not enrolled"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := testbedConfig(arch)
-			cfg.SecureBoot = manifest.SecureBoot{Cert: writeCert(t, t.TempDir(), pki.DB), Key: "unused.key"}
-			cfg.Test.SecureBoot = true
-			c := mustResolve(t, cfg)
+			b := build(t)
+			c := b.config(t, vTestbed, arch)
 			refused := []testbed.Feature{testbed.FeatureUEFI, testbed.FeatureSecureBoot, testbed.FeatureRefusal}
-
 			for _, tc := range []struct {
 				name string
-				o    imageOpts
+				disk func(t *testing.T) string
 			}{
-				{"unsigned", imageOpts{uki: ukiUnsigned}},
-				{"cmdline-changed", imageOpts{uki: ukiSignedTamperedCmdline, signer: pki.DB}},
-				{"other-key", imageOpts{uki: ukiSigned, signer: other.DB}},
+				{"unsigned", func(t *testing.T) string { return b.disk(t, vUnsigned, arch) }},
+				{"cmdline-changed", func(t *testing.T) string { return b.tamperCmdline(t, vTestbed, arch, t.TempDir()) }},
+				{"other-key", func(t *testing.T) string { return b.disk(t, vOtherKey, arch) }},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					tc.o.composefs, tc.o.verity = true, manifest.VerityEnable
-					img := b.build(t, t.TempDir(), tc.o)
-					rep := bootTarget(t, c, img, refused)
+					rep := bootTarget(t, c, tc.disk(t), "", refused)
 					bt := rep.Boot
 					if r := resultsOf(rep)["firmware-refusal"]; r != testbed.Pass {
 						t.Fatalf("firmware-refusal = %s: outcome %s (%s)", r, bt.Outcome, bt.Reason)
@@ -60,11 +45,9 @@ func TestSecureBootRefusals(t *testing.T) {
 					checkStoppedAtOnce(t, bt)
 				})
 			}
-
 			t.Run("composefs-image-changed", func(t *testing.T) {
-				img := b.build(t, t.TempDir(), imageOpts{composefs: true, verity: manifest.VerityEnable,
-					uki: ukiSigned, signer: pki.DB, tamperImage: true})
-				rep := bootTarget(t, c, img, []testbed.Feature{testbed.FeatureComposefs, testbed.FeatureUEFI, testbed.FeatureSecureBoot})
+				disk := b.tamperImage(t, vTestbed, arch, t.TempDir())
+				rep := bootTarget(t, c, disk, b.digest(t, vTestbed, arch), c.Features())
 				bt := rep.Boot
 				if bt.Outcome != testbed.OutcomeInitFatal || !strings.Contains(bt.Reason, "cfs-init: FATAL: composefs image digest mismatch") {
 					t.Fatalf("boot %s (%s), want cfs-init: FATAL: composefs image digest mismatch", bt.Outcome, bt.Reason)
@@ -115,22 +98,15 @@ func TestSecureBootUnformattedVars(t *testing.T) {
 	if err := testbed.CheckVarsTemplate(vars); !errors.Is(err, testbed.ErrUnformattedVars) {
 		t.Skipf("SKIPPING: %s is not an unformatted template (qemu-efi-aarch64 from bookworm ships one): %v", vars, err)
 	}
-	b := base(t, "aarch64")
-	firmwareEnv(t, b)
-	pki, err := secureboot.GeneratePKI(secureboot.PKIOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testbedConfig("aarch64")
+	b := build(t)
+	cfg := *b.set[vTestbed]["aarch64"]
 	cfg.Test.Firmware, cfg.Test.FirmwareVars = code, vars
-	cfg.SecureBoot = manifest.SecureBoot{Cert: writeCert(t, t.TempDir(), pki.DB), Key: "db.key"}
-	cfg.Test.SecureBoot = true
-	img := b.build(t, t.TempDir(), imageOpts{composefs: true, verity: manifest.VerityEnable, uki: ukiSigned, signer: pki.DB})
 	start := time.Now()
-	nr, st, logs, err := runStage(t, cfg, img.disk, b.digest)
+	nr, st, logs, err := runStage(t, &cfg, b.disk(t, vTestbed, "aarch64"), b.digest(t, vTestbed, "aarch64"))
 	if err != nil {
 		t.Fatalf("stage failed: %v\nlogs:\n%s", err, logs)
 	}
 	t.Logf("format, enroll and boot: %.1fs", time.Since(start).Seconds())
-	checkOutputs(t, st, nr.Record, "aarch64", []string{"agent-report", "uefi-boot", "secureboot-enabled", "composefs-root", "composefs-digest"})
+	checkOutputs(t, st, nr.Record, "Fedora-Testbed-41.aarch64", []string{"agent-report", "uefi-boot", "secureboot-enabled",
+		"composefs-root", "composefs-digest", "composefs-signature"})
 }

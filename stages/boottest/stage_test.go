@@ -19,6 +19,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/cfs-compose/cfs-compose/testbed"
+	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
 )
 
 var (
@@ -141,9 +142,9 @@ func runStage(t *testing.T, cfg *manifest.Config, disk, digest string) (*pipelin
 
 // firmwareEnv points the testbed at the trixie firmware and virt-fw-vars
 // that the fixtures cache holds.
-func firmwareEnv(t testing.TB, b *archBase) {
-	t.Setenv("CFS_FIRMWARE_DIRS", b.tools.OVMFDir+":"+b.tools.AAVMFDir)
-	t.Setenv("CFS_VIRT_FW_VARS", b.tools.VirtFwVarsWrapper)
+func firmwareEnv(t testing.TB, tools *fixtures.Tools) {
+	t.Setenv("CFS_FIRMWARE_DIRS", tools.OVMFDir+":"+tools.AAVMFDir)
+	t.Setenv("CFS_VIRT_FW_VARS", tools.VirtFwVarsWrapper)
 }
 
 // writeCert writes a db certificate as PEM and returns its path.
@@ -180,66 +181,9 @@ func fileSum(t testing.TB, p string) [32]byte {
 	return s
 }
 
-// TestStage boots the testbed disk of each arch through the pipeline:
-// composefs with a signed digest, verity and Secure Boot enforced, and the
-// plain root with composefs disabled. Every check that applies must pass,
-// the outputs must be the published results, JUnit and console, and the
-// disk must be left unchanged.
-func TestStage(t *testing.T) {
-	for _, arch := range []string{"x86_64", "aarch64"} {
-		t.Run(arch, func(t *testing.T) {
-			requireBoot(t, arch)
-			b := base(t, arch)
-			firmwareEnv(t, b)
-			pki, err := secureboot.GeneratePKI(secureboot.PKIOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			for _, tc := range []struct {
-				name      string
-				composefs bool
-				pass      []string
-			}{
-				{"composefs-secureboot", true, []string{"agent-report", "uefi-boot", "secureboot-enabled", "composefs-root", "composefs-digest",
-					"composefs-verity", "composefs-signature", "usr-readonly", "etc-writable", "var-writable"}},
-				{"plain", false, []string{"agent-report", "uefi-boot", "secureboot-disabled", "plain-root", "etc-writable", "var-writable"}},
-			} {
-				t.Run(tc.name, func(t *testing.T) {
-					cfg := testbedConfig(arch)
-					o := imageOpts{composefs: tc.composefs}
-					if tc.composefs {
-						o.verity, o.digestKey = manifest.VerityEnable, newDigestKey(t)
-						o.uki, o.signer = ukiSigned, pki.DB
-						cfg.Composefs.Signed = true
-						cfg.SecureBoot = manifest.SecureBoot{Cert: writeCert(t, dir, pki.DB), Key: "unused.key"}
-						cfg.Test.SecureBoot = true
-					} else {
-						cfg.Composefs = manifest.Composefs{Enabled: false, Verity: manifest.VerityNone}
-					}
-					img := b.build(t, t.TempDir(), o)
-					before := fileSum(t, img.disk)
-					nr, st, logs, err := runStage(t, cfg, img.disk, b.digest)
-					if err != nil {
-						t.Fatalf("stage failed: %v\nlogs:\n%s", err, logs)
-					}
-					if nr.Status != pipeline.StatusRan {
-						t.Fatalf("status %s", nr.Status)
-					}
-					if fileSum(t, img.disk) != before {
-						t.Error("the disk image changed")
-					}
-					checkOutputs(t, st, nr.Record, arch, tc.pass)
-				})
-			}
-		})
-	}
-}
-
 // checkOutputs checks the published outputs and meta of a passed run.
-func checkOutputs(t *testing.T, st *artifacts.Store, rec *artifacts.Record, arch string, pass []string) {
+func checkOutputs(t *testing.T, st *artifacts.Store, rec *artifacts.Record, name string, pass []string) {
 	t.Helper()
-	name := "Fedora-Testbed-41." + arch
 	want := map[string]string{"results": name + ".boottest.json", "junit": name + ".junit.xml", "console": name + ".console.log"}
 	for out, file := range want {
 		o, ok := rec.Outputs[out]
@@ -325,13 +269,11 @@ func checkOutputs(t *testing.T, st *artifacts.Store, rec *artifacts.Record, arch
 // showing the console.
 func TestStageFails(t *testing.T) {
 	requireBoot(t, "x86_64")
-	b := base(t, "x86_64")
-	firmwareEnv(t, b)
-	img := b.build(t, t.TempDir(), imageOpts{composefs: true, verity: manifest.VerityEnable})
+	b := build(t)
 	cfg := testbedConfig("x86_64")
 	cfg.Test.Checks = []string{"composefs-*", "agent-report"}
 	wrong := strings.Repeat("ab", 32)
-	nr, _, _, err := runStage(t, cfg, img.disk, wrong)
+	nr, _, _, err := runStage(t, cfg, b.disk(t, vTestbed, "x86_64"), wrong)
 	if err == nil {
 		t.Fatal("the stage passed with a wrong composefs digest")
 	}
@@ -352,14 +294,14 @@ func TestStageFails(t *testing.T) {
 // bootTarget boots a prepared image with a stage config (through
 // PrepareFirmware and Config.Target, as the stage does) with the features
 // overridden, and runs the matching checks.
-func bootTarget(t *testing.T, c *Config, img *testImage, features []testbed.Feature) *testbed.TargetReport {
+func bootTarget(t testing.TB, c *Config, disk, digest string, features []testbed.Feature) *testbed.TargetReport {
 	t.Helper()
 	dir := t.TempDir()
 	fw, err := PrepareFirmware(context.Background(), c, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := c.Target(img.disk, img.digest, fw)
+	tg := c.Target(disk, digest, fw)
 	tg.Features = features
 	var console bytes.Buffer
 	s := testbed.Suite{OutputDir: dir, Reporters: testbed.Reporters{testbed.NewConsoleReporter(&console, 30)}}
@@ -386,4 +328,14 @@ func mustResolve(t *testing.T, cfg *manifest.Config) *Config {
 		t.Fatal(err)
 	}
 	return c
+}
+
+func write(t testing.TB, p string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		t.Fatal(err)
+	}
 }
