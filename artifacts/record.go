@@ -65,9 +65,7 @@ func (r *Record) Digests() []Descriptor {
 	for _, o := range r.Outputs {
 		ds = append(ds, o.Descriptor)
 	}
-	for _, d := range r.ObjectSets {
-		ds = append(ds, d)
-	}
+	ds = append(ds, r.ObjectSets...)
 	if r.Log != nil {
 		ds = append(ds, *r.Log)
 	}
