@@ -105,6 +105,9 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 	rec, err := pipeline.Build(cmd.Context(), m, g.stages(), st, opts)
 	disp.Close()
 	if rec != nil {
+		if o.progress != "json" {
+			printBootVerdicts(g.stdout, rec)
+		}
 		summarize(g.stdout, o.progress == "json", rec, events)
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -187,6 +188,36 @@ func withBootReport(stages []pipeline.Stage, report func(*boottest.Outcome)) ([]
 		return nil, fmt.Errorf("this cfs-compose has no %s stage", boottest.Kind)
 	}
 	return out, nil
+}
+
+// printBootVerdicts prints the verdict of every boot test of a build, from
+// the stage records (build's summary; test prints its own).
+func printBootVerdicts(w io.Writer, rec *pipeline.ComposeRecord) {
+	for _, s := range rec.Stages {
+		if s.Kind != boottest.Kind {
+			continue
+		}
+		targets := strings.Join(s.Targets, ", ")
+		switch s.Status {
+		case pipeline.StatusRan, pipeline.StatusCached:
+			var m struct {
+				Result  string  `json:"result"`
+				Verdict float64 `json:"verdict_seconds"`
+				Accel   string  `json:"accel"`
+			}
+			raw, _ := json.Marshal(s.Meta)
+			if err := json.Unmarshal(raw, &m); err != nil || m.Result == "" {
+				continue
+			}
+			cached := ""
+			if s.Status == pipeline.StatusCached {
+				cached = ", cached"
+			}
+			fmt.Fprintf(w, "Boot test %s: %s, verdict at %.1fs (%s%s)\n", targets, m.Result, m.Verdict, m.Accel, cached)
+		case pipeline.StatusFailed:
+			fmt.Fprintf(w, "Boot test %s: FAILED (below)\n", targets)
+		}
+	}
 }
 
 // printTestSummary prints one line per boot: verdict, check counts, time.

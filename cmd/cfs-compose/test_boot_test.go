@@ -124,7 +124,8 @@ func TestTestCommand(t *testing.T) {
 	// build: the boot test result is cached like every stage.
 	code, stdout, stderr = cli(t, append(append([]string{}, base...), "build", "--variant", "testbed", "--arch", "x86_64",
 		"--out", filepath.Join(dir, "out"), "--progress", "plain")...)
-	if code != exitOK || !strings.Contains(stdout, "Nothing to do: all 6 stages cached.") {
+	if code != exitOK || !strings.Contains(stdout, "Nothing to do: all 6 stages cached.") ||
+		!strings.Contains(stdout, "Boot test testbed/x86_64: PASS, verdict at ") || !strings.Contains(stdout, ", cached)") {
 		t.Errorf("build after test: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	// test again: only boottest runs.
