@@ -124,3 +124,47 @@ func (j *JUnitReporter) Close() error {
 	}
 	return writeFileAtomic(j.path, append([]byte(xml.Header), append(b, '\n')...))
 }
+
+// rawSuites is a JUnit document whose suites are kept verbatim, for
+// merging.
+type rawSuites struct {
+	XMLName  xml.Name   `xml:"testsuites"`
+	Tests    int        `xml:"tests,attr"`
+	Failures int        `xml:"failures,attr"`
+	Skipped  int        `xml:"skipped,attr"`
+	Time     string     `xml:"time,attr"`
+	Suites   []rawSuite `xml:"testsuite"`
+}
+
+type rawSuite struct {
+	Attrs []xml.Attr `xml:",any,attr"`
+	Inner string     `xml:",innerxml"`
+}
+
+// MergeJUnit merges JUnit documents (each a <testsuites> element, as
+// [JUnitReporter] writes them) into one: the suites in order, verbatim,
+// with the tests, failures, skipped and time totals summed.
+func MergeJUnit(docs ...[]byte) ([]byte, error) {
+	var all rawSuites
+	var seconds float64
+	for i, d := range docs {
+		var doc rawSuites
+		if err := xml.Unmarshal(d, &doc); err != nil {
+			return nil, fmt.Errorf("testbed: JUnit report %d: %w", i+1, err)
+		}
+		all.Tests += doc.Tests
+		all.Failures += doc.Failures
+		all.Skipped += doc.Skipped
+		var s float64
+		if _, err := fmt.Sscan(doc.Time, &s); err == nil && s > 0 {
+			seconds += s
+		}
+		all.Suites = append(all.Suites, doc.Suites...)
+	}
+	all.Time = fmt.Sprintf("%.3f", seconds)
+	b, err := xml.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("testbed: merging JUnit reports: %w", err)
+	}
+	return append([]byte(xml.Header), append(b, '\n')...), nil
+}

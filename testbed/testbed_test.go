@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -458,6 +459,50 @@ func TestBootArgsFirmwareAndOverlay(t *testing.T) {
 	}
 	if res.Outcome != OutcomePoweredOff || res.Report.Begun {
 		t.Errorf("result %+v", res)
+	}
+}
+
+// TestBootKeptOverlay boots twice through a named overlay: it is created
+// on the first boot, kept, and reused by the second (the fake QEMU writes
+// through it with qemu-io when present, else only records the image), and
+// the disk itself is never written.
+func TestBootKeptOverlay(t *testing.T) {
+	for _, tool := range []string{"qemu-img", "qemu-io"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s (qemu-utils) not installed: cannot test the disk overlay", tool)
+		}
+	}
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.raw")
+	os.WriteFile(disk, bytes.Repeat([]byte{0xaa}, 1<<20), 0o644)
+	code, vars := filepath.Join(dir, "CODE.fd"), filepath.Join(dir, "VARS.fd")
+	os.WriteFile(code, []byte("code"), 0o644)
+	os.WriteFile(vars, []byte("vars"), 0o644)
+	// The guest writes one byte at offset 0 on its first boot and prints
+	// the byte it finds there on each boot.
+	q := fakeQEMU(t, `for a in "$@"; do case "$a" in file=*qcow2*) f=${a#file=}; f=${f%%,*};; esac; done
+b=$(qemu-io -f qcow2 -c 'read -v 0 1' "$f" | awk 'NR==1{print $2}')
+printf 'first byte %s\r\n' "$b"
+qemu-io -f qcow2 -c 'write -P 0x55 0 1' "$f" >/dev/null; exit 0`)
+	overlay := filepath.Join(dir, "kept.qcow2")
+	m := Machine{Arch: "x86_64", QEMU: q, Disk: disk, Overlay: overlay, Accel: AccelTCG, Firmware: &Firmware{Code: code, VarsTemplate: vars}}
+	for i, want := range []string{"first byte aa", "first byte 55"} {
+		res, err := Boot(context.Background(), m, filepath.Join(dir, fmt.Sprintf("out%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := res.Find(want); !ok {
+			t.Errorf("boot %d: console lacks %q: %v", i+1, want, res.Tail(5))
+		}
+		if _, err := os.Stat(overlay); err != nil {
+			t.Errorf("boot %d: overlay not kept: %v", i+1, err)
+		}
+	}
+	if b, _ := os.ReadFile(disk); !bytes.Equal(b, bytes.Repeat([]byte{0xaa}, 1<<20)) {
+		t.Error("the disk was written")
+	}
+	if _, err := Boot(context.Background(), Machine{Arch: "x86_64", QEMU: q, Kernel: disk, Overlay: overlay}, t.TempDir()); err == nil {
+		t.Error("an overlay without a disk was accepted")
 	}
 }
 

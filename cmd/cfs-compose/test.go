@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/pipeline/progress"
 	"github.com/cfs-compose/cfs-compose/stages/boottest"
+	"github.com/cfs-compose/cfs-compose/testbed"
 	"github.com/spf13/cobra"
 )
 
@@ -240,46 +240,6 @@ func printTestSummary(w io.Writer, outcomes []collected) {
 	}
 }
 
-// junitDoc is a JUnit file: the suites are kept verbatim.
-type junitDoc struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Attrs []xml.Attr `xml:",any,attr"`
-	Inner string     `xml:",innerxml"`
-}
-
-// mergeJUnit merges JUnit documents (one <testsuites> each) into one.
-func mergeJUnit(docs [][]byte) ([]byte, error) {
-	var all junitDoc
-	var seconds float64
-	for i, d := range docs {
-		var doc junitDoc
-		if err := xml.Unmarshal(d, &doc); err != nil {
-			return nil, fmt.Errorf("JUnit report %d: %w", i+1, err)
-		}
-		all.Tests += doc.Tests
-		all.Failures += doc.Failures
-		all.Skipped += doc.Skipped
-		var s float64
-		fmt.Sscan(doc.Time, &s)
-		seconds += s
-		all.Suites = append(all.Suites, doc.Suites...)
-	}
-	all.Time = fmt.Sprintf("%.2f", seconds)
-	b, err := xml.MarshalIndent(all, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte(xml.Header), append(b, '\n')...), nil
-}
-
 // writeJUnit writes the merged JUnit report of the outcomes to path.
 func writeJUnit(path string, outcomes []collected) error {
 	var docs [][]byte
@@ -289,7 +249,7 @@ func writeJUnit(path string, outcomes []collected) error {
 		}
 		docs = append(docs, c.junit)
 	}
-	b, err := mergeJUnit(docs)
+	b, err := testbed.MergeJUnit(docs...)
 	if err != nil {
 		return err
 	}
