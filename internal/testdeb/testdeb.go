@@ -245,10 +245,6 @@ func extract(tb testing.TB, cache, deb string) string {
 	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
-	// dpkg-deb creates the target directory but not its parents.
-	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
-		tb.Fatal(err)
-	}
 	run(tb, "", "dpkg-deb", "-x", deb, tmp)
 	if err := os.Rename(tmp, dir); err != nil {
 		tb.Fatal(err)
