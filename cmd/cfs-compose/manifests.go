@@ -11,12 +11,14 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/manifests"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/source"
 )
 
 // manifestOptions turns the global flags and environment into loader
 // options.
 func (g *globals) manifestOptions() *manifest.Options {
-	return &manifest.Options{Vars: g.vars, VarFiles: g.varFiles, Environ: g.environ}
+	return &manifest.Options{Vars: g.vars, VarFiles: g.varFiles, Environ: g.environ,
+		KnownChecks: checkNames(), KnownLints: source.LintNames()}
 }
 
 // loadManifests loads the manifest set named by --manifests. When the flag

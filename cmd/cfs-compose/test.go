@@ -29,6 +29,7 @@ type testOptions struct {
 	junit    string
 	progress string
 	offline  bool
+	list     bool
 }
 
 func newTestCmd(g *globals) *cobra.Command {
@@ -53,6 +54,9 @@ results are published in a new compose directory under --out
 including the boots that failed. Exit status 1 when any check failed.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.list {
+				return listChecks(g.stdout)
+			}
 			return runTest(cmd, g, o)
 		},
 	}
@@ -64,6 +68,7 @@ including the boots that failed. Exit status 1 when any check failed.`,
 	f.StringVar(&o.junit, "junit", "", "write a JUnit XML report of every boot to this file")
 	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, or json (one event per line on stdout)")
 	f.BoolVar(&o.offline, "offline", false, "no network: images must be pinned by digest or local")
+	f.BoolVar(&o.list, "list", false, "list the boot-test checks (names for test { checks = [...] }) and exit")
 	return c
 }
 
@@ -272,4 +277,27 @@ func writeJUnit(path string, outcomes []collected) error {
 		return fmt.Errorf("writing %s: %w", path, werr)
 	}
 	return nil
+}
+
+// listChecks prints the registered checks: name, tags, what they need.
+func listChecks(w io.Writer) error {
+	for _, c := range testbed.DefaultRegistry.Checks() {
+		line := fmt.Sprintf("%-22s %s", c.Name, c.Description)
+		if len(c.Tags) > 0 {
+			line += "  [tags: " + strings.Join(c.Tags, ", ") + "]"
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNames lists the registered check names, for manifest validation.
+func checkNames() []string {
+	var names []string
+	for _, c := range testbed.DefaultRegistry.Checks() {
+		names = append(names, c.Name)
+	}
+	return names
 }

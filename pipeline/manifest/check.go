@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -433,7 +434,7 @@ func (k *checker) rangeOfPart(label, attr string) *hcl.Range {
 func (k *checker) names() {
 	if k.opts.KnownChecks != nil {
 		for _, n := range k.c.Test.Checks {
-			if !slices.Contains(k.opts.KnownChecks, n) {
+			if !knownCheck(n, k.opts.KnownChecks) {
 				k.errorAt("test.checks", "Unknown check", refDocs,
 					"test.checks names %q, which is not a known boot-test check (`cfs-compose test --list` lists them).%s", n, didYouMean(n, k.opts.KnownChecks))
 			}
@@ -447,6 +448,23 @@ func (k *checker) names() {
 			}
 		}
 	}
+}
+
+// knownCheck reports whether a test.checks entry names a known check: an
+// exact name, a glob pattern (path.Match) matching at least one, or a
+// "tag:NAME" selector (tags are checked when the boot test is planned).
+func knownCheck(n string, known []string) bool {
+	if slices.Contains(known, n) || strings.HasPrefix(n, "tag:") {
+		return true
+	}
+	if strings.ContainsAny(n, "*?[") {
+		for _, c := range known {
+			if ok, err := path.Match(n, c); err == nil && ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (k *checker) source() {
