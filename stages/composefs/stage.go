@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
@@ -23,6 +22,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 
 // Kind is the stage kind.
@@ -132,18 +132,9 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err := rc.DecodeConfig(&c); err != nil {
 		return err
 	}
-	p, err := rc.InputPath("source", "tree")
+	tree, err := imageinput.Tree(rc)
 	if err != nil {
 		return err
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return fmt.Errorf("reading the source tree: %w", err)
-	}
-	tree, err := cfs.ReadDumpfile(f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("reading the source tree: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -23,6 +23,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 	"golang.org/x/sys/unix"
 )
 
@@ -125,7 +126,7 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err := rc.DecodeConfig(&c); err != nil {
 		return err
 	}
-	tree, err := readTree(rc)
+	tree, err := imageinput.Tree(rc)
 	if err != nil {
 		return err
 	}
@@ -230,23 +231,6 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	}
 	rc.Log.Info().Str("disk_guid", layout.DiskGUID).Bool("composefs", c.Composefs).Msg("disk image written")
 	return rc.SetMeta("disk_guid", layout.DiskGUID)
-}
-
-func readTree(rc *pipeline.RunContext) (*cfs.Tree, error) {
-	p, err := rc.InputPath("source", "tree")
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("reading the source tree: %w", err)
-	}
-	defer f.Close()
-	t, err := cfs.ReadDumpfile(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading the source tree: %w", err)
-	}
-	return t, nil
 }
 
 // composefsLayout fills root with the composefs repository: the image

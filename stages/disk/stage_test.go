@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,39 +20,15 @@ import (
 	"github.com/cfs-compose/cfs-compose/signing"
 	cfsstage "github.com/cfs-compose/cfs-compose/stages/composefs"
 	"github.com/cfs-compose/cfs-compose/stages/disk"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 )
 
 var _ pipeline.Stage = disk.New()
 var _ pipeline.Stage = cfsstage.New()
 
-// fixture is the testbed's fixture image (make fixtures).
-func fixture(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "testbed", "fixtures", "build", "oci")
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		if os.Getenv("CFS_REQUIRE_FIXTURES") != "" {
-			t.Fatalf("fixture image missing (%v); run make fixtures", err)
-		}
-		t.Skipf("SKIP: fixture image %s missing; run `make fixtures` (make test does)", dir)
-	}
-	return dir
-}
-
-// oneConfig is a manifest set with one variant/arch.
-type oneConfig struct{ c *manifest.Config }
-
-func (o oneConfig) Variants() []string { return []string{o.c.Variant} }
-func (o oneConfig) Arches(string) []string {
-	return []string{o.c.Arch}
-}
-func (o oneConfig) Config(string, string) (*manifest.Config, error) {
-	c := *o.c
-	return &c, nil
-}
-func (o oneConfig) Compose() manifest.Compose {
-	return manifest.Compose{Product: "Fedora", Release: "41", Type: "nightly"}
-}
+// fixture is the testbed's fixture image directory (make fixtures).
+func fixture(t *testing.T) string { return stagetest.FixtureLayout(t) }
 
 // fakeUKI stands in for the uki stage: a few bytes are enough for the ESP.
 type fakeUKI struct{}
@@ -90,7 +65,7 @@ func build(t *testing.T, cache string, c *manifest.Config) (*pipeline.Plan, *pip
 	}
 	t.Cleanup(func() { st.Close() })
 	stages := []pipeline.Stage{source.New(), cfsstage.New(), fakeUKI{}, disk.New()}
-	p, err := pipeline.Resolve(context.Background(), oneConfig{c}, stages, nil)
+	p, err := pipeline.Resolve(context.Background(), stagetest.OneConfig{C: c}, stages, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,16 +79,7 @@ func build(t *testing.T, cache string, c *manifest.Config) (*pipeline.Plan, *pip
 }
 
 func output(t *testing.T, p *pipeline.Plan, res *pipeline.Result, kind, name string) artifacts.Output {
-	t.Helper()
-	n := p.Targets[0].Nodes[kind]
-	if n == nil {
-		t.Fatalf("no %s stage in the plan", kind)
-	}
-	o, ok := res.Of(n).Record.Outputs[name]
-	if !ok {
-		t.Fatalf("%s has no output %s", kind, name)
-	}
-	return o
+	return stagetest.Output(t, p, res, kind, name)
 }
 
 func storePath(cache string, o artifacts.Output) string {
@@ -297,7 +263,7 @@ func TestSignedDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	p, err := pipeline.Resolve(context.Background(), oneConfig{c}, []pipeline.Stage{source.New(), cfsstage.New()}, nil)
+	p, err := pipeline.Resolve(context.Background(), stagetest.OneConfig{C: c}, []pipeline.Stage{source.New(), cfsstage.New()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

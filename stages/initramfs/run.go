@@ -4,22 +4,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"strings"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
-	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/initramfs"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
-	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 
 // Run implements pipeline.Stage.
@@ -31,7 +28,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	an, err := readAnalysis(rc)
+	an, err := imageinput.Analysis(rc)
 	if err != nil {
 		return err
 	}
@@ -42,7 +39,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if c.Kernel != "" && k.Version != c.Kernel {
 		return fmt.Errorf("the source stage chose kernel %s, but source.kernel is %s", k.Version, c.Kernel)
 	}
-	fsys, closeFS, err := openTree(rc)
+	fsys, closeFS, err := imageinput.FS(rc)
 	if err != nil {
 		return err
 	}
@@ -54,46 +51,6 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return copyImageInitramfs(rc, fsys, an)
 	}
 	return s.writeBuiltin(ctx, rc, &c, fsys, k)
-}
-
-// readAnalysis decodes the source stage's image analysis.
-func readAnalysis(rc *pipeline.RunContext) (*artifacts.ImageAnalysis, error) {
-	b, err := rc.ReadInput("source", "analysis")
-	if err != nil {
-		return nil, fmt.Errorf("reading the image analysis: %w", err)
-	}
-	var an artifacts.ImageAnalysis
-	if err := json.Unmarshal(b, &an); err != nil {
-		return nil, fmt.Errorf("decoding the image analysis: %w", err)
-	}
-	if an.Schema != artifacts.ImageAnalysisSchema {
-		return nil, fmt.Errorf("image analysis schema %d, want %d", an.Schema, artifacts.ImageAnalysisSchema)
-	}
-	return &an, nil
-}
-
-// openTree returns the image's file tree: the source stage's dumpfile with
-// file contents from the shared object store. Call the returned function
-// when done.
-func openTree(rc *pipeline.RunContext) (fs.FS, func(), error) {
-	p, err := rc.InputPath("source", "tree")
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the image tree: %w", err)
-	}
-	tree, err := composefs.ReadDumpfile(f)
-	f.Close()
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the image tree: %w", err)
-	}
-	objs, err := objstore.Open(rc.ObjectsDir())
-	if err != nil {
-		return nil, nil, err
-	}
-	return tree.FS(objs.FS()), func() { objs.Close() }, nil
 }
 
 // copyImageInitramfs copies the image's initramfs.img verbatim.

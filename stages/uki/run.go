@@ -17,11 +17,10 @@ import (
 	"strings"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
-	"github.com/cfs-compose/cfs-compose/internal/composefs"
-	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/internal/uki"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 
 // Run implements pipeline.Stage.
@@ -33,7 +32,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	an, err := readAnalysis(rc)
+	an, err := imageinput.Analysis(rc)
 	if err != nil {
 		return err
 	}
@@ -48,7 +47,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err != nil {
 		return err
 	}
-	fsys, closeFS, err := openTree(rc)
+	fsys, closeFS, err := imageinput.FS(rc)
 	if err != nil {
 		return err
 	}
@@ -232,44 +231,4 @@ func composefsDigest(rc *pipeline.RunContext, enabled bool) (string, error) {
 		return "", fmt.Errorf("the composefs digest %q is not 64 lower-case hex digits", d.Digest)
 	}
 	return d.Digest, nil
-}
-
-// readAnalysis decodes the source stage's image analysis.
-func readAnalysis(rc *pipeline.RunContext) (*artifacts.ImageAnalysis, error) {
-	b, err := rc.ReadInput("source", "analysis")
-	if err != nil {
-		return nil, fmt.Errorf("reading the image analysis: %w", err)
-	}
-	var an artifacts.ImageAnalysis
-	if err := json.Unmarshal(b, &an); err != nil {
-		return nil, fmt.Errorf("decoding the image analysis: %w", err)
-	}
-	if an.Schema != artifacts.ImageAnalysisSchema {
-		return nil, fmt.Errorf("image analysis schema %d, want %d", an.Schema, artifacts.ImageAnalysisSchema)
-	}
-	return &an, nil
-}
-
-// openTree returns the image's file tree: the source stage's dumpfile with
-// file contents from the shared object store. Call the returned function
-// when done.
-func openTree(rc *pipeline.RunContext) (fs.FS, func(), error) {
-	p, err := rc.InputPath("source", "tree")
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the image tree: %w", err)
-	}
-	tree, err := composefs.ReadDumpfile(f)
-	f.Close()
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the image tree: %w", err)
-	}
-	objs, err := objstore.Open(rc.ObjectsDir())
-	if err != nil {
-		return nil, nil, err
-	}
-	return tree.FS(objs.FS()), func() { objs.Close() }, nil
 }
