@@ -9,6 +9,7 @@ export CGO_ENABLED := 0
 TAGS := containers_image_openpgp,exclude_graphdriver_btrfs,containers_image_storage_stub,containers_image_docker_daemon_stub
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 
+SHELL    := /bin/bash
 GO       ?= go
 BIN      := bin/cfs-compose
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -56,8 +57,10 @@ deps:
 	fi
 	$(GO) mod download
 
+# test runs every test for real; .ci/testgate fails the run when any test
+# fails *or is skipped* (here every facility the tests need is installed).
 test: deps initbins cosign fixtures
-	CFS_REQUIRE_INITBINS=1 $(GO) test -count=1 -timeout 30m ./...
+	set -o pipefail; CFS_REQUIRE_INITBINS=1 CFS_REQUIRE_FIXTURES=1 $(GO) test -count=1 -json -timeout 30m ./... | $(GO) run ./.ci/testgate
 
 # cosign builds the cosign CLI into bin/ for the signing interoperability
 # tests (github.com/sigstore/cosign/v2/cmd/cosign; ~5 minutes on 2 cores,
