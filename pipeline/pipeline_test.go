@@ -644,7 +644,7 @@ func TestPlanStateAndDiff(t *testing.T) {
 	if c := got["cfs"]; c.Change != "rerun" || len(c.Reasons) != 1 || c.Reasons[0] != "config enabled: true -> false" {
 		t.Errorf("cfs: %+v", c)
 	}
-	if c := got["uki"]; c.Change != "rerun" || c.Reasons[0] != "input from cfs changes" {
+	if c := got["uki"]; c.Change != "rerun" || c.Reasons[0] != "input from cfs may change (cfs reruns)" {
 		t.Errorf("uki: %+v", c)
 	}
 	if c := got["disk"]; c.Change != "rerun" || len(c.Artifacts) != 1 || c.Artifacts[0] != "disk-x86_64.raw" {

@@ -123,7 +123,7 @@ func Diff(p *Plan, states []NodeState, old *ComposeRecord) []Change {
 				c.Reasons = append(c.Reasons, configDiff(o.Config, n.Config)...)
 				for _, d := range n.Deps {
 					if changed[d.Kind] {
-						c.Reasons = append(c.Reasons, "input from "+d.Kind+" changes")
+						c.Reasons = append(c.Reasons, "input from "+d.Kind+" may change ("+d.Kind+" reruns)")
 					}
 				}
 				if len(c.Reasons) == 0 {

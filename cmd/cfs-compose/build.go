@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
@@ -129,7 +130,7 @@ func summarize(w io.Writer, jsonOut bool, rec *pipeline.ComposeRecord, events fu
 		counts[s.Status]++
 	}
 	if jsonOut {
-		events(pipeline.Event{Type: pipeline.EventCompose, Status: rec.Status, Compose: rec.Dir, Total: int64(len(rec.Stages))})
+		events(pipeline.Event{Time: time.Now().UTC(), Type: pipeline.EventCompose, Status: rec.Status, Compose: rec.Dir, Total: int64(len(rec.Stages))})
 		return
 	}
 	var parts []string

@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -40,7 +42,15 @@ func TestScripts(t *testing.T) {
 			env.Setenv("REPO", wd+"/../..")
 			return nil
 		},
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"exits": cmdExits, "mkuki": cmdMkUKI},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"exits": cmdExits, "mkuki": cmdMkUKI},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "fixtures": // make fixtures has built the testbed image
+				_, err := os.Stat(filepath.Join(wd, "..", "..", "testbed", "fixtures", "build", "oci", "index.json"))
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		RequireExplicitExec: true,
 	})
 }
