@@ -8,7 +8,6 @@ import (
 // The shared stage-test helpers (stages/internal/stagetest) under the
 // names this package's tests use.
 var (
-	fixtureLayout  = stagetest.FixtureLayout
 	fixtureRef     = stagetest.FixtureRef
 	requireInitbin = stagetest.RequireInitbin
 	fixtureContent = stagetest.FixtureContent
