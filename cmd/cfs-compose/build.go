@@ -10,18 +10,118 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/pipeline/progress"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
+// composeFlags are the flags build and test share.
+type composeFlags struct {
+	variants []string
+	arches   []string
+	jobs     int
+	out      string
+	progress string
+	offline  bool
+}
+
+// register adds the shared flags; verb ("build", "test") words the help.
+func (o *composeFlags) register(f *pflag.FlagSet, verb string) {
+	f.StringSliceVar(&o.variants, "variant", nil, verb+" only these variants (repeatable)")
+	f.StringSliceVar(&o.arches, "arch", nil, verb+" only these arches (repeatable)")
+	f.IntVarP(&o.jobs, "jobs", "j", 0, "stages to run in parallel (default: number of CPUs)")
+	f.StringVar(&o.out, "out", "out", "directory to write the compose directory into")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto (live on a terminal, plain otherwise), plain, or json (one event per line on stdout)")
+	f.BoolVar(&o.offline, "offline", false, "no network: images must be pinned by digest or local")
+}
+
+func (o *composeFlags) validate() error {
+	if o.progress != "auto" && o.progress != "plain" && o.progress != "json" {
+		return usageError{fmt.Errorf("invalid --progress %q (want auto, plain or json)", o.progress)}
+	}
+	if o.jobs < 0 {
+		return usageError{fmt.Errorf("invalid -j %d", o.jobs)}
+	}
+	return nil
+}
+
+// composeRun is what build and test set up before pipeline.Build: the
+// manifests, the pre-flighted keys, the store and the progress display,
+// and the build options wired to them.
+type composeRun struct {
+	m      *manifest.Manifest
+	st     *artifacts.Store
+	disp   *progress.Display
+	events func(pipeline.Event)
+	opts   *pipeline.BuildOptions
+}
+
+// startCompose validates the flags, loads the manifests, loads every key
+// (nothing runs if one is bad), opens the store and starts the display.
+// Call close when the build is done.
+func (g *globals) startCompose(cmd *cobra.Command, o *composeFlags) (*composeRun, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	m, err := g.manifestSet(cmd)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := g.loadBuildKeys(m, o.variants, o.arches)
+	if err != nil {
+		return nil, err
+	}
+	st, err := g.openStore(cmd.Context(), false)
+	if err != nil {
+		return nil, err
+	}
+	r := &composeRun{m: m, st: st, disp: progress.New(g.stderr, o.progress == "auto" && isTerminal(g.stderr))}
+	log := g.newLogger(r.disp.Writer())
+	r.disp.SetLogger(log)
+	r.events = r.disp.Event
+	if o.progress == "json" {
+		r.events = pipeline.JSONEvents(g.stdout)
+	}
+	r.opts = &pipeline.BuildOptions{
+		Out:     o.out,
+		Resolve: pipeline.ResolveOptions{Variants: o.variants, Arches: o.arches, Offline: o.offline, Log: log},
+		Exec: pipeline.ExecOptions{
+			Jobs: o.jobs, LogWriter: g.logWriter(r.disp.Writer()), LogLevel: g.logLevelV,
+			Events: r.events, Tool: "cfs-compose " + version, Secret: keys.secret,
+		},
+		ManifestFiles: m.Files(),
+		Variables:     m.Variables(),
+		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
+			return g.finalizeCompose(ctx, c, rec, keys, log)
+		},
+	}
+	return r, nil
+}
+
+// close stops the display and releases the store.
+func (r *composeRun) close() {
+	r.disp.Close()
+	r.st.Close()
+}
+
+// buildError turns a build's error into the command's: stage failures
+// (already in the compose record and the logs) are printed once here.
+func (g *globals) buildError(rec *pipeline.ComposeRecord, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *pipeline.StageError
+	if errors.As(err, &se) || rec != nil {
+		fmt.Fprintf(g.stderr, "Error: %v\n", err)
+		return errReported
+	}
+	return err
+}
+
 type buildOptions struct {
-	variants  []string
-	arches    []string
-	jobs      int
+	composeFlags
 	keepGoing bool
-	out       string
-	progress  string
-	offline   bool
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -50,76 +150,27 @@ variant signs with the same key, SHA256SUMS is signed too
 			return runBuild(cmd, g, o)
 		},
 	}
-	f := c.Flags()
-	f.StringSliceVar(&o.variants, "variant", nil, "build only these variants (repeatable)")
-	f.StringSliceVar(&o.arches, "arch", nil, "build only these arches (repeatable)")
-	f.IntVarP(&o.jobs, "jobs", "j", 0, "stages to run in parallel (default: number of CPUs)")
-	f.BoolVar(&o.keepGoing, "keep-going", false, "after a failure, finish the stages that do not depend on it")
-	f.StringVar(&o.out, "out", "out", "directory to write the compose directory into")
-	f.StringVar(&o.progress, "progress", "auto", "progress output: auto (live on a terminal, plain otherwise), plain, or json (one event per line on stdout)")
-	f.BoolVar(&o.offline, "offline", false, "no network: images must be pinned by digest or local")
+	o.register(c.Flags(), "build")
+	c.Flags().BoolVar(&o.keepGoing, "keep-going", false, "after a failure, finish the stages that do not depend on it")
 	return c
 }
 
 func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
-	if o.progress != "auto" && o.progress != "plain" && o.progress != "json" {
-		return usageError{fmt.Errorf("invalid --progress %q (want auto, plain or json)", o.progress)}
-	}
-	if o.jobs < 0 {
-		return usageError{fmt.Errorf("invalid -j %d", o.jobs)}
-	}
-	m, err := g.manifestSet(cmd)
+	r, err := g.startCompose(cmd, &o.composeFlags)
 	if err != nil {
 		return err
 	}
-	keys, err := g.loadBuildKeys(m, o.variants, o.arches)
-	if err != nil {
-		return err
-	}
-	st, err := g.openStore(cmd.Context(), false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	disp := progress.New(g.stderr, o.progress == "auto" && isTerminal(g.stderr))
-	logw := g.logWriter(disp.Writer())
-	log := g.newLogger(disp.Writer())
-	disp.SetLogger(log)
-	events := disp.Event
-	if o.progress == "json" {
-		events = pipeline.JSONEvents(g.stdout)
-	}
-	opts := &pipeline.BuildOptions{
-		Out:     o.out,
-		Resolve: pipeline.ResolveOptions{Variants: o.variants, Arches: o.arches, Offline: o.offline, Log: log},
-		Exec: pipeline.ExecOptions{
-			Jobs: o.jobs, KeepGoing: o.keepGoing, LogWriter: logw, LogLevel: g.logLevelV,
-			Events: events, Tool: "cfs-compose " + version, Secret: keys.secret,
-		},
-		ManifestFiles: m.Files(),
-		Variables:     m.Variables(),
-		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
-			return g.finalizeCompose(ctx, c, rec, keys, log)
-		},
-	}
-	rec, err := pipeline.Build(cmd.Context(), m, g.stages(), st, opts)
-	disp.Close()
+	defer r.close()
+	r.opts.Exec.KeepGoing = o.keepGoing
+	rec, err := pipeline.Build(cmd.Context(), r.m, g.stages(), r.st, r.opts)
+	r.disp.Close()
 	if rec != nil {
 		if o.progress != "json" {
 			printBootVerdicts(g.stdout, rec)
 		}
-		summarize(g.stdout, o.progress == "json", rec, events)
+		summarize(g.stdout, o.progress == "json", rec, r.events)
 	}
-	if err != nil {
-		var se *pipeline.StageError
-		if errors.As(err, &se) || rec != nil {
-			fmt.Fprintf(g.stderr, "Error: %v\n", err)
-			return errReported
-		}
-		return err
-	}
-	return nil
+	return g.buildError(rec, err)
 }
 
 // summarize prints what a build did: counts, the compose directory, and

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,21 +14,15 @@ import (
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/cfs-compose/cfs-compose/pipeline/progress"
 	"github.com/cfs-compose/cfs-compose/stages/boottest"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	"github.com/spf13/cobra"
 )
 
 type testOptions struct {
-	variants []string
-	arches   []string
-	jobs     int
-	out      string
-	junit    string
-	progress string
-	offline  bool
-	list     bool
+	composeFlags
+	junit string
+	list  bool
 }
 
 func newTestCmd(g *globals) *cobra.Command {
@@ -61,13 +54,8 @@ including the boots that failed. Exit status 1 when any check failed.`,
 		},
 	}
 	f := c.Flags()
-	f.StringSliceVar(&o.variants, "variant", nil, "test only these variants (repeatable)")
-	f.StringSliceVar(&o.arches, "arch", nil, "test only these arches (repeatable)")
-	f.IntVarP(&o.jobs, "jobs", "j", 0, "stages to run in parallel (default: number of CPUs)")
-	f.StringVar(&o.out, "out", "out", "directory to write the compose directory into")
+	o.register(f, "test")
 	f.StringVar(&o.junit, "junit", "", "write a JUnit XML report of every boot to this file")
-	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, or json (one event per line on stdout)")
-	f.BoolVar(&o.offline, "offline", false, "no network: images must be pinned by digest or local")
 	f.BoolVar(&o.list, "list", false, "list the boot-test checks (names for test { checks = [...] }) and exit")
 	return c
 }
@@ -104,60 +92,26 @@ func (c *testCollector) report(o *boottest.Outcome) {
 }
 
 func runTest(cmd *cobra.Command, g *globals, o *testOptions) error {
-	if o.progress != "auto" && o.progress != "plain" && o.progress != "json" {
-		return usageError{fmt.Errorf("invalid --progress %q (want auto, plain or json)", o.progress)}
-	}
-	if o.jobs < 0 {
-		return usageError{fmt.Errorf("invalid -j %d", o.jobs)}
-	}
-	m, err := g.manifestSet(cmd)
+	r, err := g.startCompose(cmd, &o.composeFlags)
 	if err != nil {
 		return err
 	}
-	keys, err := g.loadBuildKeys(m, o.variants, o.arches)
-	if err != nil {
-		return err
-	}
+	defer r.close()
 	col := &testCollector{}
 	stageList, err := withBootReport(g.stages(), col.report)
 	if err != nil {
 		return err
 	}
-	st, err := g.openStore(cmd.Context(), false)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	disp := progress.New(g.stderr, o.progress == "auto" && isTerminal(g.stderr))
-	log := g.newLogger(disp.Writer())
-	disp.SetLogger(log)
-	events := disp.Event
-	if o.progress == "json" {
-		events = pipeline.JSONEvents(g.stdout)
-	}
-	opts := &pipeline.BuildOptions{
-		Out:     o.out,
-		Resolve: pipeline.ResolveOptions{Variants: o.variants, Arches: o.arches, Offline: o.offline, Log: log},
-		Exec: pipeline.ExecOptions{
-			Jobs: o.jobs, KeepGoing: true, LogWriter: g.logWriter(disp.Writer()), LogLevel: g.logLevelV,
-			Events: events, Tool: "cfs-compose " + version, Secret: keys.secret,
-			Rerun: func(n *pipeline.Node) bool { return n.Kind == boottest.Kind },
-		},
-		ManifestFiles: m.Files(),
-		Variables:     m.Variables(),
-		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
-			return g.finalizeCompose(ctx, c, rec, keys, log)
-		},
-	}
-	rec, buildErr := pipeline.Build(cmd.Context(), bootForced{m}, stageList, st, opts)
-	disp.Close()
+	r.opts.Exec.KeepGoing = true
+	r.opts.Exec.Rerun = func(n *pipeline.Node) bool { return n.Kind == boottest.Kind }
+	rec, buildErr := pipeline.Build(cmd.Context(), bootForced{r.m}, stageList, r.st, r.opts)
+	r.disp.Close()
 	sort.Slice(col.outcomes, func(i, j int) bool { return col.outcomes[i].results.Target < col.outcomes[j].results.Target })
 	if o.progress != "json" {
 		printTestSummary(g.stdout, col.outcomes)
 	}
 	if rec != nil {
-		summarize(g.stdout, o.progress == "json", rec, events)
+		summarize(g.stdout, o.progress == "json", rec, r.events)
 	}
 	if o.junit != "" {
 		if err := writeJUnit(o.junit, col.outcomes); err != nil {
@@ -165,12 +119,7 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions) error {
 		}
 	}
 	if buildErr != nil {
-		var se *pipeline.StageError
-		if errors.As(buildErr, &se) || rec != nil {
-			fmt.Fprintf(g.stderr, "Error: %v\n", buildErr)
-			return errReported
-		}
-		return buildErr
+		return g.buildError(rec, buildErr)
 	}
 	if len(col.outcomes) == 0 {
 		return fmt.Errorf("no boot test ran")

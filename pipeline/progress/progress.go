@@ -104,15 +104,18 @@ func (d *Display) Event(ev pipeline.Event) {
 }
 
 // Close stops the live display, waiting for it to draw its last frame.
+// Closing twice is harmless.
 func (d *Display) Close() {
-	if d.p != nil {
-		d.mu.Lock()
-		for id, b := range d.bars {
-			b.Abort(true)
-			delete(d.bars, id)
-		}
-		d.mu.Unlock()
-		d.p.Wait()
+	d.mu.Lock()
+	p := d.p
+	d.p = nil
+	for id, b := range d.bars {
+		b.Abort(true)
+		delete(d.bars, id)
+	}
+	d.mu.Unlock()
+	if p != nil {
+		p.Wait()
 	}
 }
 
