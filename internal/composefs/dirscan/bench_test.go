@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
+	"github.com/cfs-compose/cfs-compose/internal/scratchfs"
 )
 
 // BenchmarkCreateT8 builds the golden t8-large tree (5,000 files, ~50 MB)
@@ -59,7 +59,7 @@ func BenchmarkCreateT8(b *testing.B) {
 	}
 	refRun() // warm the page cache for both sides
 
-	work := scratchDir(b, 2)
+	work := scratchfs.Dir(b, 2)
 	var ours, ref, noSync, syncTime time.Duration
 	b.SetBytes(total)
 	b.ResetTimer()
@@ -115,78 +115,6 @@ func BenchmarkCreateT8(b *testing.B) {
 	if got := fsverity.Hex(fsverity.Sum(data)); got != "a280c55ab7a38646ae0f5cb5badd626d3033bed6063958b6ee2a0f12be8ee77a" {
 		b.Fatalf("t8 image digest %s differs from the golden one", got)
 	}
-}
-
-// scratchDir returns an empty directory on a freshly made ext4 filesystem
-// (a loop-mounted sparse file of sizeGiB) for benchmark and test output,
-// or, without root or mkfs.ext4, a new directory under $CFS_BENCH_DIR or
-// /var/tmp. A fresh filesystem keeps the measurement about this code: on
-// the shared build machines other test runs delete thousands of files at a
-// time, and ext4 then makes every file creation in the affected block
-// groups scan past the inodes deleted in the last minutes (fs/ext4/ialloc.c
-// recently_deleted), which can slow creation down tenfold. Unmounting also
-// spares the neighbours the reverse effect of deleting our files.
-func scratchDir(tb testing.TB, sizeGiB int64) string {
-	if dir, ok := freshExt4(tb, sizeGiB); ok {
-		return dir
-	}
-	parent := os.Getenv("CFS_BENCH_DIR")
-	if parent == "" {
-		parent = "/var/tmp"
-	}
-	dir, err := os.MkdirTemp(parent, "cfs-scratch-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// freshExt4 makes and mounts an ext4 filesystem on a sparse file.
-func freshExt4(tb testing.TB, sizeGiB int64) (string, bool) {
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil || os.Geteuid() != 0 {
-		return "", false
-	}
-	work, err := os.MkdirTemp("", "cfs-scratch-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(work) })
-	img := filepath.Join(work, "fs.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Truncate(img, sizeGiB<<30); err != nil {
-		tb.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "-F", img).CombinedOutput(); err != nil {
-		tb.Logf("mkfs.ext4: %v: %s", err, out)
-		return "", false
-	}
-	mnt := filepath.Join(work, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	// Direct I/O on the loop device: writes reach the disk once, not
-	// through a second page cache.
-	out, err := exec.Command("losetup", "--find", "--show", "--direct-io=on", img).Output()
-	if err != nil {
-		tb.Logf("losetup: %v", err)
-		return "", false
-	}
-	dev := strings.TrimSpace(string(out))
-	tb.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	if out, err := exec.Command("mount", dev, mnt).CombinedOutput(); err != nil {
-		tb.Logf("mount: %v: %s", err, out)
-		return "", false
-	}
-	tb.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			tb.Errorf("umount %s: %v: %s", mnt, err, out)
-		}
-	})
-	return mnt, true
 }
 
 // BenchmarkDigestT8 hashes the t8-large tree without a store (mkcomposefs

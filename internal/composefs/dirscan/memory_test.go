@@ -15,6 +15,7 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
+	"github.com/cfs-compose/cfs-compose/internal/scratchfs"
 )
 
 // memoryLimit is the peak resident memory allowed for building an image
@@ -32,7 +33,7 @@ func TestMemory100k(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: creates 100,000 files (run without -short)")
 	}
-	work := scratchDir(t, 4)
+	work := scratchfs.Dir(t, 4)
 	src := filepath.Join(work, "src")
 	files := makeTree(t, src, 1000, 100)
 
