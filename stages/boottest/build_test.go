@@ -38,6 +38,7 @@ import (
 	cfsstage "github.com/cfs-compose/cfs-compose/stages/composefs"
 	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/stages/sign"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 	"github.com/cfs-compose/cfs-compose/stages/uki"
@@ -222,7 +223,7 @@ func (b *built) execute(rerun func(*pipeline.Node) bool) (*pipeline.Plan, *pipel
 	if err != nil {
 		return nil, nil, err
 	}
-	var logs syncBuffer
+	var logs stagetest.SyncBuffer
 	res, err := pipeline.Execute(ctx, plan, b.st, &pipeline.ExecOptions{Jobs: 1, LogWriter: &logs, Rerun: rerun,
 		Secret: func(n string) (string, bool) { return passphrase, n == "CFS_SIGNING_PASSWORD" }})
 	if err != nil {

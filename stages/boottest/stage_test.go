@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
 )
@@ -93,24 +93,6 @@ func (f *fakeComposefs) Run(_ context.Context, rc *pipeline.RunContext) error {
 	return rc.AddJSON("digest", map[string]any{"digest": f.digest, "version": 1}, nil)
 }
 
-// syncBuffer collects stage logs written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testbedConfig is the testbed variant's manifest config for arch, as
 // manifests/testbed.hcl resolves it, with the test block switched on.
 func testbedConfig(arch string) *manifest.Config {
@@ -135,7 +117,7 @@ func runStage(t *testing.T, cfg *manifest.Config, disk, digest string) (*pipelin
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs stagetest.SyncBuffer
 	res, err := pipeline.Execute(ctx, plan, st, &pipeline.ExecOptions{LogWriter: &logs})
 	return res.Of(plan.Targets[0].Nodes[Kind]), st, logs.String(), err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/signing/compose"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 
 // bigStage writes random outputs of the given sizes (MiB), streamed.
@@ -74,7 +75,7 @@ func BenchmarkSignCompose(b *testing.B) {
 	ctx := context.Background()
 	kd := keys(b, "bench")
 	st := openStore(b)
-	m := manifests{"bench": {"x86_64": &manifest.Config{Variant: "bench", Name: "Bench", Arch: "x86_64",
+	m := stagetest.Manifests{"bench": {"x86_64": &manifest.Config{Variant: "bench", Name: "Bench", Arch: "x86_64",
 		Signing: manifest.Signing{Key: filepath.Join(kd, "cosign.key"), Pub: filepath.Join(kd, "cosign.pub")}}}}
 	stages := []pipeline.Stage{
 		&bigStage{kind: "composefs", outputs: map[string]int{"image": 24}, ext: map[string]string{"image": "cfs"}},

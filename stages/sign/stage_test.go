@@ -16,46 +16,13 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 
 var (
 	_ pipeline.Stage = (*Stage)(nil)
 	_ pipeline.Keyer = (*Config)(nil)
 )
-
-// manifests is a pipeline.Manifests of literal configs.
-type manifests map[string]map[string]*manifest.Config
-
-func (m manifests) Variants() []string {
-	var vs []string
-	for v := range m {
-		vs = append(vs, v)
-	}
-	slices.Sort(vs)
-	return vs
-}
-
-func (m manifests) Arches(v string) []string {
-	var as []string
-	for a := range m[v] {
-		as = append(as, a)
-	}
-	slices.Sort(as)
-	return as
-}
-
-func (m manifests) Config(v, a string) (*manifest.Config, error) {
-	c, ok := m[v][a]
-	if !ok {
-		return nil, fmt.Errorf("no %s/%s", v, a)
-	}
-	cp := *c
-	return &cp, nil
-}
-
-func (m manifests) Compose() manifest.Compose {
-	return manifest.Compose{Product: "Fedora", Release: "41", Type: "nightly"}
-}
 
 // fakeOutput is one output of an upstream fake stage.
 type fakeOutput struct {
@@ -160,7 +127,7 @@ func openStore(t testing.TB) *artifacts.Store {
 }
 
 // execute resolves and runs the stages for m.
-func execute(t *testing.T, m manifests, stages []pipeline.Stage, st *artifacts.Store, pass string) (*pipeline.Plan, *pipeline.Result, error) {
+func execute(t *testing.T, m stagetest.Manifests, stages []pipeline.Stage, st *artifacts.Store, pass string) (*pipeline.Plan, *pipeline.Result, error) {
 	t.Helper()
 	p, err := pipeline.Resolve(context.Background(), m, stages, nil)
 	if err != nil {
@@ -177,7 +144,7 @@ func TestSignStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := openStore(t)
-	m := manifests{"coreos": {"x86_64": config("coreos", "x86_64", kd), "aarch64": config("coreos", "aarch64", kd)}}
+	m := stagetest.Manifests{"coreos": {"x86_64": config("coreos", "x86_64", kd), "aarch64": config("coreos", "aarch64", kd)}}
 	var signRuns int
 	stages := append(upstream(true), New())
 	p, res, err := execute(t, m, stages, st, "s3cret")
@@ -271,7 +238,7 @@ func TestSignStage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m2 := manifests{"coreos": {"x86_64": config("coreos", "x86_64", moved)}}
+	m2 := stagetest.Manifests{"coreos": {"x86_64": config("coreos", "x86_64", moved)}}
 	_, res3, err := execute(t, m2, stages, st, "s3cret")
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +266,7 @@ func TestSignStagePartialInputs(t *testing.T) {
 		&fakeStage{kind: "disk", inputs: []pipeline.Dep{{Kind: "uki"}}, outputs: []fakeOutput{{"raw", "raw", 4096}}},
 		New(),
 	}
-	m := manifests{"iot": {"x86_64": config("iot", "x86_64", kd)}}
+	m := stagetest.Manifests{"iot": {"x86_64": config("iot", "x86_64", kd)}}
 	p, res, err := execute(t, m, stages, st, "") // an empty passphrase is a passphrase
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +280,7 @@ func TestSignStagePartialInputs(t *testing.T) {
 
 func TestSignStageSkipped(t *testing.T) {
 	st := openStore(t)
-	m := manifests{"silverblue": {"x86_64": config("silverblue", "x86_64", "")}}
+	m := stagetest.Manifests{"silverblue": {"x86_64": config("silverblue", "x86_64", "")}}
 	p, _, err := execute(t, m, append(upstream(false), New()), st, "")
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +324,7 @@ func TestSignStageErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := openStore(t)
-			m := manifests{"a": {"x86_64": tc.cfg()}}
+			m := stagetest.Manifests{"a": {"x86_64": tc.cfg()}}
 			p, err := pipeline.Resolve(context.Background(), m, append(upstream(false), New()), nil)
 			if tc.planErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.planErr) || (tc.is != nil && !errors.Is(err, tc.is)) {

@@ -4,75 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
 
 var _ pipeline.Stage = (*Stage)(nil)
 var _ pipeline.Keyer = (*Config)(nil)
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// manifests is a pipeline.Manifests of literal configs.
-type manifests map[string]map[string]*manifest.Config
-
-func (m manifests) Variants() []string {
-	var vs []string
-	for v := range m {
-		vs = append(vs, v)
-	}
-	slices.Sort(vs)
-	return vs
-}
-
-func (m manifests) Arches(v string) []string {
-	var as []string
-	for a := range m[v] {
-		as = append(as, a)
-	}
-	slices.Sort(as)
-	return as
-}
-
-func (m manifests) Config(v, a string) (*manifest.Config, error) {
-	c, ok := m[v][a]
-	if !ok {
-		return nil, fmt.Errorf("no %s/%s", v, a)
-	}
-	cp := *c
-	return &cp, nil
-}
-
-func (m manifests) Compose() manifest.Compose {
-	return manifest.Compose{Product: "Fedora", Release: "41", Type: "nightly"}
-}
 
 // variant is a manifest config for a bootable image.
 func variant(name, arch, image string) *manifest.Config {
@@ -95,7 +41,7 @@ func TestStageThroughPipeline(t *testing.T) {
 	layout := ti.Build(t, imgs...)
 	ref := "oci:" + layout + ":" + ti.Tag
 	noKernel := "oci:" + ti.Build(t, ti.Sample(ti.Gzip)) + ":" + ti.Tag
-	m := manifests{
+	m := stagetest.Manifests{
 		"coreos": {"x86_64": variant("coreos", "x86_64", ref), "aarch64": variant("coreos", "aarch64", ref)},
 		"broken": {"x86_64": variant("broken", "x86_64", noKernel)},
 	}
@@ -110,7 +56,7 @@ func TestStageThroughPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer // stages log from several goroutines
+	var logs stagetest.SyncBuffer // stages log from several goroutines
 	res, err := pipeline.Execute(context.Background(), plan, st, &pipeline.ExecOptions{KeepGoing: true, LogWriter: &logs})
 	if err == nil || !strings.Contains(err.Error(), "kernel-missing") || !strings.Contains(err.Error(), "stub-missing") {
 		t.Fatalf("err = %v, want the broken variant's fatal lints", err)
@@ -198,7 +144,7 @@ func TestCacheKeyIgnoresPaths(t *testing.T) {
 	}
 	keys := map[string]bool{}
 	for _, dir := range []string{layout, moved} {
-		m := manifests{"v": {"x86_64": variant("v", "x86_64", "oci:"+dir+":"+ti.Tag)}}
+		m := stagetest.Manifests{"v": {"x86_64": variant("v", "x86_64", "oci:"+dir+":"+ti.Tag)}}
 		plan, err := pipeline.Resolve(context.Background(), m, []pipeline.Stage{New()}, &pipeline.ResolveOptions{Offline: true})
 		if err != nil {
 			t.Fatal(err)
@@ -209,7 +155,7 @@ func TestCacheKeyIgnoresPaths(t *testing.T) {
 		t.Errorf("keys differ by path: %v", keys)
 	}
 	// A settings change that matters changes the key.
-	m := manifests{"v": {"x86_64": variant("v", "x86_64", "oci:"+layout+":"+ti.Tag)}}
+	m := stagetest.Manifests{"v": {"x86_64": variant("v", "x86_64", "oci:"+layout+":"+ti.Tag)}}
 	m["v"]["x86_64"].Composefs.Enabled = false
 	plan, err := pipeline.Resolve(context.Background(), m, []pipeline.Stage{New()}, &pipeline.ResolveOptions{Offline: true})
 	if err != nil {

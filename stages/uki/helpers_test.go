@@ -1,7 +1,6 @@
 package uki_test
 
 import (
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 
@@ -16,24 +15,8 @@ var (
 	openStore      = stagetest.OpenStore
 	build          = stagetest.Build
 	output         = stagetest.Output
+	config         = stagetest.TestbedConfig
 )
 
 // cosignPassword encrypts the test cosign keys.
 const cosignPassword = stagetest.CosignPassword
-
-// config is the testbed variant on x86_64 with the builtin initramfs.
-func config(image string) *manifest.Config {
-	return &manifest.Config{
-		Variant: "testbed", Name: "Testbed", Arch: manifest.ArchX86_64,
-		Source:    manifest.Source{Image: image, Kind: manifest.SourceContainer},
-		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable},
-		Kernel:    manifest.Kernel{Cmdline: []string{"console=ttyS0"}},
-		Initramfs: manifest.Initramfs{Source: manifest.InitramfsBuiltin, Modules: []string{}},
-		UKI:       manifest.UKI{Enabled: true, Stub: "image", Name: "testbed"},
-		Disk: manifest.Disk{Size: 256 << 20, Partitions: []manifest.Partition{
-			{Name: "esp", Type: "esp", Size: 64 << 20, FS: "vfat", Label: "esp"},
-			{Name: "root", Type: "root", FS: "ext4", Label: "root", Verity: true},
-		}},
-		Lints: manifest.Lints{Skip: []string{"root-dirs"}},
-	}
-}

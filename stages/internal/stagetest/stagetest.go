@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 
@@ -147,6 +149,83 @@ func Output(t testing.TB, p *pipeline.Plan, res *pipeline.Result, kind, name str
 		t.Fatalf("%s has no output %s", kind, name)
 	}
 	return o
+}
+
+// Manifests is a pipeline.Manifests of literal configs:
+// variant -> arch -> config.
+type Manifests map[string]map[string]*manifest.Config
+
+// Variants implements pipeline.Manifests.
+func (m Manifests) Variants() []string {
+	var vs []string
+	for v := range m {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+// Arches implements pipeline.Manifests.
+func (m Manifests) Arches(v string) []string {
+	var as []string
+	for a := range m[v] {
+		as = append(as, a)
+	}
+	slices.Sort(as)
+	return as
+}
+
+// Config implements pipeline.Manifests; it returns a copy.
+func (m Manifests) Config(v, a string) (*manifest.Config, error) {
+	c, ok := m[v][a]
+	if !ok {
+		return nil, fmt.Errorf("no %s/%s", v, a)
+	}
+	cp := *c
+	return &cp, nil
+}
+
+// Compose implements pipeline.Manifests.
+func (m Manifests) Compose() manifest.Compose {
+	return manifest.Compose{Product: "Fedora", Release: "41", Type: "nightly"}
+}
+
+// TestbedConfig is the testbed variant on x86_64 with the builtin
+// initramfs, built from image.
+func TestbedConfig(image string) *manifest.Config {
+	return &manifest.Config{
+		Variant: "testbed", Name: "Testbed", Arch: manifest.ArchX86_64,
+		Source:    manifest.Source{Image: image, Kind: manifest.SourceContainer},
+		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable},
+		Kernel:    manifest.Kernel{Cmdline: []string{"console=ttyS0"}},
+		Initramfs: manifest.Initramfs{Source: manifest.InitramfsBuiltin, Modules: []string{}},
+		UKI:       manifest.UKI{Enabled: true, Stub: "image", Name: "testbed"},
+		Disk: manifest.Disk{Size: 256 << 20, Partitions: []manifest.Partition{
+			{Name: "esp", Type: "esp", Size: 64 << 20, FS: "vfat", Label: "esp"},
+			{Name: "root", Type: "root", FS: "ext4", Label: "root", Verity: true},
+		}},
+		Lints: manifest.Lints{Skip: []string{"root-dirs"}},
+	}
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers (stage logs).
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // SyncWriter serializes writes from concurrently running stages.
