@@ -173,3 +173,10 @@ func rootLabel(parts []manifest.Partition) string {
 	}
 	return DefaultRootLabel
 }
+
+// NewWithInit returns the initramfs stage with bin in place of the
+// embedded cfs-init binaries. Tests use it to pin the pipeline's assembly
+// independently of the compiled /init's bytes.
+func NewWithInit(bin func(goarch string) ([]byte, error)) *Stage {
+	return &Stage{initBinary: bin}
+}
