@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
+
 	"bytes"
 	"encoding/hex"
 	"errors"
@@ -121,8 +123,8 @@ func (b *booter) boot(initArgs []string) error {
 		}
 		plan = composefsPlan(image, opts.digest.Hex, opts.verity, opts.erofsLoop)
 	} else {
-		if fi, err := os.Stat(b.fsPath(path.Join(partMount, plainRoot))); err != nil || !fi.IsDir() {
-			return fmt.Errorf("no plain deployment tree %s on the root partition (composefs is disabled)", plainRoot)
+		if fi, err := os.Stat(b.fsPath(path.Join(partMount, bootlayout.Plain.Root()))); err != nil || !fi.IsDir() {
+			return fmt.Errorf("no plain deployment tree %s on the root partition (composefs is disabled)", bootlayout.Plain.Root())
 		}
 		plan = plainPlan()
 	}
@@ -211,7 +213,7 @@ func (b *booter) findRoot(label string, wait time.Duration) (string, error) {
 			return dev, err
 		}
 		if !b.now().Before(deadline) {
-			return "", fmt.Errorf("no root partition: no partition named %q and no partition of type %s after %s (%s=N waits longer)", label, rootTypes[b.arch], wait, argRootWait)
+			return "", fmt.Errorf("no root partition: no partition named %q and no partition of type %s after %s (%s=N waits longer)", label, rootType(b.arch), wait, argRootWait)
 		}
 		b.sleep(50 * time.Millisecond)
 	}
@@ -239,7 +241,7 @@ func (b *booter) scanRoot(label string) (string, error) {
 			disks = append(disks, ue["DEVNAME"])
 		}
 	}
-	want := rootTypes[b.arch]
+	want := rootType(b.arch)
 	for _, d := range disks {
 		f, err := os.Open(b.fsPath("/dev/" + d))
 		if err != nil {
@@ -292,13 +294,13 @@ func parseUevent(s string) map[string]string {
 // returns the image file to mount.
 func (b *booter) verifyComposefs(o options, cfg initconfig.Config) (string, error) {
 	hexd := o.digest.Hex
-	image := path.Join(partMount, imagesDir, hexd)
+	image := path.Join(partMount, bootlayout.Composefs.Image(hexd))
 	if _, err := os.Stat(b.fsPath(image)); err != nil {
-		return "", fmt.Errorf("composefs image %s not found on the root partition: %w", path.Join(imagesDir, hexd), err)
+		return "", fmt.Errorf("composefs image %s not found on the root partition: %w", bootlayout.Composefs.Image(hexd), err)
 	}
-	objects := path.Join(partMount, objectsDir)
+	objects := path.Join(partMount, bootlayout.ObjectsDir)
 	if fi, err := os.Stat(b.fsPath(objects)); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("composefs object store %s missing on the root partition", objectsDir)
+		return "", fmt.Errorf("composefs object store %s missing on the root partition", bootlayout.ObjectsDir)
 	}
 	if o.signed {
 		if err := b.checkSignature(cfg.PublicKey, hexd); err != nil {
@@ -373,13 +375,13 @@ func (b *booter) checkSignature(pubPEM, hexd string) error {
 	if err != nil {
 		return err
 	}
-	sigPath := path.Join(partMount, imagesDir, hexd+".sig")
+	sigPath := path.Join(partMount, bootlayout.Composefs.Signature(hexd))
 	sig, err := os.ReadFile(b.fsPath(sigPath))
 	if err != nil {
-		return fmt.Errorf("signed composefs: no digest signature %s: %w", path.Join(imagesDir, hexd+".sig"), err)
+		return fmt.Errorf("signed composefs: no digest signature %s: %w", bootlayout.Composefs.Signature(hexd), err)
 	}
 	if err := initconfig.VerifyDigest(pub, hexd, sig); err != nil {
-		return fmt.Errorf("signed composefs: signature %s does not verify with the embedded key", path.Join(imagesDir, hexd+".sig"))
+		return fmt.Errorf("signed composefs: signature %s does not verify with the embedded key", bootlayout.Composefs.Signature(hexd))
 	}
 	b.logf("composefs digest signature verified")
 	return nil
@@ -388,12 +390,12 @@ func (b *booter) checkSignature(pubPEM, hexd string) error {
 // enableObjectVerity enables fs-verity on every object lacking it, once
 // per deployment (a stamp file records completion).
 func (b *booter) enableObjectVerity(hexd string) error {
-	stamp := path.Join(partMount, deployDir, hexd, ".verity-enabled")
+	stamp := path.Join(partMount, bootlayout.Composefs.VerityStamp(hexd))
 	if _, err := os.Stat(b.fsPath(stamp)); err == nil {
 		return nil
 	}
 	t := b.now()
-	objects := path.Join(partMount, objectsDir)
+	objects := path.Join(partMount, bootlayout.ObjectsDir)
 	n, total := 0, 0
 	err := filepath.WalkDir(b.fsPath(objects), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

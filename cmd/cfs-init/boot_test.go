@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
+
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -135,11 +137,11 @@ func newEnv(t *testing.T) *env {
 	img := []byte("pretend this is an EROFS image\n")
 	d, _ := verityDigest(bytes.NewReader(img))
 	e.digest = hex.EncodeToString(d[:])
-	write(t, filepath.Join(e.part, imagesDir, e.digest), img, 0o644)
-	write(t, filepath.Join(e.part, objectsDir, "ab", strings.Repeat("c", 62)), []byte("object one"), 0o644)
-	write(t, filepath.Join(e.part, objectsDir, "12", strings.Repeat("3", 62)), []byte("object two"), 0o644)
-	write(t, filepath.Join(e.part, plainRoot, "sbin", "init"), []byte("#!"), 0o755)
-	write(t, filepath.Join(e.part, plainRoot, "etc", "hostname"), []byte("plain"), 0o644)
+	write(t, filepath.Join(e.part, bootlayout.ImagesDir, e.digest), img, 0o644)
+	write(t, filepath.Join(e.part, bootlayout.ObjectsDir, "ab", strings.Repeat("c", 62)), []byte("object one"), 0o644)
+	write(t, filepath.Join(e.part, bootlayout.ObjectsDir, "12", strings.Repeat("3", 62)), []byte("object two"), 0o644)
+	write(t, filepath.Join(e.part, bootlayout.Plain.Root(), "sbin", "init"), []byte("#!"), 0o755)
+	write(t, filepath.Join(e.part, bootlayout.Plain.Root(), "etc", "hostname"), []byte("plain"), 0o644)
 	write(t, filepath.Join(e.image, "sbin", "init"), []byte("#!"), 0o755)
 	write(t, filepath.Join(e.root, "lib/modules/loop.ko"), []byte("\x7fELF"), 0o644)
 	write(t, filepath.Join(e.root, "lib/modules/erofs.ko"), []byte("\x7fELF"), 0o644)
@@ -165,7 +167,7 @@ func (e *env) sign(t *testing.T, digest string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(e.part, imagesDir, e.digest+".sig"), sig, 0o644)
+	write(t, filepath.Join(e.part, bootlayout.ImagesDir, e.digest+".sig"), sig, 0o644)
 }
 
 func (e *env) run(t *testing.T) error {
@@ -218,7 +220,7 @@ func TestBootComposefs(t *testing.T) {
 		t.Errorf("calls:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 	// The verified image bytes were copied for mounting.
-	img, _ := os.ReadFile(filepath.Join(e.part, imagesDir, d))
+	img, _ := os.ReadFile(filepath.Join(e.part, bootlayout.ImagesDir, d))
 	if cpy, err := os.ReadFile(filepath.Join(e.root, cp)); err != nil || !bytes.Equal(cpy, img) {
 		t.Errorf("verified copy: %v", err)
 	}
@@ -246,7 +248,7 @@ func TestBootVerityFirstBoot(t *testing.T) {
 	if err := e.run(t); err != nil {
 		t.Fatalf("boot: %v\n%s", err, e.out.String())
 	}
-	img := path.Join(partMount, imagesDir, e.digest)
+	img := path.Join(partMount, bootlayout.ImagesDir, e.digest)
 	for _, want := range []string{
 		"enable-verity /run/cfs/sysroot/composefs/objects/12/" + strings.Repeat("3", 62),
 		"enable-verity /run/cfs/sysroot/composefs/objects/ab/" + strings.Repeat("c", 62),
@@ -362,13 +364,13 @@ func TestBootFailures(t *testing.T) {
 	}{
 		{"digest mismatch", func(t *testing.T, e *env) {
 			e.cfg.Verity = "require" // nothing may be enabled before the image is verified
-			write(t, filepath.Join(e.part, imagesDir, e.digest), []byte("tampered image\n"), 0o644)
+			write(t, filepath.Join(e.part, bootlayout.ImagesDir, e.digest), []byte("tampered image\n"), 0o644)
 		}, "composefs image digest mismatch: the image's fs-verity digest is "},
 		{"kernel-measured mismatch", func(t *testing.T, e *env) {
-			e.sys.verity[path.Join(partMount, imagesDir, e.digest)] = make([]byte, 32)
+			e.sys.verity[path.Join(partMount, bootlayout.ImagesDir, e.digest)] = make([]byte, 32)
 		}, "fs-verity measures 0000"},
 		{"missing image", func(t *testing.T, e *env) { e.cmdline = "composefs=" + other }, "composefs image composefs/images/" + other + " not found"},
-		{"missing object store", func(t *testing.T, e *env) { os.RemoveAll(filepath.Join(e.part, objectsDir)) }, "composefs object store composefs/objects missing"},
+		{"missing object store", func(t *testing.T, e *env) { os.RemoveAll(filepath.Join(e.part, bootlayout.ObjectsDir)) }, "composefs object store composefs/objects missing"},
 		{"no digest", func(t *testing.T, e *env) { e.cmdline = "quiet" }, "no composefs=<digest>"},
 		{"missing module", func(t *testing.T, e *env) { e.cfg.Modules = append(e.cfg.Modules, "overlay.ko") }, "kernel module overlay.ko is missing from the initramfs"},
 		{"no root partition", func(t *testing.T, e *env) {
@@ -378,12 +380,12 @@ func TestBootFailures(t *testing.T) {
 		{"bad signature", func(t *testing.T, e *env) { e.sign(t, other) }, "signature composefs/images/" /* ... does not verify */},
 		{"missing signature", func(t *testing.T, e *env) {
 			e.sign(t, e.digest)
-			os.Remove(filepath.Join(e.part, imagesDir, e.digest+".sig"))
+			os.Remove(filepath.Join(e.part, bootlayout.ImagesDir, e.digest+".sig"))
 		}, "signed composefs: no digest signature"},
 		{"verity unsupported", func(t *testing.T, e *env) { e.cfg.Verity = "enable"; e.sys.noFSV = true }, "enabling fs-verity on object"},
 		{"no plain tree", func(t *testing.T, e *env) {
 			e.cfg.Composefs = false
-			os.RemoveAll(filepath.Join(e.part, plainRoot))
+			os.RemoveAll(filepath.Join(e.part, bootlayout.Plain.Root()))
 		}, "no plain deployment tree state/deploy/plain/root"},
 		{"no init", func(t *testing.T, e *env) { os.Remove(filepath.Join(e.image, "sbin", "init")) }, "no init to execute in the new root (tried /sbin/init, /usr/lib/systemd/systemd)"},
 		{"bad config", func(t *testing.T, e *env) { e.cfg.Verity = "" }, "verity"},

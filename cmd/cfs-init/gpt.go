@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -10,10 +12,14 @@ import (
 	"unicode/utf16"
 )
 
-// Discoverable Partitions Specification root partition types.
-var rootTypes = map[string]string{
-	"amd64": "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-	"arm64": "b921b045-1df0-41c3-af44-4c6f280d3fae",
+// rootType is the Discoverable Partitions Specification root partition
+// type of an architecture (GOARCH), "" for one cfs-compose does not build.
+func rootType(goarch string) string {
+	a, err := arch.Lookup(goarch)
+	if err != nil {
+		return ""
+	}
+	return a.RootPartitionType
 }
 
 // gptPartition is one used GPT partition entry.

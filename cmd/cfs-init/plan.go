@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
+
 	"path"
 
 	"golang.org/x/sys/unix"
@@ -18,15 +20,6 @@ const (
 	// mounted, and the mounted image's path.
 	recordedDigest = "/run/cfs/composefs-digest"
 	recordedImage  = "/run/cfs/image-path"
-)
-
-// Paths on the root partition (docs/boot-layout.md).
-const (
-	imagesDir  = "composefs/images"  // <hex> (EROFS image, or symlink to one) and <hex>.sig
-	objectsDir = "composefs/objects" // XX/YYYY... content-addressed objects
-	deployDir  = "state/deploy"      // <hex>/etc (upper), <hex>/etc.work, plain/root
-	varDir     = "state/os/default/var"
-	plainRoot  = "state/deploy/plain/root"
 )
 
 // opKind is what a step does.
@@ -69,8 +62,8 @@ func overlayVerity(mode string) string {
 // overlays are not stacked), and binds the shared state/os/default/var on
 // /var.
 func composefsPlan(image, hex, verity string, loop bool) []step {
-	objects := path.Join(partMount, objectsDir)
-	deploy := path.Join(partMount, deployDir, hex)
+	objects := path.Join(partMount, bootlayout.ObjectsDir)
+	deploy := path.Join(partMount, bootlayout.Composefs.Deployment(hex))
 	v := overlayVerity(verity)
 	return []step{
 		mkdir(erofsMount),
@@ -83,8 +76,8 @@ func composefsPlan(image, hex, verity string, loop bool) []step {
 		{what: "mounting the writable /etc overlay", op: opMount, source: "overlay", target: path.Join(newRoot, "etc"), fstype: "overlay",
 			data: "lowerdir=" + path.Join(erofsMount, "etc") + "::" + objects + ",upperdir=" + path.Join(deploy, "etc") +
 				",workdir=" + path.Join(deploy, "etc.work") + ",metacopy=on,redirect_dir=on" + v},
-		mkdir(path.Join(partMount, varDir)),
-		{what: "binding /var", op: opMount, source: path.Join(partMount, varDir), target: path.Join(newRoot, "var"), flags: unix.MS_BIND},
+		mkdir(path.Join(partMount, bootlayout.VarDir)),
+		{what: "binding /var", op: opMount, source: path.Join(partMount, bootlayout.VarDir), target: path.Join(newRoot, "var"), flags: unix.MS_BIND},
 	}
 }
 
@@ -92,13 +85,13 @@ func composefsPlan(image, hex, verity string, loop bool) []step {
 // tree read-only at /sysroot, its /etc writable on top, and the shared
 // var on /var.
 func plainPlan() []step {
-	tree := path.Join(partMount, plainRoot)
+	tree := path.Join(partMount, bootlayout.Plain.Root())
 	return []step{
 		mkdir(newRoot),
 		{what: "binding the plain root", op: opMount, source: tree, target: newRoot, flags: unix.MS_BIND},
 		{what: "making the plain root read-only", op: opMount, target: newRoot, flags: unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY},
 		{what: "binding the writable /etc", op: opMount, source: path.Join(tree, "etc"), target: path.Join(newRoot, "etc"), flags: unix.MS_BIND},
-		mkdir(path.Join(partMount, varDir)),
-		{what: "binding /var", op: opMount, source: path.Join(partMount, varDir), target: path.Join(newRoot, "var"), flags: unix.MS_BIND},
+		mkdir(path.Join(partMount, bootlayout.VarDir)),
+		{what: "binding /var", op: opMount, source: path.Join(partMount, bootlayout.VarDir), target: path.Join(newRoot, "var"), flags: unix.MS_BIND},
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
+
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -141,7 +143,7 @@ func newFixture(t *testing.T, goarch string) *fixture {
 	// to an object named by its fs-verity digest.
 	src := filepath.Join(f.dir, "src")
 	part := filepath.Join(f.dir, "part")
-	plain := filepath.Join(part, plainRoot)
+	plain := filepath.Join(part, bootlayout.Plain.Root())
 	files := []struct {
 		path string
 		data []byte
@@ -161,7 +163,7 @@ func newFixture(t *testing.T, goarch string) *fixture {
 	for _, fl := range files {
 		sum, _ := verityDigest(bytes.NewReader(fl.data))
 		d := hex.EncodeToString(sum[:])
-		obj := filepath.Join(part, objectsDir, d[:2], d[2:])
+		obj := filepath.Join(part, bootlayout.ObjectsDir, d[:2], d[2:])
 		write(t, obj, fl.data, 0o644)
 		stub := filepath.Join(src, fl.path)
 		write(t, stub, nil, fl.mode)
@@ -187,17 +189,17 @@ func newFixture(t *testing.T, goarch string) *fixture {
 	img, _ := os.ReadFile(image)
 	sum, _ := verityDigest(bytes.NewReader(img))
 	f.digest = hex.EncodeToString(sum[:])
-	write(t, filepath.Join(part, imagesDir, f.digest), img, 0o644)
+	write(t, filepath.Join(part, bootlayout.ImagesDir, f.digest), img, 0o644)
 	bad := append([]byte{}, img...)
 	bad[len(bad)-1] ^= 0xff
 	f.tampered = strings.Repeat("e", 64)
-	write(t, filepath.Join(part, imagesDir, f.tampered), bad, 0o644)
+	write(t, filepath.Join(part, bootlayout.ImagesDir, f.tampered), bad, 0o644)
 	f.key, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	sig, err := initconfig.SignDigest(f.key, f.digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(part, imagesDir, f.digest+".sig"), sig, 0o644)
+	write(t, filepath.Join(part, bootlayout.ImagesDir, f.digest+".sig"), sig, 0o644)
 
 	// GPT disk: one ext4 (verity feature) partition named "root".
 	ext4 := filepath.Join(f.dir, "root.ext4")
@@ -209,7 +211,7 @@ func newFixture(t *testing.T, goarch string) *fixture {
 	if err := os.Truncate(f.disk, 70<<20); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "sgdisk", "-o", "-n", "1:2048:+64M", "-t", "1:"+rootTypes[goarch], "-c", "1:root", f.disk)
+	run(t, "sgdisk", "-o", "-n", "1:2048:+64M", "-t", "1:"+rootType(goarch), "-c", "1:root", f.disk)
 	part1, _ := os.ReadFile(ext4)
 	df, err := os.OpenFile(f.disk, os.O_WRONLY, 0)
 	if err != nil {

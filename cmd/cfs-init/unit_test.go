@@ -75,7 +75,7 @@ func TestReadGPT(t *testing.T) {
 	}
 	want := []gptPartition{
 		{1, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", "ESP"},
-		{3, rootTypes["amd64"], "root"},
+		{3, rootType("amd64"), "root"},
 	}
 	if !reflect.DeepEqual(parts, want) {
 		t.Errorf("partitions %+v, want %+v", parts, want)
