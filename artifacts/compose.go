@@ -478,3 +478,14 @@ func imagesJSON(c *Compose) any {
 		"payload": map[string]any{"compose": c.pmdCompose(), "images": out},
 	}
 }
+
+// Basename is the published base name of a target's artifacts:
+// <Product>-<Name>-<Release>.<arch> (Fedora-CoreOS-43.x86_64).
+func Basename(product, name, release, arch string) string {
+	return product + "-" + name + "-" + release + "." + arch
+}
+
+// Filename is [Basename] with an extension: Fedora-CoreOS-43.x86_64.efi.
+func Filename(product, name, release, arch, ext string) string {
+	return Basename(product, name, release, arch) + "." + ext
+}

@@ -1,5 +1,7 @@
 package artifacts
 
+import "fmt"
+
 // This file holds the schemas of the artifacts stages hand to each other,
 // so that a stage can read another's output without importing it. Stage
 // output names (the name part of "kind/name" inputs) are listed with each
@@ -154,4 +156,64 @@ type BootTestCheck struct {
 	Description string   `json:"description,omitempty"`
 	Seconds     float64  `json:"seconds,omitempty"`
 	Output      []string `json:"output,omitempty"`
+}
+
+// ComposefsDigest is the composefs stage's "digest" output (JSON): the
+// composefs image's fs-verity digest, the value every consumer (the UKI's
+// command line, the root partition's image name, the boot test's
+// expectation) uses.
+type ComposefsDigest struct {
+	// Digest is the fs-verity SHA-256 of the image: 64 lower-case hex
+	// digits.
+	Digest string `json:"digest"`
+	// Version is the image format version written (0 or 1).
+	Version int `json:"version"`
+}
+
+// Validate checks the digest's form.
+func (d *ComposefsDigest) Validate() error {
+	if !IsHexSHA256(d.Digest) {
+		return fmt.Errorf("composefs digest %q is not 64 lower-case hex digits", d.Digest)
+	}
+	if d.Version < 0 || d.Version > 1 {
+		return fmt.Errorf("composefs image format version %d: want 0 or 1", d.Version)
+	}
+	return nil
+}
+
+// IsHexSHA256 reports whether s is a SHA-256 in 64 lower-case hex digits.
+func IsHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks the analysis's schema version.
+func (a *ImageAnalysis) Validate() error {
+	if a.Schema != ImageAnalysisSchema {
+		return fmt.Errorf("image analysis schema %d, want %d", a.Schema, ImageAnalysisSchema)
+	}
+	return nil
+}
+
+// Validate checks the layout's schema version.
+func (l *DiskLayout) Validate() error {
+	if l.Schema != DiskLayoutSchema {
+		return fmt.Errorf("disk layout schema %d, want %d", l.Schema, DiskLayoutSchema)
+	}
+	return nil
+}
+
+// Validate checks the results' schema version.
+func (r *BootTestResults) Validate() error {
+	if r.Schema != BootTestSchema {
+		return fmt.Errorf("boot test results schema %d, want %d", r.Schema, BootTestSchema)
+	}
+	return nil
 }

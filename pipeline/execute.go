@@ -328,7 +328,7 @@ func (e *executor) runNode(ctx context.Context, n *Node) {
 		Str("stage", n.Kind).Str("targets", targetList(n.Targets)).Logger()
 
 	rc := &RunContext{
-		node: n, config: n.Config, inputs: inputs, store: e.st, tmp: tmp,
+		node: n, inputs: inputs, store: e.st, tmp: tmp,
 		outputs: map[string]artifacts.Output{}, meta: map[string]json.RawMessage{},
 		Log: logger, secret: e.opts.Secret,
 	}
@@ -427,7 +427,7 @@ func safeRun(ctx context.Context, s Stage, rc *RunContext) (err error) {
 			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return s.Run(ctx, rc)
+	return s.run(ctx, rc, rc.node.config)
 }
 
 func targetStrings(ts []Target) []string {

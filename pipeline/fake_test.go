@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"context"
 	"errors"
 	"fmt"
@@ -32,7 +34,7 @@ func newFake(variants map[string][]string) *fakeManifests {
 			f.configs[v][a] = &manifest.Config{
 				Variant: v, Name: strings.ToUpper(v[:1]) + v[1:], Arch: a,
 				Source:    manifest.Source{Image: "oci:/fixtures/" + v, Kind: manifest.SourceContainer},
-				Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityNone},
+				Composefs: manifest.Composefs{Enabled: true, Verity: initconfig.VerityNone},
 			}
 		}
 	}
@@ -100,22 +102,23 @@ type fakeStage struct {
 	inputs  []Dep
 	h       *hooks
 	// plan derives the config from the manifest config.
-	plan func(*manifest.Config) (any, error)
+	planFn func(*manifest.Config) (any, error)
+	// unused makes Used report false.
+	unused bool
 }
 
-func (s *fakeStage) Kind() string    { return s.kind }
-func (s *fakeStage) Version() string { return s.version }
-func (s *fakeStage) Inputs() []Dep   { return s.inputs }
-func (s *fakeStage) Plan(_ context.Context, pc *PlanContext) (any, error) {
-	if s.plan != nil {
-		return s.plan(pc.Config)
+func (s *fakeStage) Kind() string     { return s.kind }
+func (s *fakeStage) Version() string  { return s.version }
+func (s *fakeStage) Inputs() []Dep    { return s.inputs }
+func (s *fakeStage) Used(*Facts) bool { return !s.unused }
+func (s *fakeStage) plan(_ context.Context, pc *PlanContext) (any, error) {
+	if s.planFn != nil {
+		return s.planFn(pc.Config)
 	}
 	return map[string]any{"arch": pc.Config.Arch}, nil
 }
 
-type fakeConfig map[string]any
-
-func (s *fakeStage) Run(ctx context.Context, rc *RunContext) error {
+func (s *fakeStage) run(ctx context.Context, rc *RunContext, config any) error {
 	h := s.h
 	h.mu.Lock()
 	h.runs[s.kind]++
@@ -141,10 +144,7 @@ func (s *fakeStage) Run(ctx context.Context, rc *RunContext) error {
 		fmt.Fprintf(f, "%s %s\n", s.kind, rc.Targets()[0])
 		f.Close()
 	}
-	var cfg fakeConfig
-	if err := rc.DecodeConfig(&cfg); err != nil {
-		return err
-	}
+	cfg := config
 	rc.Log.Info().Msg("fake stage working")
 	if blk != nil {
 		select {
@@ -165,10 +165,10 @@ func (s *fakeStage) Run(ctx context.Context, rc *RunContext) error {
 	}
 	content := fmt.Sprintf("%s %v", s.kind, cfg)
 	for _, d := range s.inputs {
-		if !rc.HasInput(d.Kind, "out") {
+		if !rc.hasInput(d.Kind, "out") {
 			continue
 		}
-		b, err := rc.ReadInput(d.Kind, "out")
+		b, err := rc.readInput(d.Kind, "out")
 		if err != nil {
 			return err
 		}
@@ -182,21 +182,21 @@ func (s *fakeStage) Run(ctx context.Context, rc *RunContext) error {
 	if err := rc.SetMeta("len", len(content)); err != nil {
 		return err
 	}
-	return rc.AddBytes("out", "text/plain", []byte(content), pub)
+	return rc.addBytes("out", "text/plain", []byte(content), pub)
 }
 
 // chain returns the test pipeline src -> cfs -> uki -> disk (+ an
 // independent "lint" off src), sharing one hooks.
 func chain(h *hooks) []Stage {
 	return []Stage{
-		&fakeStage{kind: "src", version: "1", h: h, plan: func(c *manifest.Config) (any, error) {
+		&fakeStage{kind: "src", version: "1", h: h, planFn: func(c *manifest.Config) (any, error) {
 			return map[string]any{"image": c.Source.Image, "arch": c.Arch}, nil
 		}},
-		&fakeStage{kind: "cfs", version: "1", h: h, inputs: []Dep{{Kind: "src"}}, plan: func(c *manifest.Config) (any, error) {
+		&fakeStage{kind: "cfs", version: "1", h: h, inputs: []Dep{{Kind: "src"}}, planFn: func(c *manifest.Config) (any, error) {
 			return map[string]any{"enabled": c.Composefs.Enabled, "verity": c.Composefs.Verity}, nil
 		}},
 		&fakeStage{kind: "lint", version: "1", h: h, inputs: []Dep{{Kind: "src"}}},
-		&fakeStage{kind: "uki", version: "1", h: h, inputs: []Dep{{Kind: "cfs"}}, plan: func(c *manifest.Config) (any, error) {
+		&fakeStage{kind: "uki", version: "1", h: h, inputs: []Dep{{Kind: "cfs"}}, planFn: func(c *manifest.Config) (any, error) {
 			return map[string]any{"cmdline": c.Kernel.Cmdline}, nil
 		}},
 		&fakeStage{kind: "disk", version: "1", h: h, inputs: []Dep{{Kind: "uki"}, {Kind: "cfs"}}},

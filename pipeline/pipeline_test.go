@@ -113,10 +113,10 @@ func TestResolveErrors(t *testing.T) {
 		{"unknown variant", chain(h), &ResolveOptions{Variants: []string{"silverblue"}}, `unknown variant "silverblue"`},
 		{"no arch match", chain(h), &ResolveOptions{Arches: []string{"ppc64le"}}, `no variant/arch matches`},
 		{"required dep skipped", []Stage{
-			&fakeStage{kind: "src", h: h, plan: func(*manifest.Config) (any, error) { return nil, ErrSkip }},
+			&fakeStage{kind: "src", h: h, unused: true},
 			&fakeStage{kind: "cfs", h: h, inputs: []Dep{{Kind: "src"}}},
 		}, nil, `needs stage src`},
-		{"plan error", []Stage{&fakeStage{kind: "src", h: h, plan: func(*manifest.Config) (any, error) { return nil, errors.New("tag not found") }}}, nil, `coreos/x86_64: planning stage src: tag not found`},
+		{"plan error", []Stage{&fakeStage{kind: "src", h: h, planFn: func(*manifest.Config) (any, error) { return nil, errors.New("tag not found") }}}, nil, `coreos/x86_64: planning stage src: tag not found`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,7 +131,7 @@ func TestResolveErrors(t *testing.T) {
 func TestOfflinePlanKeepsUnresolvedNodes(t *testing.T) {
 	h := newHooks()
 	m := newFake(map[string][]string{"coreos": {"x86_64"}})
-	stages := []Stage{&fakeStage{kind: "src", h: h, plan: func(*manifest.Config) (any, error) { return nil, errors.New("registry unreachable") }}}
+	stages := []Stage{&fakeStage{kind: "src", h: h, planFn: func(*manifest.Config) (any, error) { return nil, errors.New("registry unreachable") }}}
 	p, err := Resolve(context.Background(), m, stages, &ResolveOptions{Offline: true, Lenient: true})
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +211,7 @@ func TestKeyerKeepsPathsOutOfKeys(t *testing.T) {
 	h := newHooks()
 	key := func(path string) string {
 		m := newFake(map[string][]string{"coreos": {"x86_64"}})
-		stages := []Stage{&fakeStage{kind: "src", h: h, plan: func(*manifest.Config) (any, error) {
+		stages := []Stage{&fakeStage{kind: "src", h: h, planFn: func(*manifest.Config) (any, error) {
 			return localCfg{Path: path, Digest: "sha256:1234"}, nil
 		}}}
 		p, err := Resolve(context.Background(), m, stages, nil)
@@ -395,8 +395,9 @@ type panicStage struct{}
 func (panicStage) Kind() string                                    { return "src" }
 func (panicStage) Version() string                                 { return "1" }
 func (panicStage) Inputs() []Dep                                   { return nil }
-func (panicStage) Plan(context.Context, *PlanContext) (any, error) { return 1, nil }
-func (panicStage) Run(context.Context, *RunContext) error          { panic("boom") }
+func (panicStage) Used(*Facts) bool                                { return true }
+func (panicStage) plan(context.Context, *PlanContext) (any, error) { return 1, nil }
+func (panicStage) run(context.Context, *RunContext, any) error     { panic("boom") }
 
 func TestExecuteCancel(t *testing.T) {
 	st := openStore(t, t.TempDir())

@@ -57,14 +57,15 @@ func helperMain(mode string) int {
 
 type crashStage struct{ marker string }
 
-func (crashStage) Kind() string    { return "uki" }
-func (crashStage) Version() string { return "1" }
-func (crashStage) Inputs() []Dep   { return []Dep{{Kind: "cfs"}} }
-func (crashStage) Plan(context.Context, *PlanContext) (any, error) {
+func (crashStage) Kind() string     { return "uki" }
+func (crashStage) Version() string  { return "1" }
+func (crashStage) Inputs() []Dep    { return []Dep{{Kind: "cfs"}} }
+func (crashStage) Used(*Facts) bool { return true }
+func (crashStage) plan(context.Context, *PlanContext) (any, error) {
 	return map[string]any{"cmdline": nil}, nil
 }
-func (s crashStage) Run(ctx context.Context, rc *RunContext) error {
-	w, err := rc.CreateOutput("out", "text/plain", nil)
+func (s crashStage) run(ctx context.Context, rc *RunContext, _ any) error {
+	w, err := Output{Kind: "uki", Name: "out", MediaType: "text/plain"}.Create(rc, nil)
 	if err != nil {
 		return err
 	}

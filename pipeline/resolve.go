@@ -41,6 +41,8 @@ type Node struct {
 	Kind   string          //
 	Stage  Stage           //
 	Config json.RawMessage // canonical JSON of the resolved config
+	// config is the typed config Plan returned; Run receives it.
+	config any
 	// KeyConfig is the canonical JSON that enters the cache key: Config,
 	// or the config's CacheKey() when it implements [Keyer].
 	KeyConfig json.RawMessage
@@ -66,6 +68,7 @@ type Plan struct {
 // TargetNodes maps one target's stage kinds to nodes.
 type TargetNodes struct {
 	Target Target
+	Facts  *Facts
 	Nodes  map[string]*Node
 }
 
@@ -117,13 +120,18 @@ func Resolve(ctx context.Context, m Manifests, stages []Stage, opts *ResolveOpti
 				continue
 			}
 			t := Target{Variant: v, Name: cfg.Name, Arch: arch}
-			tn := TargetNodes{Target: t, Nodes: map[string]*Node{}}
-			pc := &PlanContext{Config: cfg, Compose: m.Compose(), Offline: opts.Offline, Log: opts.Log}
+			facts, err := FactsOf(t, cfg)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			tn := TargetNodes{Target: t, Facts: facts, Nodes: map[string]*Node{}}
+			pc := &PlanContext{Config: cfg, Facts: facts, Compose: m.Compose(), Offline: opts.Offline, Log: opts.Log}
 			for _, st := range stages {
-				n, err := planNode(ctx, st, pc, tn.Nodes, opts.Lenient)
-				if errors.Is(err, ErrSkip) {
+				if !st.Used(facts) {
 					continue
 				}
+				n, err := planNode(ctx, st, pc, tn.Nodes, opts.Lenient)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("%s: %w", t, err))
 					continue
@@ -177,7 +185,7 @@ func checkStages(stages []Stage) error {
 }
 
 // planNode resolves one stage for one target. With lenient, a resolution
-// error other than ErrSkip is kept on the node (plan shows it).
+// error is kept on the node (plan shows it).
 func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[string]*Node, lenient bool) (*Node, error) {
 	n := &Node{Kind: st.Kind(), Stage: st}
 	for _, d := range st.Inputs() {
@@ -190,10 +198,8 @@ func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[strin
 		}
 		n.Deps = append(n.Deps, u)
 	}
-	cfg, err := st.Plan(ctx, pc)
+	cfg, err := st.plan(ctx, pc)
 	switch {
-	case errors.Is(err, ErrSkip):
-		return nil, err
 	case err != nil && lenient:
 		n.PlanErr = err
 		n.Config = json.RawMessage("null")
@@ -205,7 +211,7 @@ func planNode(ctx context.Context, st Stage, pc *PlanContext, upstream map[strin
 		if err != nil {
 			return nil, fmt.Errorf("planning stage %s: encoding config: %w", st.Kind(), err)
 		}
-		n.Config, n.KeyConfig = b, b
+		n.Config, n.KeyConfig, n.config = b, b, cfg
 		if k, ok := cfg.(Keyer); ok {
 			if n.KeyConfig, err = canonicalJSON(k.CacheKey()); err != nil {
 				return nil, fmt.Errorf("planning stage %s: encoding cache key config: %w", st.Kind(), err)

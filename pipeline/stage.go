@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,8 +12,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Stage is one stage kind. Implementations live in stages/<kind>; the
-// pipeline sees only this interface.
+// Stage is one stage kind. Implementations live in stages/<kind> and are
+// made with [Define], which ties the kind's typed configuration to its Plan
+// and Run; the pipeline sees only this interface.
 type Stage interface {
 	// Kind names the stage kind: "source", "composefs", "initramfs", ...
 	Kind() string
@@ -24,17 +24,86 @@ type Stage interface {
 	// Inputs lists the stage kinds whose outputs this stage consumes,
 	// within the same variant and arch.
 	Inputs() []Dep
-	// Plan resolves the stage's configuration for one variant and arch
-	// into plain, JSON-serializable data: defaults made explicit, tags
-	// pinned to digests, keys reduced to fingerprints. Its canonical JSON
-	// is part of the cache key, and Run sees nothing else of the manifest.
-	// Network look-ups happen here (never in Run); with pc.Offline they
-	// must not. Return [ErrSkip] when the manifest does not use the stage.
-	Plan(ctx context.Context, pc *PlanContext) (any, error)
-	// Run executes the stage: read the config and inputs from rc, write
-	// outputs through rc. It must honour ctx cancellation and leave
-	// nothing behind outside rc.TempDir on failure.
-	Run(ctx context.Context, rc *RunContext) error
+	// Used reports whether a target with these facts runs the stage.
+	Used(f *Facts) bool
+
+	// plan and run are implemented by [Define] only.
+	plan(ctx context.Context, pc *PlanContext) (any, error)
+	run(ctx context.Context, rc *RunContext, config any) error
+}
+
+// Spec defines a stage kind whose resolved configuration is a C.
+type Spec[C any] struct {
+	Kind    string
+	Version string
+	Inputs  []Dep
+	// When reports whether a target uses the stage, from the facts
+	// decided once for the target ([Facts]); nil means always.
+	When func(f *Facts) bool
+	// Plan resolves the stage's configuration for one target into plain,
+	// JSON-serializable data: tags pinned to digests, keys reduced to
+	// fingerprints. Its canonical JSON is part of the cache key and of
+	// `plan`'s output; Run receives the same value. Defaults and allowed
+	// values are the manifest's business (pc.Config holds them resolved)
+	// and per-target decisions are pc.Facts': Plan neither re-applies nor
+	// re-checks them. Network look-ups happen here (never in Run); with
+	// pc.Offline they must not.
+	Plan func(ctx context.Context, pc *PlanContext) (*C, error)
+	// Run executes the stage with the configuration Plan returned: read
+	// inputs from rc, write outputs through rc. It must honour ctx
+	// cancellation and leave nothing behind outside rc.TempDir on failure.
+	Run func(ctx context.Context, rc *RunContext, c *C) error
+}
+
+// Define makes a [Stage] of a spec. It panics when a field is missing (a
+// programmer error, like a duplicate registration).
+func Define[C any](s Spec[C]) Stage {
+	if s.Kind == "" || s.Version == "" || s.Plan == nil || s.Run == nil {
+		panic(fmt.Sprintf("pipeline: incomplete stage spec %q", s.Kind))
+	}
+	return &defined[C]{s}
+}
+
+type defined[C any] struct{ s Spec[C] }
+
+func (d *defined[C]) Kind() string    { return d.s.Kind }
+func (d *defined[C]) Version() string { return d.s.Version }
+func (d *defined[C]) Inputs() []Dep   { return d.s.Inputs }
+func (d *defined[C]) Used(f *Facts) bool {
+	return d.s.When == nil || d.s.When(f)
+}
+
+func (d *defined[C]) plan(ctx context.Context, pc *PlanContext) (any, error) {
+	c, err := d.s.Plan(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("stage %s: Plan returned no config", d.s.Kind)
+	}
+	return c, nil
+}
+
+func (d *defined[C]) run(ctx context.Context, rc *RunContext, config any) error {
+	c, ok := config.(*C)
+	if !ok {
+		return fmt.Errorf("stage %s: config is a %T, want %T", d.s.Kind, config, c)
+	}
+	return d.s.Run(ctx, rc, c)
+}
+
+// PlanConfig plans stage s for pc and returns its typed configuration;
+// tests use it to look at what a stage resolves.
+func PlanConfig[C any](ctx context.Context, s Stage, pc *PlanContext) (*C, error) {
+	v, err := s.plan(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := v.(*C)
+	if !ok {
+		return nil, fmt.Errorf("stage %s: config is a %T, want %T", s.Kind(), v, c)
+	}
+	return c, nil
 }
 
 // Keyer is implemented by stage configs that carry machine-local values
@@ -54,12 +123,13 @@ type Dep struct {
 	Optional bool
 }
 
-// ErrSkip is returned by [Stage.Plan] when the stage is not used.
-var ErrSkip = errors.New("pipeline: stage not used")
-
-// PlanContext is what [Stage.Plan] may look at.
+// PlanContext is what a stage's Plan may look at.
 type PlanContext struct {
-	Config  *manifest.Config
+	// Config is the target's resolved manifest configuration (defaults
+	// applied, values checked by the manifest's schema).
+	Config *manifest.Config
+	// Facts are the decisions made once for the target.
+	Facts   *Facts
 	Compose manifest.Compose // product, release, type (for artifact names)
 	Offline bool             // no network: resolve from local information only
 	Log     zerolog.Logger
@@ -68,7 +138,6 @@ type PlanContext struct {
 // RunContext is a stage run's handle on its config, inputs and outputs.
 type RunContext struct {
 	node       *Node
-	config     json.RawMessage
 	inputs     map[string]artifacts.Output // "kind/name"
 	store      *artifacts.Store
 	tmp        string
@@ -90,17 +159,8 @@ func (rc *RunContext) Kind() string { return rc.node.Kind }
 // Targets returns the variant/arch pairs this stage instance serves.
 func (rc *RunContext) Targets() []Target { return rc.node.Targets }
 
-// DecodeConfig decodes the stage's resolved config (what Plan returned)
-// into v, rejecting unknown fields.
-func (rc *RunContext) DecodeConfig(v any) error {
-	if err := decodeStrict(rc.config, v); err != nil {
-		return fmt.Errorf("stage %s: decoding config: %w", rc.node.Kind, err)
-	}
-	return nil
-}
-
-// Input returns an upstream artifact by stage kind and output name.
-func (rc *RunContext) Input(kind, name string) (artifacts.Output, error) {
+// input returns an upstream artifact by stage kind and output name.
+func (rc *RunContext) input(kind, name string) (artifacts.Output, error) {
 	o, ok := rc.inputs[kind+"/"+name]
 	if !ok {
 		return artifacts.Output{}, fmt.Errorf("stage %s: no input %s/%s", rc.node.Kind, kind, name)
@@ -108,25 +168,25 @@ func (rc *RunContext) Input(kind, name string) (artifacts.Output, error) {
 	return o, nil
 }
 
-// HasInput reports whether an upstream artifact exists (for optional deps
+// hasInput reports whether an upstream artifact exists (for optional deps
 // and optional outputs).
-func (rc *RunContext) HasInput(kind, name string) bool {
+func (rc *RunContext) hasInput(kind, name string) bool {
 	_, ok := rc.inputs[kind+"/"+name]
 	return ok
 }
 
-// InputPath returns the read-only path of an upstream artifact.
-func (rc *RunContext) InputPath(kind, name string) (string, error) {
-	o, err := rc.Input(kind, name)
+// inputPath returns the read-only path of an upstream artifact.
+func (rc *RunContext) inputPath(kind, name string) (string, error) {
+	o, err := rc.input(kind, name)
 	if err != nil {
 		return "", err
 	}
 	return rc.store.Path(o.Descriptor), nil
 }
 
-// ReadInput returns an upstream blob's content.
-func (rc *RunContext) ReadInput(kind, name string) ([]byte, error) {
-	p, err := rc.InputPath(kind, name)
+// readInput returns an upstream blob's content.
+func (rc *RunContext) readInput(kind, name string) ([]byte, error) {
+	p, err := rc.inputPath(kind, name)
 	if err != nil {
 		return nil, err
 	}
@@ -138,15 +198,15 @@ func (rc *RunContext) ObjectsDir() string { return rc.store.ObjectsDir() }
 
 // Store returns the artifact store, for stages that keep their own
 // content-addressed caches in it (the source stage caches OCI layer blobs
-// by digest). Outputs still go through AddBytes, AddFile and CreateOutput.
+// by digest). Outputs still go through the stage's [Output] declarations.
 func (rc *RunContext) Store() *artifacts.Store { return rc.store }
 
 // TempDir returns a scratch directory on the store's filesystem, removed
-// after the run. Files created here can become outputs with AddFile.
+// after the run. Files created here can become outputs ([Output.AddFile]).
 func (rc *RunContext) TempDir() string { return rc.tmp }
 
-// AddBytes stores b as the output called name.
-func (rc *RunContext) AddBytes(name, mediaType string, b []byte, pub *artifacts.Publish) error {
+// addBytes stores b as the output called name.
+func (rc *RunContext) addBytes(name, mediaType string, b []byte, pub *artifacts.Publish) error {
 	d, err := rc.store.PutBytes(mediaType, b)
 	if err != nil {
 		return fmt.Errorf("stage %s: output %s: %w", rc.node.Kind, name, err)
@@ -154,17 +214,17 @@ func (rc *RunContext) AddBytes(name, mediaType string, b []byte, pub *artifacts.
 	return rc.addOutput(name, d, pub)
 }
 
-// AddJSON stores v as a JSON output.
-func (rc *RunContext) AddJSON(name string, v any, pub *artifacts.Publish) error {
+// addJSON stores v as a JSON output.
+func (rc *RunContext) addJSON(name string, v any, pub *artifacts.Publish) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("stage %s: output %s: %w", rc.node.Kind, name, err)
 	}
-	return rc.AddBytes(name, artifacts.MediaTypeJSON, append(b, '\n'), pub)
+	return rc.addBytes(name, artifacts.MediaTypeJSON, append(b, '\n'), pub)
 }
 
-// AddFile moves a finished file from TempDir into the store as an output.
-func (rc *RunContext) AddFile(name, path, mediaType string, pub *artifacts.Publish) error {
+// addFile moves a finished file from TempDir into the store as an output.
+func (rc *RunContext) addFile(name, path, mediaType string, pub *artifacts.Publish) error {
 	d, err := rc.store.AddFile(path, mediaType)
 	if err != nil {
 		return fmt.Errorf("stage %s: output %s: %w", rc.node.Kind, name, err)
@@ -172,9 +232,9 @@ func (rc *RunContext) AddFile(name, path, mediaType string, pub *artifacts.Publi
 	return rc.addOutput(name, d, pub)
 }
 
-// CreateOutput returns a writer for a streamed output; call its Commit to
+// createOutput returns a writer for a streamed output; call its Commit to
 // register it as the output called name.
-func (rc *RunContext) CreateOutput(name, mediaType string, pub *artifacts.Publish) (*OutputWriter, error) {
+func (rc *RunContext) createOutput(name, mediaType string, pub *artifacts.Publish) (*OutputWriter, error) {
 	w, err := rc.store.NewBlobWriter(mediaType)
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: output %s: %w", rc.node.Kind, name, err)

@@ -1,6 +1,8 @@
 package stages
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -19,7 +21,6 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/cfs-compose/cfs-compose/stages/boottest"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
@@ -85,9 +86,9 @@ func TestPinnedOutputs(t *testing.T) {
 	var table []pipeline.Stage
 	for _, s := range All() {
 		switch s.Kind() {
-		case boottest.Kind:
+		case contract.BootTest:
 			continue
-		case initramfs.Kind:
+		case contract.Initramfs:
 			s = init
 		}
 		table = append(table, s)

@@ -8,6 +8,10 @@ package main
 // real sign stage, finalized by the build verb's finalizer.
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -88,7 +92,7 @@ func (m testManifests) Compose() manifest.Compose {
 func variantConfig(variant, keyDir string, sign, sb bool) *manifest.Config {
 	c := &manifest.Config{
 		Variant: variant, Name: strings.ToUpper(variant[:1]) + variant[1:], Arch: "x86_64",
-		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable},
+		Composefs: manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable},
 		Kernel:    manifest.Kernel{Cmdline: []string{"console=ttyS0,115200n8"}},
 	}
 	if sign {
@@ -108,18 +112,13 @@ func publishName(name, arch, ext string) string {
 // files go into the shared object store.
 type fakeComposefs struct{}
 
-func (fakeComposefs) Kind() string           { return "composefs" }
-func (fakeComposefs) Version() string        { return "1" }
-func (fakeComposefs) Inputs() []pipeline.Dep { return nil }
-func (fakeComposefs) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	return map[string]string{"name": pc.Config.Name, "arch": pc.Config.Arch, "variant": pc.Config.Variant}, nil
+func (fakeComposefs) inputs() []pipeline.Dep { return nil }
+func (fakeComposefs) plan(_ context.Context, pc *pipeline.PlanContext) (*map[string]string, error) {
+	return &map[string]string{"name": pc.Config.Name, "arch": pc.Config.Arch, "variant": pc.Config.Variant}, nil
 }
 
-func (fakeComposefs) Run(_ context.Context, rc *pipeline.RunContext) error {
-	var c map[string]string
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
+func (fakeComposefs) run(_ context.Context, rc *pipeline.RunContext, cp *map[string]string) error {
+	c := *cp
 	tr := composefs.NewTree()
 	for _, d := range []string{"/usr", "/usr/bin", "/usr/lib", "/etc"} {
 		if err := tr.Add(d, &composefs.Inode{Mode: composefs.TypeDir | 0o755}); err != nil {
@@ -159,31 +158,26 @@ func (fakeComposefs) Run(_ context.Context, rc *pipeline.RunContext) error {
 	if err := rc.AddObjectSet(objects); err != nil {
 		return err
 	}
-	return rc.AddBytes("image", artifacts.MediaTypeComposefs, img.Bytes(), &artifacts.Publish{Filename: publishName(c["name"], c["arch"], "cfs")})
+	return contract.ComposefsImage.Put(rc, img.Bytes(), &artifacts.Publish{Filename: publishName(c["name"], c["arch"], "cfs")})
 }
 
 // fakeUKI builds a UKI around a synthetic stub with composefs=<digest> on
 // its command line, Authenticode-signed when the config names db keys.
 type fakeUKI struct{}
 
-func (fakeUKI) Kind() string           { return "uki" }
-func (fakeUKI) Version() string        { return "1" }
-func (fakeUKI) Inputs() []pipeline.Dep { return []pipeline.Dep{{Kind: "composefs", Optional: true}} }
-func (fakeUKI) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	return map[string]string{
+func (fakeUKI) inputs() []pipeline.Dep { return []pipeline.Dep{{Kind: "composefs", Optional: true}} }
+func (fakeUKI) plan(_ context.Context, pc *pipeline.PlanContext) (*map[string]string, error) {
+	return &map[string]string{
 		"name": pc.Config.Name, "arch": pc.Config.Arch, "cmdline": strings.Join(pc.Config.Kernel.Cmdline, " "),
 		"key": pc.Config.SecureBoot.Key, "cert": pc.Config.SecureBoot.Cert,
 	}, nil
 }
 
-func (fakeUKI) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c map[string]string
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
+func (fakeUKI) run(ctx context.Context, rc *pipeline.RunContext, cp *map[string]string) error {
+	c := *cp
 	cmdline := c["cmdline"]
-	if rc.HasInput("composefs", "image") {
-		p, err := rc.InputPath("composefs", "image")
+	if contract.ComposefsImage.Present(rc) {
+		p, err := contract.ComposefsImage.Path(rc)
 		if err != nil {
 			return err
 		}
@@ -220,28 +214,23 @@ func (fakeUKI) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			return err
 		}
 	}
-	return rc.AddFile("uki", out, artifacts.MediaTypeOctet, &artifacts.Publish{Filename: publishName(c["name"], c["arch"], "efi"), Type: "uki", Format: "efi"})
+	return contract.UKIImage.AddFile(rc, out, &artifacts.Publish{Filename: publishName(c["name"], c["arch"], "efi"), Type: "uki", Format: "efi"})
 }
 
 // fakeDisk writes a GPT disk: the UKI on a FAT32 ESP, the composefs image
 // and its objects on an ext4 root partition.
 type fakeDisk struct{}
 
-func (fakeDisk) Kind() string    { return "disk" }
-func (fakeDisk) Version() string { return "1" }
-func (fakeDisk) Inputs() []pipeline.Dep {
+func (fakeDisk) inputs() []pipeline.Dep {
 	return []pipeline.Dep{{Kind: "uki"}, {Kind: "composefs", Optional: true}}
 }
-func (fakeDisk) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	return map[string]string{"name": pc.Config.Name, "arch": pc.Config.Arch, "variant": pc.Config.Variant}, nil
+func (fakeDisk) plan(_ context.Context, pc *pipeline.PlanContext) (*map[string]string, error) {
+	return &map[string]string{"name": pc.Config.Name, "arch": pc.Config.Arch, "variant": pc.Config.Variant}, nil
 }
 
-func (fakeDisk) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c map[string]string
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	ukiBytes, err := rc.ReadInput("uki", "uki")
+func (fakeDisk) run(ctx context.Context, rc *pipeline.RunContext, cp *map[string]string) error {
+	c := *cp
+	ukiBytes, err := contract.UKIImage.Read(rc)
 	if err != nil {
 		return err
 	}
@@ -249,8 +238,8 @@ func (fakeDisk) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err := os.MkdirAll(filepath.Join(root, "state/os/default/var"), 0o755); err != nil {
 		return err
 	}
-	if rc.HasInput("composefs", "image") {
-		img, err := rc.ReadInput("composefs", "image")
+	if contract.ComposefsImage.Present(rc) {
+		img, err := contract.ComposefsImage.Read(rc)
 		if err != nil {
 			return err
 		}
@@ -286,7 +275,7 @@ func (fakeDisk) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if _, err := diskimage.Write(ctx, spec, out); err != nil {
 		return err
 	}
-	return rc.AddFile("raw", out, artifacts.MediaTypeOctet, &artifacts.Publish{Filename: publishName(c["name"], c["arch"], "raw"), Type: "raw", Format: "raw", Bootable: true})
+	return contract.DiskRaw.AddFile(rc, out, &artifacts.Publish{Filename: publishName(c["name"], c["arch"], "raw"), Type: "raw", Format: "raw", Bootable: true})
 }
 
 func writeFile(p string, data []byte) error {
@@ -299,7 +288,7 @@ func writeFile(p string, data []byte) error {
 // fixtureStages is the stage table of the fixture: fake upstream stages
 // and the real sign stage.
 func fixtureStages() []pipeline.Stage {
-	return []pipeline.Stage{fakeComposefs{}, fakeUKI{}, fakeDisk{}, sign.New()}
+	return []pipeline.Stage{fakeComposefs{}.stage(), fakeUKI{}.stage(), fakeDisk{}.stage(), sign.New()}
 }
 
 // testGlobals returns globals with an environment holding the passphrase.
@@ -410,3 +399,15 @@ var fixtureDirs []string
 func signingGenerate(dir string) ([]string, error) {
 	return signing.GenerateKeys(dir, signing.GenerateOptions{Passphrase: []byte(testPass)})
 }
+
+// stage adapts a fake stage (its plan, run and inputs) to the pipeline.
+func fakeDef[F interface {
+	plan(context.Context, *pipeline.PlanContext) (*map[string]string, error)
+	run(context.Context, *pipeline.RunContext, *map[string]string) error
+}](kind string, inputs []pipeline.Dep, f F) pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[map[string]string]{Kind: kind, Version: "1", Inputs: inputs, Plan: f.plan, Run: f.run})
+}
+
+func (f fakeComposefs) stage() pipeline.Stage { return fakeDef(contract.Composefs, nil, f) }
+func (f fakeUKI) stage() pipeline.Stage       { return fakeDef(contract.UKI, f.inputs(), f) }
+func (f fakeDisk) stage() pipeline.Stage      { return fakeDef(contract.Disk, f.inputs(), f) }

@@ -71,7 +71,7 @@ func TestVerifyRealStages(t *testing.T) {
 		{Name: "root", Type: "root", Size: 0, FS: "ext4", Label: "root", Verity: true},
 	}}
 	base := t.TempDir()
-	stages := []pipeline.Stage{source.New(), composefs.New(), fakeUKI{}, disk.New(), sign.New()}
+	stages := []pipeline.Stage{source.New(), composefs.New(), fakeUKI{}.stage(), disk.New(), sign.New()}
 	rec := buildFixtureWith(t, testManifests{"testbed": {"x86_64": c}}, stages, filepath.Join(base, "cache"), filepath.Join(base, "out"))
 	cp, err := compose.Open(rec.Dir)
 	if err != nil {

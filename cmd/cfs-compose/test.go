@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,7 +105,7 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions) error {
 		return err
 	}
 	r.opts.Exec.KeepGoing = true
-	r.opts.Exec.Rerun = func(n *pipeline.Node) bool { return n.Kind == boottest.Kind }
+	r.opts.Exec.Rerun = func(n *pipeline.Node) bool { return n.Kind == contract.BootTest }
 	rec, buildErr := pipeline.Build(cmd.Context(), bootForced{r.m}, stageList, r.st, r.opts)
 	r.disp.Close()
 	sort.Slice(col.outcomes, func(i, j int) bool { return col.outcomes[i].results.Target < col.outcomes[j].results.Target })
@@ -134,12 +136,12 @@ func withBootReport(stages []pipeline.Stage, report func(*boottest.Outcome)) ([]
 	found := false
 	for i, s := range stages {
 		out[i] = s
-		if s.Kind() == boottest.Kind {
-			out[i], found = &boottest.Stage{Report: report}, true
+		if s.Kind() == contract.BootTest {
+			out[i], found = boottest.NewWithReport(report), true
 		}
 	}
 	if !found {
-		return nil, fmt.Errorf("this cfs-compose has no %s stage", boottest.Kind)
+		return nil, fmt.Errorf("this cfs-compose has no %s stage", contract.BootTest)
 	}
 	return out, nil
 }
@@ -148,7 +150,7 @@ func withBootReport(stages []pipeline.Stage, report func(*boottest.Outcome)) ([]
 // the stage records (build's summary; test prints its own).
 func printBootVerdicts(w io.Writer, rec *pipeline.ComposeRecord) {
 	for _, s := range rec.Stages {
-		if s.Kind != boottest.Kind {
+		if s.Kind != contract.BootTest {
 			continue
 		}
 		targets := strings.Join(s.Targets, ", ")

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"fmt"
 	"path"
 	"path/filepath"
@@ -114,12 +116,12 @@ func (k *checker) composefs() {
 	}
 	root := k.partitionOfType(PartitionRoot)
 	switch c.Composefs.Verity {
-	case VerityRequire:
+	case initconfig.VerityRequire:
 		if root != nil && (root.FS != FilesystemExt4 || !root.Verity) {
 			k.errorAt("composefs.verity", "verity = \"require\" without an fs-verity root filesystem", refChange,
 				"composefs.verity = \"require\" makes overlayfs refuse every object without a matching fs-verity digest, so the root filesystem must support fs-verity: partition %q must have fs = \"ext4\" and verity = true (it has fs = %q, verity = %t).", root.Name, root.FS, root.Verity)
 		}
-	case VerityEnable:
+	case initconfig.VerityEnable:
 		if root != nil && (root.FS != FilesystemExt4 || !root.Verity) {
 			k.warnAt("composefs.verity", "verity = \"enable\" has no effect", refComposefs,
 				"composefs.verity = \"enable\" checks objects that carry fs-verity, but partition %q is not created with fs-verity (fs = %q, verity = %t), so no object will be checked. Set verity = true on it (fs = \"ext4\").", root.Name, root.FS, root.Verity)

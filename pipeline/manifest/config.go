@@ -20,13 +20,6 @@ const (
 	ArchAarch64 = "aarch64"
 )
 
-// Composefs verity modes (composefs { verity = ... }).
-const (
-	VerityNone    = "none"    // objects are not checked
-	VerityEnable  = "enable"  // overlayfs verity=on: checked when the object has fs-verity
-	VerityRequire = "require" // overlayfs verity=require: every object must have matching fs-verity
-)
-
 // Source kinds (source { kind = ... }).
 const (
 	SourceContainer = "container" // a bootable container image (bootc)
@@ -92,7 +85,7 @@ type Source struct {
 // Composefs holds the composefs settings. Enabled is the contingency switch.
 type Composefs struct {
 	Enabled bool   `json:"enabled"` // default true
-	Verity  string `json:"verity"`  // VerityNone (default), VerityEnable or VerityRequire
+	Verity  string `json:"verity"`  // initconfig.VerityNone (default), VerityEnable or VerityRequire: the one set of verity modes, the boot contract's
 	Signed  bool   `json:"signed"`  // bind the digest with a signature checked by the initramfs
 	// FormatVersion is the minimum composefs image format version (0 or 1,
 	// default 0; mkcomposefs --min-version). The maximum is always 1.

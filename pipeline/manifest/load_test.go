@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/manifests"
 )
 
@@ -140,7 +141,7 @@ func TestShippedManifests(t *testing.T) {
 			if c.Source.Image != "oci:/repo/testbed/fixtures/build/oci:testbed" {
 				t.Errorf("image %q", c.Source.Image)
 			}
-			if c.Initramfs.Source != InitramfsBuiltin || !c.Test.Boot || c.Test.Timeout != 5*time.Minute || c.Composefs.Verity != VerityEnable {
+			if c.Initramfs.Source != InitramfsBuiltin || !c.Test.Boot || c.Test.Timeout != 5*time.Minute || c.Composefs.Verity != initconfig.VerityEnable {
 				t.Errorf("testbed settings %+v %+v %+v", c.Initramfs, c.Test, c.Composefs)
 			}
 			if c.Disk.Size != 512<<20 || c.Disk.Partitions[1].Size != 0 || !c.Disk.Partitions[1].Verity {
@@ -189,7 +190,7 @@ func TestBuiltinDefaults(t *testing.T) {
 	want := &Config{
 		Variant: "v", Name: "V", Arch: "x86_64",
 		Source:     Source{Image: "docker://quay.io/fedora/fedora-coreos:stable", Kind: SourceContainer},
-		Composefs:  Composefs{Enabled: true, Verity: VerityNone},
+		Composefs:  Composefs{Enabled: true, Verity: initconfig.VerityNone},
 		Kernel:     Kernel{Cmdline: []string{}},
 		Initramfs:  Initramfs{Source: InitramfsBuiltin, Modules: []string{}},
 		Bootloader: Bootloader{Type: BootloaderUKI},

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"strings"
 	"time"
 	"unicode"
@@ -113,7 +115,7 @@ func (b *blockSpec) names() (attrs, blocks []string) {
 // Enumerations accepted by the schema.
 var (
 	arches          = []string{ArchX86_64, ArchAarch64}
-	verityModes     = []string{VerityNone, VerityEnable, VerityRequire}
+	verityModes     = []string{initconfig.VerityNone, initconfig.VerityEnable, initconfig.VerityRequire}
 	sourceKinds     = []string{SourceContainer, SourceOstree}
 	initramfsKinds  = []string{InitramfsBuiltin, InitramfsImage}
 	bootloaderTypes = []string{BootloaderUKI, BootloaderSystemdBoot, BootloaderOstreeGrub2}
@@ -174,7 +176,7 @@ var settingBlocks = []*blockSpec{
 	{name: "composefs", doc: "composefs settings; enabled is the contingency switch", attrs: []*attrSpec{
 		{name: "enabled", kind: kindBool, dflt: true, field: func(c *Config, _ *Partition) any { return &c.Composefs.Enabled },
 			doc: "mount the root as composefs (false: plain deployment tree)"},
-		{name: "verity", kind: kindString, enum: verityModes, dflt: VerityNone, field: func(c *Config, _ *Partition) any { return &c.Composefs.Verity },
+		{name: "verity", kind: kindString, enum: verityModes, dflt: initconfig.VerityNone, field: func(c *Config, _ *Partition) any { return &c.Composefs.Verity },
 			doc: "none, enable or require (overlayfs verity= mode)"},
 		{name: "signed", kind: kindBool, dflt: false, field: func(c *Config, _ *Partition) any { return &c.Composefs.Signed },
 			doc: "bind the composefs digest with a signature checked by the initramfs"},

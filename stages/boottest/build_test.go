@@ -18,6 +18,8 @@ package boottest
 // root partition.
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"bytes"
 	"context"
 	"debug/pe"
@@ -189,7 +191,7 @@ func runBuild() (*built, error) {
 				c.SecureBoot = manifest.SecureBoot{Key: filepath.Join(b.keys, "db.key"), Cert: filepath.Join(b.keys, "db.crt")}
 				c.Test.SecureBoot = true
 			case vPlain:
-				c.Composefs = manifest.Composefs{Enabled: false, Verity: manifest.VerityNone}
+				c.Composefs = manifest.Composefs{Enabled: false, Verity: initconfig.VerityNone}
 			case vUnsigned:
 				c.Test.Boot = false
 			case vOtherKey:
@@ -305,7 +307,7 @@ func (b *built) config(t testing.TB, version, arch string) *Config {
 	t.Helper()
 	mc := *b.set[version][arch]
 	mc.Test.Boot = true
-	c, err := Resolve(&mc, b.set.Compose())
+	c, err := resolve(&mc, b.set.Compose())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package boottest
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"encoding/json"
 	"os"
 	"testing"
@@ -31,7 +33,7 @@ func TestPipeline(t *testing.T) {
 	sums := map[string][32]byte{}
 	for _, v := range []string{vTestbed, vPlain} {
 		for _, arch := range []string{"x86_64", "aarch64"} {
-			nr := b.node(t, v, arch, Kind)
+			nr := b.node(t, v, arch, contract.BootTest)
 			if nr.Status != pipeline.StatusRan {
 				t.Fatalf("%s/%s: boottest %s", v, arch, nr.Status)
 			}
@@ -60,13 +62,13 @@ func TestPipeline(t *testing.T) {
 	if n := res.Counts()[pipeline.StatusCached]; n != len(res.Nodes) {
 		t.Errorf("second run: %v, want everything cached", res.Counts())
 	}
-	_, res, err = b.execute(func(n *pipeline.Node) bool { return n.Kind == Kind })
+	_, res, err = b.execute(func(n *pipeline.Node) bool { return n.Kind == contract.BootTest })
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, nr := range res.Nodes {
 		want := pipeline.StatusCached
-		if nr.Node.Kind == Kind {
+		if nr.Node.Kind == contract.BootTest {
 			want = pipeline.StatusRan
 		}
 		if nr.Status != want {

@@ -1,6 +1,10 @@
 package boottest
 
 import (
+	"github.com/cfs-compose/cfs-compose/artifacts"
+
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,7 +12,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
@@ -17,82 +20,48 @@ import (
 	_ "github.com/cfs-compose/cfs-compose/testbed/checks" // registers the checks Resolve validates against
 )
 
-// Stage is the boottest stage.
-type Stage struct {
-	// Report, when set, is called with every boot test that ran to a
-	// verdict, passed or failed, before Run returns (cfs-compose test
-	// collects the JUnit reports of failed tests with it, which the
-	// pipeline does not keep). It may be called from several goroutines
-	// at once; the outcome's files are removed after it returns.
-	Report func(*Outcome)
+// New returns the boottest stage. A target runs it when test { boot }.
+func New() pipeline.Stage { return NewWithReport(nil) }
+
+// NewWithReport returns the boottest stage calling report with every
+// boot test that ran to a verdict, passed or failed, before the stage's
+// Run returns (cfs-compose test collects the JUnit reports of failed tests
+// with it, which the pipeline does not keep). report may be called from
+// several goroutines at once; the outcome's files are removed after it
+// returns. A nil report is not called.
+func NewWithReport(report func(*Outcome)) pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[Config]{
+		Kind: contract.BootTest, Version: Version,
+		Inputs: []pipeline.Dep{{Kind: contract.Disk}, {Kind: contract.Composefs, Optional: true}},
+		When:   func(f *pipeline.Facts) bool { return f.BootTest },
+		Plan:   Plan,
+		Run: func(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
+			return run(ctx, rc, c, report)
+		},
+	})
 }
 
-// New returns the boottest stage.
-func New() *Stage { return &Stage{} }
-
-// Kind implements pipeline.Stage.
-func (s *Stage) Kind() string { return Kind }
-
-// Version implements pipeline.Stage.
-func (s *Stage) Version() string { return Version }
-
-// Inputs implements pipeline.Stage: the disk image, and the composefs
-// digest the booted image must have (absent when composefs is disabled).
-func (s *Stage) Inputs() []pipeline.Dep {
-	return []pipeline.Dep{{Kind: "disk"}, {Kind: "composefs", Optional: true}}
-}
-
-// Plan implements pipeline.Stage; see [Resolve].
-func (s *Stage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	return Resolve(pc.Config, pc.Compose)
-}
-
-// Defaults of the manifest's test block, for configs that leave them zero.
-const (
-	defaultTimeout = 5 * time.Minute
-	defaultMemory  = 1 << 30
-)
-
-// Resolve is Plan on a manifest config: it returns [pipeline.ErrSkip]
-// unless test.boot is set; otherwise it checks test.checks against the
-// registered checks, finds the arch's default firmware for what
-// test.firmware and test.firmware_vars leave empty (the Secure Boot build
-// with test.secureboot), hashes the firmware files and the db certificate,
-// and makes the expectations explicit.
-func Resolve(mc *manifest.Config, compose manifest.Compose) (*Config, error) {
-	if !mc.Test.Boot {
-		return nil, pipeline.ErrSkip
-	}
+// Plan checks test.checks against the registered checks, finds the arch's
+// default firmware for what test.firmware and test.firmware_vars leave
+// empty (the Secure Boot build with test.secureboot), hashes the firmware
+// files and the db certificate, and makes the expectations explicit from
+// the target's facts.
+func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
+	mc, f := pc.Config, pc.Facts
 	t := mc.Test
-	c := &Config{Arch: mc.Arch, Name: targetName(mc, compose), Checks: append([]string{}, t.Checks...),
-		Timeout: t.Timeout, MemoryMiB: int(t.Memory >> 20)}
-	if c.Timeout == 0 {
-		c.Timeout = defaultTimeout
-	}
-	if t.Memory == 0 {
-		c.MemoryMiB = defaultMemory >> 20
-	}
-	if c.Arch != manifest.ArchX86_64 && c.Arch != manifest.ArchAarch64 {
-		return nil, fmt.Errorf("boottest: arch %q cannot be boot-tested (want x86_64 or aarch64)", c.Arch)
-	}
+	c := &Config{Arch: f.Arch.Name, Name: artifacts.Basename(pc.Compose.Product, mc.Name, pc.Compose.Release, f.Arch.Name),
+		Checks: append([]string{}, t.Checks...), Timeout: t.Timeout, MemoryMiB: int(t.Memory >> 20)}
 	if c.MemoryMiB < minMemoryMiB {
 		return nil, fmt.Errorf("boottest: test.memory = %d bytes is below %d MiB", t.Memory, minMemoryMiB)
 	}
 	if _, err := testbed.Select(testbed.DefaultRegistry, c.Checks, nil); err != nil {
 		return nil, fmt.Errorf("boottest: test.checks: %w (registered: %s)", err, checkNames())
 	}
-	c.Expect = Expect{Composefs: mc.Composefs.Enabled, SecureBoot: t.SecureBoot}
-	if mc.Composefs.Enabled {
-		c.Expect.Verity = mc.Composefs.Verity
-		if c.Expect.Verity == "" {
-			c.Expect.Verity = manifest.VerityNone
-		}
-		c.Expect.Signed = mc.Composefs.Signed
+	c.Expect = Expect{Composefs: f.Composefs, SecureBoot: t.SecureBoot}
+	if f.Composefs {
+		c.Expect.Verity, c.Expect.Signed = f.Verity, f.ComposefsSigned
 	}
 	if t.SecureBoot {
-		if mc.SecureBoot.Cert == "" {
-			return nil, fmt.Errorf("boottest: test.secureboot needs secureboot.cert (the db certificate the UKI is signed with)")
-		}
 		cert, err := secureboot.LoadCertificate(mc.SecureBoot.Cert)
 		if err != nil {
 			return nil, fmt.Errorf("boottest: secureboot.cert: %w", err)
@@ -102,30 +71,20 @@ func Resolve(mc *manifest.Config, compose manifest.Compose) (*Config, error) {
 			return nil, fmt.Errorf("boottest: test.secureboot enrolls keys with virt-fw-vars: %w", err)
 		}
 	}
-	fw, err := resolveFirmware(mc)
+	fw, err := resolveFirmware(mc, f)
 	if err != nil {
 		return nil, err
 	}
 	c.Firmware = *fw
-	return c, c.Validate()
-}
-
-// targetName is <Product>-<Name>-<Release>.<arch>, the base of the
-// published file names.
-func targetName(mc *manifest.Config, compose manifest.Compose) string {
-	product := compose.Product
-	if product == "" {
-		product = "Fedora"
-	}
-	return fmt.Sprintf("%s-%s-%s.%s", product, mc.Name, compose.Release, mc.Arch)
+	return c, nil
 }
 
 // resolveFirmware picks the firmware files and hashes them.
-func resolveFirmware(mc *manifest.Config) (*Firmware, error) {
+func resolveFirmware(mc *manifest.Config, f *pipeline.Facts) (*Firmware, error) {
 	t := mc.Test
 	fw := &Firmware{Code: t.Firmware, Vars: t.FirmwareVars}
 	if fw.Code == "" || fw.Vars == "" {
-		def, err := testbed.FindFirmware(mc.Arch, t.SecureBoot, testbed.FirmwareDirs())
+		def, err := testbed.FindFirmware(f.Arch.Name, t.SecureBoot, testbed.FirmwareDirs())
 		if err != nil {
 			return nil, fmt.Errorf("boottest: test.firmware is not set and %w", err)
 		}
@@ -139,7 +98,7 @@ func resolveFirmware(mc *manifest.Config) (*Firmware, error) {
 	if t.Firmware != "" {
 		// Debian names the x86_64 Secure Boot builds *.secboot.fd; they
 		// only run with SMM.
-		fw.SMM = mc.Arch == manifest.ArchX86_64 && (t.SecureBoot || strings.Contains(fw.Code, "secboot"))
+		fw.SMM = f.Arch.SecureBootSMM && (t.SecureBoot || strings.Contains(fw.Code, "secboot"))
 	}
 	var err error
 	if fw.CodeSHA256, err = fileSHA256(fw.Code); err != nil {

@@ -1,6 +1,7 @@
 package boottest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -49,8 +50,8 @@ func TestResolve(t *testing.T) {
 		wantErr string
 		check   func(t *testing.T, c *Config)
 	}{
-		{name: "boot off is skipped", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Boot = false }, wantErr: pipeline.ErrSkip.Error()},
-		{name: "defaults", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Timeout, c.Test.Memory = 0, 0 },
+		{name: "boot off is skipped", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Boot = false }, wantErr: errNotUsed.Error()},
+		{name: "the test block as the manifest resolves it", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Timeout, c.Test.Memory = 5*time.Minute, 1<<30 },
 			check: func(t *testing.T, c *Config) {
 				want := Config{Arch: "x86_64", Name: "Fedora-Testbed-41.x86_64", Checks: []string{}, Timeout: 5 * time.Minute, MemoryMiB: 1024,
 					Firmware: Firmware{Code: filepath.Join(fwDir, "OVMF_CODE_4M.fd"), CodeSHA256: sum("code"),
@@ -105,8 +106,6 @@ func TestResolve(t *testing.T) {
 			}},
 		{name: "unknown check", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Checks = []string{"composefs-root", "no-such-check"} },
 			wantErr: `test.checks: testbed: check pattern "no-such-check" matches no registered check`},
-		{name: "secure boot without cert", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.SecureBoot = true },
-			wantErr: "test.secureboot needs secureboot.cert"},
 		{name: "bad cert", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.SecureBoot, c.SecureBoot.Cert = true, custom },
 			wantErr: "secureboot.cert: "},
 		{name: "unformatted vars are formatted at run time", arch: "aarch64", edit: func(c *manifest.Config) { c.Test.SecureBoot, c.SecureBoot.Cert = true, cert },
@@ -119,7 +118,7 @@ func TestResolve(t *testing.T) {
 			wantErr: "firmware variable template: open /nonexistent/VARS.fd"},
 		{name: "too little memory", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Memory = 64 << 20 },
 			wantErr: "below 128 MiB"},
-		{name: "unknown arch", arch: "riscv64", wantErr: `arch "riscv64" cannot be boot-tested`},
+		{name: "unknown arch", arch: "riscv64", wantErr: `unsupported architecture "riscv64"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,13 +126,13 @@ func TestResolve(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(mc)
 			}
-			c, err := Resolve(mc, manifests{}.Compose())
+			c, err := resolve(mc, manifests{}.Compose())
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
 				}
-				if tt.wantErr == pipeline.ErrSkip.Error() && !errors.Is(err, pipeline.ErrSkip) {
-					t.Fatalf("err = %v is not ErrSkip", err)
+				if tt.wantErr == errNotUsed.Error() && !errors.Is(err, errNotUsed) {
+					t.Fatalf("err = %v is not errNotUsed", err)
 				}
 				return
 			}
@@ -195,7 +194,6 @@ func TestValidate(t *testing.T) {
 		{"timeout", func(c *Config) { c.Timeout = 0 }, "timeout"},
 		{"firmware", func(c *Config) { c.Firmware.Vars = "" }, "firmware"},
 		{"digest", func(c *Config) { c.Firmware.CodeSHA256 = "" }, "digests"},
-		{"verity", func(c *Config) { c.Expect.Verity = "sometimes" }, `verity mode "sometimes"`},
 		{"secure boot mismatch", func(c *Config) { c.Expect.SecureBoot = true }, "expect.secureboot"},
 		{"plain with verity", func(c *Config) { c.Expect.Composefs = false }, "without composefs"},
 	}
@@ -249,3 +247,20 @@ func TestLogWriter(t *testing.T) {
 }
 
 func newTestLogger(w *strings.Builder) zerolog.Logger { return zerolog.New(w) }
+
+// errNotUsed is what resolve returns for a target that does not run the
+// stage.
+var errNotUsed = errors.New("the target does not run the boottest stage")
+
+// resolve plans the stage for mc as the pipeline does: facts first, then
+// the stage's When and Plan.
+func resolve(mc *manifest.Config, compose manifest.Compose) (*Config, error) {
+	f, err := pipeline.FactsOf(pipeline.Target{Variant: mc.Variant, Name: mc.Name, Arch: mc.Arch}, mc)
+	if err != nil {
+		return nil, err
+	}
+	if !New().Used(f) {
+		return nil, errNotUsed
+	}
+	return Plan(context.Background(), &pipeline.PlanContext{Config: mc, Facts: f, Compose: compose})
+}

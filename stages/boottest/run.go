@@ -1,10 +1,10 @@
 package boottest
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,41 +14,32 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Media types of the outputs.
-const (
-	mediaTypeJUnit   = "application/xml"
-	mediaTypeConsole = "text/plain"
-)
-
-// Run implements pipeline.Stage: it boots the "disk/raw" input with
-// [Test] and stores the results, the JUnit report and the console log as
-// outputs published under <Variant>/<arch>/tests/. A failed check fails
-// the stage.
-func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c Config
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	disk, err := rc.InputPath("disk", "raw")
+// run boots the disk image with [Test] and stores the results, the JUnit
+// report and the console log as outputs published under
+// <Variant>/<arch>/tests/. A failed check fails the stage.
+func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*Outcome)) error {
+	disk, err := contract.DiskRaw.Path(rc)
 	if err != nil {
 		return err
 	}
 	var digest string
 	if c.Expect.Composefs {
-		if digest, err = readDigest(rc); err != nil {
+		d, err := contract.ComposefsDigest.Get(rc)
+		if err != nil {
 			return err
 		}
+		digest = d.Digest
 	}
 	rc.Log.Info().Str("firmware", c.Firmware.Code).Bool("secureboot", c.SecureBoot != nil).
 		Bool("composefs", c.Expect.Composefs).Msg("booting the disk image")
 	lw := &logWriter{log: rc.Log}
-	out, err := Test(ctx, &c, disk, digest, filepath.Join(rc.TempDir(), "boottest"), lw)
+	out, err := Test(ctx, c, disk, digest, filepath.Join(rc.TempDir(), "boottest"), lw)
 	lw.Flush()
 	if err != nil {
 		return err
 	}
-	if s.Report != nil {
-		s.Report(out)
+	if report != nil {
+		report(out)
 	}
 	if err := out.Err(); err != nil {
 		return err
@@ -66,38 +57,20 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			return err
 		}
 	}
-	for _, o := range []struct{ name, file, media, suffix string }{
-		{"results", ResultsFile, artifacts.MediaTypeJSON, "boottest.json"},
-		{"junit", JUnitFile, mediaTypeJUnit, "junit.xml"},
-		{"console", ConsoleFile, mediaTypeConsole, ConsoleFile},
+	for _, o := range []struct {
+		out          pipeline.Output
+		file, suffix string
+	}{
+		{contract.BootTestResults.Output, ResultsFile, "boottest.json"},
+		{contract.BootTestJUnit, JUnitFile, "junit.xml"},
+		{contract.BootTestConsole, ConsoleFile, ConsoleFile},
 	} {
 		pub := &artifacts.Publish{Dir: "tests", Filename: c.Name + "." + o.suffix}
-		if err := rc.AddFile(o.name, filepath.Join(out.Dir, o.file), o.media, pub); err != nil {
+		if err := o.out.AddFile(rc, filepath.Join(out.Dir, o.file), pub); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// readDigest reads the composefs stage's digest output.
-func readDigest(rc *pipeline.RunContext) (string, error) {
-	if !rc.HasInput("composefs", "digest") {
-		return "", fmt.Errorf("boottest: composefs is enabled but the composefs stage produced no digest")
-	}
-	b, err := rc.ReadInput("composefs", "digest")
-	if err != nil {
-		return "", err
-	}
-	var d struct {
-		Digest string `json:"digest"`
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		return "", fmt.Errorf("boottest: composefs/digest: %w", err)
-	}
-	if len(d.Digest) != 64 || strings.Trim(d.Digest, "0123456789abcdef") != "" {
-		return "", fmt.Errorf("boottest: composefs/digest: %q is not a 64-digit lower-case hex digest", d.Digest)
-	}
-	return d.Digest, nil
 }
 
 // logWriter turns the console reporter's lines into stage log events.

@@ -1,6 +1,10 @@
 package boottest
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -22,10 +26,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
 )
 
-var (
-	_ pipeline.Stage = (*Stage)(nil)
-	_ pipeline.Keyer = (*Config)(nil)
-)
+var _ pipeline.Keyer = (*Config)(nil)
 
 // manifests is a pipeline.Manifests of literal configs, one per arch of a
 // single variant.
@@ -48,56 +49,52 @@ func (m manifests) Compose() manifest.Compose {
 
 // fakeDisk stands in for the disk stage: its "raw" output is a prepared
 // image file.
-type fakeDisk struct{ path string }
-
-func (f *fakeDisk) Kind() string           { return "disk" }
-func (f *fakeDisk) Version() string        { return "test" }
-func (f *fakeDisk) Inputs() []pipeline.Dep { return nil }
-func (f *fakeDisk) Plan(context.Context, *pipeline.PlanContext) (any, error) {
-	return map[string]string{"path": f.path}, nil
-}
-func (f *fakeDisk) Run(_ context.Context, rc *pipeline.RunContext) error {
-	in, err := os.Open(f.path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	p := filepath.Join(rc.TempDir(), "disk.raw")
-	out, err := os.Create(p)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return rc.AddFile("raw", p, "application/octet-stream", nil)
+func fakeDisk(path string) pipeline.Stage {
+	type config struct{ Path string }
+	return pipeline.Define(pipeline.Spec[config]{
+		Kind: contract.Disk, Version: "test",
+		Plan: func(context.Context, *pipeline.PlanContext) (*config, error) { return &config{path}, nil },
+		Run: func(_ context.Context, rc *pipeline.RunContext, c *config) error {
+			in, err := os.Open(c.Path)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			p := filepath.Join(rc.TempDir(), "disk.raw")
+			out, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(out, in); err != nil {
+				out.Close()
+				return err
+			}
+			if err := out.Close(); err != nil {
+				return err
+			}
+			return contract.DiskRaw.AddFile(rc, p, nil)
+		},
+	})
 }
 
 // fakeComposefs stands in for the composefs stage: its "digest" output.
-type fakeComposefs struct{ digest string }
-
-func (f *fakeComposefs) Kind() string           { return "composefs" }
-func (f *fakeComposefs) Version() string        { return "test" }
-func (f *fakeComposefs) Inputs() []pipeline.Dep { return nil }
-func (f *fakeComposefs) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	if !pc.Config.Composefs.Enabled {
-		return nil, pipeline.ErrSkip
-	}
-	return map[string]string{"digest": f.digest}, nil
-}
-func (f *fakeComposefs) Run(_ context.Context, rc *pipeline.RunContext) error {
-	return rc.AddJSON("digest", map[string]any{"digest": f.digest, "version": 1}, nil)
+func fakeComposefs(digest string) pipeline.Stage {
+	type config struct{ Digest string }
+	return pipeline.Define(pipeline.Spec[config]{
+		Kind: contract.Composefs, Version: "test",
+		When: func(f *pipeline.Facts) bool { return f.Composefs },
+		Plan: func(context.Context, *pipeline.PlanContext) (*config, error) { return &config{digest}, nil },
+		Run: func(_ context.Context, rc *pipeline.RunContext, c *config) error {
+			return contract.ComposefsDigest.Set(rc, &artifacts.ComposefsDigest{Digest: c.Digest, Version: 1}, nil)
+		},
+	})
 }
 
 // testbedConfig is the testbed variant's manifest config for arch, as
 // manifests/testbed.hcl resolves it, with the test block switched on.
 func testbedConfig(arch string) *manifest.Config {
 	return &manifest.Config{Variant: "testbed", Name: "Testbed", Arch: arch,
-		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable},
+		Composefs: manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable},
 		Test:      manifest.Test{Boot: true, Timeout: 3 * time.Minute, Memory: 1 << 30, Checks: []string{}}}
 }
 
@@ -112,14 +109,14 @@ func runStage(t *testing.T, cfg *manifest.Config, disk, digest string) (*pipelin
 	}
 	t.Cleanup(func() { st.Close() })
 	m := manifests{cfg.Arch: cfg}
-	stages := []pipeline.Stage{&fakeComposefs{digest: digest}, &fakeDisk{path: disk}, New()}
+	stages := []pipeline.Stage{fakeComposefs(digest), fakeDisk(disk), New()}
 	plan, err := pipeline.Resolve(ctx, m, stages, &pipeline.ResolveOptions{Offline: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var logs stagetest.SyncBuffer
 	res, err := pipeline.Execute(ctx, plan, st, &pipeline.ExecOptions{LogWriter: &logs})
-	return res.Of(plan.Targets[0].Nodes[Kind]), st, logs.String(), err
+	return res.Of(plan.Targets[0].Nodes[contract.BootTest]), st, logs.String(), err
 }
 
 // firmwareEnv points the testbed at the trixie firmware and virt-fw-vars
@@ -305,7 +302,7 @@ func resultsOf(rep *testbed.TargetReport) map[string]testbed.Result {
 
 func mustResolve(t *testing.T, cfg *manifest.Config) *Config {
 	t.Helper()
-	c, err := Resolve(cfg, manifests{}.Compose())
+	c, err := resolve(cfg, manifests{}.Compose())
 	if err != nil {
 		t.Fatal(err)
 	}

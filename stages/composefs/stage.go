@@ -12,9 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	cfs "github.com/cfs-compose/cfs-compose/internal/composefs"
@@ -22,21 +20,12 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 
-// Kind is the stage kind.
-const Kind = "composefs"
-
 // Version is the implementation version (part of every cache key).
 const Version = "1"
-
-// Output names (see docs/stages.md).
-const (
-	OutImage     = "image"
-	OutDigest    = "digest"
-	OutDigestSig = "digest.sig"
-)
 
 // PasswordEnv names the secret holding the cosign key passphrase.
 const PasswordEnv = "CFS_SIGNING_PASSWORD"
@@ -64,74 +53,43 @@ func (c *Config) CacheKey() any {
 	return k
 }
 
-// Stage implements pipeline.Stage.
-type Stage struct{}
+// New returns the composefs stage. A target runs it exactly when
+// composefs is on (the contingency switch).
+func New() pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[Config]{
+		Kind: contract.Composefs, Version: Version,
+		Inputs: []pipeline.Dep{{Kind: contract.Source}},
+		When:   func(f *pipeline.Facts) bool { return f.Composefs },
+		Plan:   Plan, Run: run,
+	})
+}
 
-// New returns the composefs stage.
-func New() *Stage { return &Stage{} }
-
-// Kind implements pipeline.Stage.
-func (*Stage) Kind() string { return Kind }
-
-// Version implements pipeline.Stage.
-func (*Stage) Version() string { return Version }
-
-// Inputs implements pipeline.Stage.
-func (*Stage) Inputs() []pipeline.Dep { return []pipeline.Dep{{Kind: "source"}} }
-
-// Plan implements pipeline.Stage.
-func (*Stage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
+// Plan resolves the stage's configuration: the format version, the
+// published file name and, for a signed digest, the key's hint.
+func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	mc := pc.Config
-	if !mc.Composefs.Enabled {
-		return nil, pipeline.ErrSkip
-	}
 	c := &Config{
 		MinVersion: mc.Composefs.FormatVersion,
-		Filename:   fmt.Sprintf("%s-%s-%s.%s.cfs", pc.Compose.Product, mc.Name, pc.Compose.Release, mc.Arch),
-		Signed:     mc.Composefs.Signed,
-	}
-	if c.MinVersion < 0 || c.MinVersion > cfs.MaxVersion {
-		return nil, fmt.Errorf("composefs.format_version = %d: want 0 or 1", c.MinVersion)
+		Filename:   artifacts.Filename(pc.Compose.Product, mc.Name, pc.Compose.Release, mc.Arch, "cfs"),
+		Signed:     pc.Facts.ComposefsSigned,
 	}
 	if c.Signed {
-		if mc.Signing.Key == "" {
-			return nil, errors.New("composefs.signed needs signing.key")
-		}
-		pub := mc.Signing.Pub
-		if pub == "" {
-			pub = pubPath(mc.Signing.Key)
-		}
-		pk, err := signing.LoadPublicKey(pub)
+		pk, err := signing.LoadPublicKey(pc.Facts.SigningPub)
 		if err != nil {
 			return nil, fmt.Errorf("composefs.signed: %w", err)
 		}
 		hint, err := signing.KeyHint(pk)
 		if err != nil {
-			return nil, fmt.Errorf("composefs.signed: %s: %w", pub, err)
+			return nil, fmt.Errorf("composefs.signed: %s: %w", pc.Facts.SigningPub, err)
 		}
-		c.KeyPath, c.KeyHint = mc.Signing.Key, hint
+		c.KeyPath, c.KeyHint = pc.Facts.SigningKey, hint
 	}
 	return c, nil
 }
 
-// pubPath is the conventional public key next to a cosign.key.
-func pubPath(key string) string {
-	ext := filepath.Ext(key)
-	return key[:len(key)-len(ext)] + ".pub"
-}
-
-// Digest is the "digest" output.
-type Digest struct {
-	Digest  string `json:"digest"`  // 64 hex: fs-verity SHA-256 of the image
-	Version int    `json:"version"` // image format version written
-}
-
-// Run implements pipeline.Stage.
-func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c Config
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
+// run writes the image, its digest and, when signed, the digest's
+// signature.
+func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	tree, err := imageinput.Tree(rc)
 	if err != nil {
 		return err
@@ -157,10 +115,10 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		}
 		objects = append(objects, fsverity.Hex(d))
 	}
-	if err := rc.AddBytes(OutImage, artifacts.MediaTypeComposefs, img.Bytes(), &artifacts.Publish{Filename: c.Filename}); err != nil {
+	if err := contract.ComposefsImage.Put(rc, img.Bytes(), &artifacts.Publish{Filename: c.Filename}); err != nil {
 		return err
 	}
-	if err := rc.AddJSON(OutDigest, Digest{Digest: hexd, Version: rd.Version()}, nil); err != nil {
+	if err := contract.ComposefsDigest.Set(rc, &artifacts.ComposefsDigest{Digest: hexd, Version: rd.Version()}, nil); err != nil {
 		return err
 	}
 	if err := rc.AddObjectSet(objects); err != nil {
@@ -176,7 +134,7 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		if err != nil {
 			return fmt.Errorf("signing the composefs digest: %w", err)
 		}
-		if err := rc.AddBytes(OutDigestSig, "text/plain", []byte(base64.StdEncoding.EncodeToString(sig)), nil); err != nil {
+		if err := contract.ComposefsDigestSig.Put(rc, []byte(base64.StdEncoding.EncodeToString(sig)), nil); err != nil {
 			return err
 		}
 	}

@@ -1,8 +1,11 @@
 package composefs_test
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
+
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"context"
-	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +16,6 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/composefs"
 )
 
-var _ pipeline.Stage = composefs.New()
 var _ pipeline.Keyer = &composefs.Config{}
 
 // TestPlan covers the stage's planning decisions; building images is
@@ -25,7 +27,7 @@ func TestPlan(t *testing.T) {
 	}
 	base := func() *manifest.Config {
 		return &manifest.Config{Variant: "coreos", Name: "CoreOS", Arch: manifest.ArchX86_64,
-			Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable}}
+			Composefs: manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable}}
 	}
 	tests := []struct {
 		name    string
@@ -45,15 +47,13 @@ func TestPlan(t *testing.T) {
 				t.Errorf("min version %d", c.MinVersion)
 			}
 		}},
-		{name: "format version 2", mut: func(c *manifest.Config) { c.Composefs.FormatVersion = 2 }, wantErr: "format_version = 2"},
-		{name: "signed without key", mut: func(c *manifest.Config) { c.Composefs.Signed = true }, wantErr: "composefs.signed needs signing.key"},
 		{name: "signed with a missing public key", mut: func(c *manifest.Config) {
 			c.Composefs.Signed = true
-			c.Signing.Key = filepath.Join(keys, "nope.key")
+			c.Signing.Key, c.Signing.Pub = filepath.Join(keys, "nope.key"), filepath.Join(keys, "nope.pub")
 		}, wantErr: "nope.pub"},
 		{name: "signed", mut: func(c *manifest.Config) {
 			c.Composefs.Signed = true
-			c.Signing.Key = filepath.Join(keys, "cosign.key")
+			c.Signing.Key, c.Signing.Pub = filepath.Join(keys, "cosign.key"), filepath.Join(keys, "cosign.pub")
 		}, check: func(t *testing.T, c *composefs.Config) {
 			if !c.Signed || c.KeyHint == "" || c.KeyPath == "" {
 				t.Errorf("config = %+v", c)
@@ -70,12 +70,16 @@ func TestPlan(t *testing.T) {
 			if tc.mut != nil {
 				tc.mut(mc)
 			}
-			got, err := composefs.New().Plan(context.Background(), &pipeline.PlanContext{Config: mc, Compose: manifest.Compose{Product: "Fedora", Release: "43"}})
+			pc := stagetest.PlanContext(t, mc)
+			pc.Compose = manifest.Compose{Product: "Fedora", Release: "43"}
+			if used := composefs.New().Used(pc.Facts); used == tc.skip {
+				t.Fatalf("Used = %v, want %v", used, !tc.skip)
+			}
+			if tc.skip {
+				return
+			}
+			got, err := composefs.Plan(context.Background(), pc)
 			switch {
-			case tc.skip:
-				if !errors.Is(err, pipeline.ErrSkip) {
-					t.Fatalf("err = %v, want ErrSkip", err)
-				}
 			case tc.wantErr != "":
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -84,7 +88,7 @@ func TestPlan(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				tc.check(t, got.(*composefs.Config))
+				tc.check(t, got)
 			}
 		})
 	}

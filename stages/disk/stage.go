@@ -5,6 +5,12 @@
 package disk
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
+
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,27 +28,16 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/diskimage"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 	"golang.org/x/sys/unix"
 )
 
-// Kind is the stage kind.
-const Kind = "disk"
-
 // Version is the implementation version (part of every cache key).
 const Version = "1"
 
-// Output names (see docs/stages.md).
-const (
-	OutRaw    = "raw"
-	OutQcow2  = "qcow2"
-	OutLayout = "layout"
-)
-
 // Config is the resolved configuration of one disk stage instance.
 type Config struct {
-	Arch       string      `json:"arch"`
+	Arch       *arch.Arch  `json:"arch"`
 	Size       int64       `json:"size"`
 	Partitions []Partition `json:"partitions"`
 	Formats    []string    `json:"formats"`
@@ -63,49 +58,27 @@ type Partition struct {
 	Verity bool   `json:"verity"`
 }
 
-// Stage implements pipeline.Stage.
-type Stage struct{}
-
 // New returns the disk stage.
-func New() *Stage { return &Stage{} }
-
-// Kind implements pipeline.Stage.
-func (*Stage) Kind() string { return Kind }
-
-// Version implements pipeline.Stage.
-func (*Stage) Version() string { return Version }
-
-// Inputs implements pipeline.Stage.
-func (*Stage) Inputs() []pipeline.Dep {
-	return []pipeline.Dep{{Kind: "source"}, {Kind: "composefs", Optional: true}, {Kind: "uki"}}
+func New() pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[Config]{
+		Kind: contract.Disk, Version: Version,
+		Inputs: []pipeline.Dep{{Kind: contract.Source}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.UKI}},
+		Plan:   Plan, Run: run,
+	})
 }
 
-// Plan implements pipeline.Stage.
-func (*Stage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	mc := pc.Config
+// Plan takes the disk layout from the manifest and checks that it fits
+// (sizes, labels), so errors show before any stage runs.
+func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
+	mc, f := pc.Config, pc.Facts
 	c := &Config{
-		Arch: mc.Arch, Size: mc.Disk.Size, Formats: slices.Clone(mc.Disk.Formats), Composefs: mc.Composefs.Enabled,
-		Basename: fmt.Sprintf("%s-%s-%s.%s", pc.Compose.Product, mc.Name, pc.Compose.Release, mc.Arch),
+		Arch: f.Arch, Size: mc.Disk.Size, Formats: slices.Clone(mc.Disk.Formats), Composefs: f.Composefs,
+		Basename: artifacts.Basename(pc.Compose.Product, mc.Name, pc.Compose.Release, f.Arch.Name),
 		UKIName:  mc.UKI.Name + ".efi",
 	}
-	if len(c.Formats) == 0 {
-		c.Formats = []string{"raw"}
-	}
-	for _, f := range c.Formats {
-		if f != "raw" && f != "qcow2" {
-			return nil, fmt.Errorf("disk.formats: unknown format %q (want raw or qcow2)", f)
-		}
-	}
-	hasRoot := false
 	for _, p := range mc.Disk.Partitions {
 		c.Partitions = append(c.Partitions, Partition{Name: p.Name, Type: p.Type, Size: p.Size, FS: p.FS, Label: p.Label, Verity: p.Verity})
-		hasRoot = hasRoot || p.Type == manifest.PartitionRoot
 	}
-	if !hasRoot {
-		return nil, errors.New("disk: no partition of type root")
-	}
-	// Validate the layout now (sizes, labels), so errors show before any
-	// stage runs; Layout does no I/O.
 	if _, err := c.spec("plan", time.Time{}).Layout(); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
@@ -113,19 +86,15 @@ func (*Stage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
 }
 
 func (c *Config) spec(seed string, epoch time.Time) *diskimage.Spec {
-	s := &diskimage.Spec{Size: c.Size, Arch: c.Arch, Seed: seed, Epoch: epoch}
+	s := &diskimage.Spec{Size: c.Size, Arch: c.Arch.Name, Seed: seed, Epoch: epoch}
 	for _, p := range c.Partitions {
 		s.Partitions = append(s.Partitions, diskimage.Partition{Name: p.Name, Type: p.Type, Size: p.Size, FS: p.FS, Label: p.Label, Verity: p.Verity})
 	}
 	return s
 }
 
-// Run implements pipeline.Stage.
-func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c Config
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
+// run lays out the root partition and the ESP and writes the disk image.
+func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	tree, err := imageinput.Tree(rc)
 	if err != nil {
 		return err
@@ -139,10 +108,13 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	// The seed for GUIDs and UUIDs and the epoch for times come from the
 	// inputs only, so the same inputs give the same disk bytes.
 	seed := sha256.New()
-	for _, in := range [][2]string{{"source", "tree"}, {"uki", "uki"}, {"composefs", "image"}, {"composefs", "digest.sig"}} {
-		if rc.HasInput(in[0], in[1]) {
-			o, _ := rc.Input(in[0], in[1])
-			fmt.Fprintf(seed, "%s/%s=%s\n", in[0], in[1], o.Digest)
+	for _, in := range []pipeline.Output{contract.SourceTree, contract.UKIImage, contract.ComposefsImage, contract.ComposefsDigestSig} {
+		if in.Present(rc) {
+			o, err := in.Artifact(rc)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(seed, "%s=%s\n", in, o.Digest)
 		}
 	}
 	fmt.Fprintf(seed, "config=%s\n", mustJSON(c))
@@ -162,7 +134,7 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 			return err
 		}
 	} else {
-		plain := filepath.Join(root, "state", "deploy", "plain", "root")
+		plain := filepath.Join(root, filepath.FromSlash(bootlayout.Plain.Root()))
 		if err := os.MkdirAll(filepath.Dir(plain), 0o755); err != nil {
 			return err
 		}
@@ -177,7 +149,7 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return err
 	}
 
-	ukiPath, err := rc.InputPath("uki", "uki")
+	ukiPath, err := contract.UKIImage.Path(rc)
 	if err != nil {
 		return err
 	}
@@ -185,16 +157,13 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err != nil {
 		return fmt.Errorf("reading the UKI: %w", err)
 	}
-	boot := "EFI/BOOT/BOOTX64.EFI"
-	if c.Arch == manifest.ArchAarch64 {
-		boot = "EFI/BOOT/BOOTAA64.EFI"
-	}
+	boot, ukiOnESP := bootlayout.ESPBootPath(c.Arch), bootlayout.ESPUKIPath(c.UKIName)
 	spec := c.spec(seedHex, epoch)
 	for i := range spec.Partitions {
 		p := &spec.Partitions[i]
 		switch p.Type {
 		case diskimage.TypeESP:
-			p.Files = []diskimage.File{diskimage.BytesFile(boot, ukiBytes), diskimage.BytesFile("EFI/Linux/"+c.UKIName, ukiBytes)}
+			p.Files = []diskimage.File{diskimage.BytesFile(boot, ukiBytes), diskimage.BytesFile(ukiOnESP, ukiBytes)}
 		case diskimage.TypeRoot:
 			p.Dir = root
 		}
@@ -209,7 +178,7 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		if err := diskimage.ConvertQcow2(ctx, rawPath, q); err != nil {
 			return err
 		}
-		if err := rc.AddFile(OutQcow2, q, "application/x-qemu-disk", &artifacts.Publish{Filename: c.Basename + ".qcow2", Type: "qcow2", Format: "qcow2", Bootable: true}); err != nil {
+		if err := contract.DiskQcow2.AddFile(rc, q, &artifacts.Publish{Filename: c.Basename + ".qcow2", Type: "qcow2", Format: "qcow2", Bootable: true}); err != nil {
 			return err
 		}
 	}
@@ -219,14 +188,14 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if slices.Contains(c.Formats, "raw") {
 		pub = &artifacts.Publish{Filename: c.Basename + ".raw", Type: "raw", Format: "raw", Bootable: true}
 	}
-	if err := rc.AddFile(OutRaw, rawPath, artifacts.MediaTypeOctet, pub); err != nil {
+	if err := contract.DiskRaw.AddFile(rc, rawPath, pub); err != nil {
 		return err
 	}
-	dl := artifacts.DiskLayout{Schema: artifacts.DiskLayoutSchema, Size: layout.Size, SectorSize: layout.SectorSize, DiskGUID: layout.DiskGUID, ComposefsDigest: digest, ESPBootPath: boot, ESPUKIPath: "EFI/Linux/" + c.UKIName}
+	dl := artifacts.DiskLayout{Schema: artifacts.DiskLayoutSchema, Size: layout.Size, SectorSize: layout.SectorSize, DiskGUID: layout.DiskGUID, ComposefsDigest: digest, ESPBootPath: boot, ESPUKIPath: ukiOnESP}
 	for _, p := range layout.Partitions {
 		dl.Partitions = append(dl.Partitions, artifacts.DiskPartition{Number: p.Number, Name: p.Name, Label: p.Label, Type: p.Type, FS: p.FS, TypeGUID: p.TypeGUID, GUID: p.GUID, FSID: p.FSID, Offset: p.Offset, Size: p.Size})
 	}
-	if err := rc.AddJSON(OutLayout, dl, nil); err != nil {
+	if err := contract.DiskLayout.Set(rc, &dl, nil); err != nil {
 		return err
 	}
 	rc.Log.Info().Str("disk_guid", layout.DiskGUID).Bool("composefs", c.Composefs).Msg("disk image written")
@@ -237,44 +206,36 @@ func (*Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 // under its digest, its signature, and every object it references (hard
 // links into the shared store, whose objects all have mtime 0).
 func composefsLayout(rc *pipeline.RunContext, tree *cfs.Tree, objects *objstore.Store, root string) (string, error) {
-	b, err := rc.ReadInput("composefs", "digest")
-	if err != nil {
-		return "", fmt.Errorf("composefs is enabled but its digest is missing: %w", err)
-	}
-	var d struct {
-		Digest string `json:"digest"`
-	}
-	if err := json.Unmarshal(b, &d); err != nil || len(d.Digest) != 64 {
-		return "", fmt.Errorf("reading composefs/digest: bad digest %q (%v)", d.Digest, err)
-	}
-	images := filepath.Join(root, "composefs", "images")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		return "", err
-	}
-	img, err := rc.InputPath("composefs", "image")
+	d, err := contract.ComposefsDigest.Get(rc)
 	if err != nil {
 		return "", err
 	}
-	if err := copyFile(img, filepath.Join(images, d.Digest), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, bootlayout.ImagesDir), 0o755); err != nil {
+		return "", err
+	}
+	img, err := contract.ComposefsImage.Path(rc)
+	if err != nil {
+		return "", err
+	}
+	if err := copyFile(img, filepath.Join(root, bootlayout.Composefs.Image(d.Digest)), 0o644); err != nil {
 		return "", fmt.Errorf("placing the composefs image: %w", err)
 	}
-	if rc.HasInput("composefs", "digest.sig") {
-		sig, err := rc.InputPath("composefs", "digest.sig")
+	if contract.ComposefsDigestSig.Present(rc) {
+		sig, err := contract.ComposefsDigestSig.Path(rc)
 		if err != nil {
 			return "", err
 		}
-		if err := copyFile(sig, filepath.Join(images, d.Digest+".sig"), 0o644); err != nil {
+		if err := copyFile(sig, filepath.Join(root, bootlayout.Composefs.Signature(d.Digest)), 0o644); err != nil {
 			return "", fmt.Errorf("placing the digest signature: %w", err)
 		}
 	}
-	objDir := filepath.Join(root, "composefs", "objects")
 	for _, payload := range tree.Objects() {
 		od, err := objstore.ParseName(payload)
 		if err != nil {
 			return "", fmt.Errorf("source tree: file content at %q is not an object of the store: %w", payload, err)
 		}
 		name := objstore.Name(od)
-		dst := filepath.Join(objDir, filepath.FromSlash(name))
+		dst := filepath.Join(root, filepath.FromSlash(bootlayout.Composefs.Object(name)))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return "", err
 		}
@@ -315,13 +276,14 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // fixDirTimes gives the directories the layout created (not those of a
 // materialized tree, which carry the image's times) a fixed mtime.
 func fixDirTimes(root string, epoch time.Time) error {
-	var dirs []string
-	for _, d := range []string{"", "composefs", "composefs/images", "composefs/objects", "state", "state/deploy", "state/deploy/plain"} {
-		dirs = append(dirs, filepath.Join(root, d))
+	dirs := []string{root}
+	for _, d := range bootlayout.Dirs() {
+		dirs = append(dirs, filepath.Join(root, filepath.FromSlash(d)))
 	}
-	if ents, err := os.ReadDir(filepath.Join(root, "composefs", "objects")); err == nil {
+	objects := filepath.Join(root, filepath.FromSlash(bootlayout.ObjectsDir))
+	if ents, err := os.ReadDir(objects); err == nil {
 		for _, e := range ents {
-			dirs = append(dirs, filepath.Join(root, "composefs", "objects", e.Name()))
+			dirs = append(dirs, filepath.Join(objects, e.Name()))
 		}
 	}
 	ts := unix.NsecToTimespec(epoch.UnixNano())

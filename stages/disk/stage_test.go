@@ -1,6 +1,8 @@
 package disk_test
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,23 +33,19 @@ var _ pipeline.Stage = cfsstage.New()
 func fixture(t *testing.T) string { return stagetest.FixtureLayout(t) }
 
 // fakeUKI stands in for the uki stage: a few bytes are enough for the ESP.
-type fakeUKI struct{}
-
-func (fakeUKI) Kind() string           { return "uki" }
-func (fakeUKI) Version() string        { return "1" }
-func (fakeUKI) Inputs() []pipeline.Dep { return nil }
-func (fakeUKI) Plan(context.Context, *pipeline.PlanContext) (any, error) {
-	return "fake", nil
-}
-func (fakeUKI) Run(_ context.Context, rc *pipeline.RunContext) error {
-	return rc.AddBytes("uki", artifacts.MediaTypeOctet, []byte("MZ fake unified kernel image"), nil)
-}
+var fakeUKI = pipeline.Define(pipeline.Spec[string]{
+	Kind: contract.UKI, Version: "1",
+	Plan: func(context.Context, *pipeline.PlanContext) (*string, error) { s := "fake"; return &s, nil },
+	Run: func(_ context.Context, rc *pipeline.RunContext, _ *string) error {
+		return contract.UKIImage.Put(rc, []byte("MZ fake unified kernel image"), nil)
+	},
+})
 
 func config(image string, composefs bool) *manifest.Config {
 	return &manifest.Config{
 		Variant: "testbed", Name: "Testbed", Arch: manifest.ArchX86_64,
 		Source:    manifest.Source{Image: "oci:" + image + ":testbed", Kind: manifest.SourceContainer},
-		Composefs: manifest.Composefs{Enabled: composefs, Verity: manifest.VerityEnable},
+		Composefs: manifest.Composefs{Enabled: composefs, Verity: initconfig.VerityEnable},
 		UKI:       manifest.UKI{Enabled: true, Stub: "image", Name: "testbed"},
 		Disk: manifest.Disk{Size: 256 << 20, Formats: []string{"raw", "qcow2"}, Partitions: []manifest.Partition{
 			{Name: "esp", Type: "esp", Size: 64 << 20, FS: "vfat", Label: "esp"},
@@ -64,7 +62,7 @@ func build(t *testing.T, cache string, c *manifest.Config) (*pipeline.Plan, *pip
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	stages := []pipeline.Stage{source.New(), cfsstage.New(), fakeUKI{}, disk.New()}
+	stages := []pipeline.Stage{source.New(), cfsstage.New(), fakeUKI, disk.New()}
 	p, err := pipeline.Resolve(context.Background(), stagetest.OneConfig{C: c}, stages, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +142,7 @@ func TestComposefsDisk(t *testing.T) {
 	raw := storePath(cache, output(t, p, res, "disk", "raw"))
 	l := layout(t, cache, p, res)
 
-	var d cfsstage.Digest
+	var d artifacts.ComposefsDigest
 	b, _ := os.ReadFile(storePath(cache, output(t, p, res, "composefs", "digest")))
 	json.Unmarshal(b, &d)
 	cfsImg, _ := os.ReadFile(storePath(cache, output(t, p, res, "composefs", "image")))
@@ -271,7 +269,7 @@ func TestSignedDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d cfsstage.Digest
+	var d artifacts.ComposefsDigest
 	b, _ := os.ReadFile(storePath(cache, output(t, p, res, "composefs", "digest")))
 	json.Unmarshal(b, &d)
 	sig, _ := os.ReadFile(storePath(cache, output(t, p, res, "composefs", "digest.sig")))

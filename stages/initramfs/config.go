@@ -1,12 +1,9 @@
 package initramfs
 
 import (
-	"encoding/hex"
-	"fmt"
 	"regexp"
 
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 
 // Config is the resolved configuration of one initramfs stage instance:
@@ -50,39 +47,6 @@ type Config struct {
 // moduleName is what a kernel module name looks like.
 var moduleName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// Validate checks a config for internal consistency (no I/O).
-func (c *Config) Validate() error {
-	if _, err := goarch(c.Arch); err != nil {
-		return err
-	}
-	if g, _ := goarch(c.Arch); g != c.GOARCH {
-		return fmt.Errorf("goarch %q does not match arch %q (want %q)", c.GOARCH, c.Arch, g)
-	}
-	switch c.Source {
-	case manifest.InitramfsImage:
-		if len(c.BaseModules) > 0 || len(c.Modules) > 0 || c.Signed || c.PublicKey != "" || c.InitSHA256 != "" {
-			return fmt.Errorf("initramfs source %q takes no modules, keys or init binary", c.Source)
-		}
-		return nil
-	case manifest.InitramfsBuiltin:
-	default:
-		return fmt.Errorf("initramfs.source = %q: want %q or %q", c.Source, manifest.InitramfsBuiltin, manifest.InitramfsImage)
-	}
-	for _, m := range append(append([]string(nil), c.BaseModules...), c.Modules...) {
-		if !moduleName.MatchString(m) {
-			return fmt.Errorf("module %q is not a kernel module name", m)
-		}
-	}
-	if b, err := hex.DecodeString(c.InitSHA256); err != nil || len(b) != 32 {
-		return fmt.Errorf("init_sha256 %q is not a hex SHA-256", c.InitSHA256)
-	}
-	ic := c.initConfig()
-	if err := ic.Validate(); err != nil {
-		return err
-	}
-	return nil
-}
-
 // initConfig is the cfs-init configuration the builtin initramfs carries
 // (its module list is filled in by initramfs.WriteBuiltin).
 func (c *Config) initConfig() initconfig.Config {
@@ -94,15 +58,4 @@ func (c *Config) initConfig() initconfig.Config {
 		PublicKey: c.PublicKey,
 		RootLabel: c.RootLabel,
 	}
-}
-
-// goarch maps an architecture to its Go spelling.
-func goarch(arch string) (string, error) {
-	switch arch {
-	case manifest.ArchX86_64:
-		return "amd64", nil
-	case manifest.ArchAarch64:
-		return "arm64", nil
-	}
-	return "", fmt.Errorf("unsupported architecture %q (want %s or %s)", arch, manifest.ArchX86_64, manifest.ArchAarch64)
 }

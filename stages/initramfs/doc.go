@@ -18,7 +18,7 @@
 //
 // The parts follow the stage shape of the repository:
 //
-//   - [Config] (config.go): the resolved config, [Config.Validate].
+//   - [Config] (config.go): the resolved config.
 //   - [Stage.Plan] / [Resolve] (plan.go): the module list (the base set
 //     [BaseModules] plus initramfs.modules, names checked), the verity
 //     mode, the public key read and checked from signing.pub (or

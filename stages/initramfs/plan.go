@@ -1,16 +1,16 @@
 package initramfs
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
@@ -19,14 +19,8 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/initramfs/initbin"
 )
 
-// Kind is the stage kind.
-const Kind = "initramfs"
-
 // Version is the stage implementation version (part of every cache key).
 const Version = "1"
-
-// Output is the name of the stage's output: the initramfs archive.
-const Output = "initramfs"
 
 // DefaultRootLabel is the root partition's GPT name when the manifest
 // declares no root partition label (docs/boot-layout.md).
@@ -44,58 +38,48 @@ func BaseModules(composefs bool) []string {
 	return m
 }
 
-// Stage is the initramfs stage.
-type Stage struct {
+// stage is the initramfs stage.
+type stage struct {
 	// initBinary returns the cfs-init binary for a GOARCH; nil means
 	// initbin.Binary (tests substitute it).
 	initBinary func(goarch string) ([]byte, error)
 }
 
 // New returns the initramfs stage.
-func New() *Stage { return &Stage{} }
+func New() pipeline.Stage { return define(&stage{}) }
 
-// Kind implements pipeline.Stage.
-func (s *Stage) Kind() string { return Kind }
+// NewWithInit returns the initramfs stage with bin in place of the
+// embedded cfs-init binaries. Tests use it to pin the pipeline's assembly
+// independently of the compiled /init's bytes.
+func NewWithInit(bin func(goarch string) ([]byte, error)) pipeline.Stage {
+	return define(&stage{initBinary: bin})
+}
 
-// Version implements pipeline.Stage.
-func (s *Stage) Version() string { return Version }
+func define(s *stage) pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[Config]{
+		Kind: contract.Initramfs, Version: Version,
+		Inputs: []pipeline.Dep{{Kind: contract.Source}},
+		Plan:   s.plan, Run: s.run,
+	})
+}
 
-// Inputs implements pipeline.Stage: the source stage's tree and analysis.
-func (s *Stage) Inputs() []pipeline.Dep { return []pipeline.Dep{{Kind: "source"}} }
-
-func (s *Stage) binary(goarch string) ([]byte, error) {
+func (s *stage) binary(goarch string) ([]byte, error) {
 	if s.initBinary != nil {
 		return s.initBinary(goarch)
 	}
 	return initbin.Binary(goarch)
 }
 
-// Plan implements pipeline.Stage (see [Resolve]).
-func (s *Stage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	return s.Resolve(pc.Config)
-}
-
-// Resolve is Plan on a manifest config. It checks the module names, reads
-// and checks the composefs public key when the digest is signed, and
-// fingerprints the embedded cfs-init binary.
-func (s *Stage) Resolve(mc *manifest.Config) (*Config, error) {
-	g, err := goarch(mc.Arch)
-	if err != nil {
-		return nil, err
-	}
-	src := mc.Initramfs.Source
-	if src == "" {
-		src = manifest.InitramfsBuiltin
-	}
-	c := &Config{Source: src, Arch: mc.Arch, GOARCH: g, Kernel: mc.Source.Kernel}
-	if src != manifest.InitramfsBuiltin {
-		if err := c.Validate(); err != nil {
-			return nil, err
-		}
+// plan resolves the builtin initramfs's contents from the target's facts:
+// the modules (names checked), the composefs mode and, for a signed
+// digest, the public key; it fingerprints the embedded cfs-init binary.
+func (s *stage) plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
+	mc, f := pc.Config, pc.Facts
+	c := &Config{Source: f.Initramfs, Arch: f.Arch.Name, GOARCH: f.Arch.GOARCH, Kernel: mc.Source.Kernel}
+	if f.Initramfs != manifest.InitramfsBuiltin {
 		return c, nil
 	}
-
-	c.Composefs = mc.Composefs.Enabled
+	c.Composefs = f.Composefs
 	c.BaseModules = BaseModules(c.Composefs)
 	c.Modules = []string{}
 	for i, m := range mc.Initramfs.Modules {
@@ -107,42 +91,27 @@ func (s *Stage) Resolve(mc *manifest.Config) (*Config, error) {
 			c.Modules = append(c.Modules, n)
 		}
 	}
-	c.Verity = initconfig.VerityNone
-	if c.Composefs {
-		if mc.Composefs.Verity != "" {
-			c.Verity = mc.Composefs.Verity
-		}
-		if c.Signed = mc.Composefs.Signed; c.Signed {
-			if c.PublicKey, err = publicKey(mc.Signing); err != nil {
-				return nil, fmt.Errorf("composefs.signed: %w", err)
-			}
+	c.Verity = f.Verity
+	if c.Signed = f.ComposefsSigned; c.Signed {
+		var err error
+		if c.PublicKey, err = publicKey(f.SigningPub); err != nil {
+			return nil, fmt.Errorf("composefs.signed: %w", err)
 		}
 	}
 	c.RootLabel = rootLabel(mc.Disk.Partitions)
-	bin, err := s.binary(g)
+	bin, err := s.binary(f.Arch.GOARCH)
 	if err != nil {
 		return nil, fmt.Errorf("the builtin initramfs needs cfs-init: %w", err)
 	}
 	sum := sha256.Sum256(bin)
 	c.InitSHA256 = hex.EncodeToString(sum[:])
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
-// publicKey reads the key the composefs digest signature is checked with:
-// signing.pub, else signing.key with .key replaced by .pub (the manifest's
-// own default). It returns the key re-encoded as PEM, so equivalent files
+// publicKey reads the key the composefs digest signature is checked with
+// (signing.pub). It returns the key re-encoded as PEM, so equivalent files
 // give the same config.
-func publicKey(s manifest.Signing) (string, error) {
-	path := s.Pub
-	if path == "" {
-		if s.Key == "" {
-			return "", errors.New("needs signing { key } (its public key goes into the initramfs)")
-		}
-		path = strings.TrimSuffix(s.Key, ".key") + ".pub"
-	}
+func publicKey(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("reading the public key: %w", err)
@@ -172,11 +141,4 @@ func rootLabel(parts []manifest.Partition) string {
 		}
 	}
 	return DefaultRootLabel
-}
-
-// NewWithInit returns the initramfs stage with bin in place of the
-// embedded cfs-init binaries. Tests use it to pin the pipeline's assembly
-// independently of the compiled /init's bytes.
-func NewWithInit(bin func(goarch string) ([]byte, error)) *Stage {
-	return &Stage{initBinary: bin}
 }

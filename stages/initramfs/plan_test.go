@@ -1,6 +1,12 @@
 package initramfs
 
 import (
+	"context"
+
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"errors"
 	"slices"
 	"strings"
@@ -14,14 +20,14 @@ func planConfig() *manifest.Config {
 	return &manifest.Config{
 		Variant: "v", Name: "V", Arch: manifest.ArchX86_64,
 		Source:    manifest.Source{Image: "oci:/x:y", Kernel: "6.12.0"},
-		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable},
+		Composefs: manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable},
 		Initramfs: manifest.Initramfs{Source: manifest.InitramfsBuiltin, Modules: []string{"vfat", "overlay", "nls-utf8"}},
 	}
 }
 
 // fakeInit returns a stage whose cfs-init binary is b.
-func fakeInit(b string) *Stage {
-	return &Stage{initBinary: func(g string) ([]byte, error) {
+func fakeInit(b string) *stage {
+	return &stage{initBinary: func(g string) ([]byte, error) {
 		if g != "amd64" && g != "arm64" {
 			return nil, errors.New("bad goarch " + g)
 		}
@@ -61,7 +67,7 @@ func TestResolve(t *testing.T) {
 
 	img := planConfig()
 	img.Initramfs.Source = manifest.InitramfsImage
-	ci, err := (&Stage{initBinary: func(string) ([]byte, error) { return nil, errors.New("must not be asked") }}).Resolve(img)
+	ci, err := (&stage{initBinary: func(string) ([]byte, error) { return nil, errors.New("must not be asked") }}).Resolve(img)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +75,8 @@ func TestResolve(t *testing.T) {
 		t.Errorf("image config %+v", ci)
 	}
 
-	var s pipeline.Stage = fakeInit("x")
-	if s.Kind() != Kind || len(s.Inputs()) != 1 || s.Inputs()[0].Kind != "source" {
+	s := define(fakeInit("x"))
+	if s.Kind() != contract.Initramfs || len(s.Inputs()) != 1 || s.Inputs()[0].Kind != contract.Source {
 		t.Errorf("kind %s inputs %v", s.Kind(), s.Inputs())
 	}
 }
@@ -80,14 +86,13 @@ func TestResolve(t *testing.T) {
 func TestResolveErrors(t *testing.T) {
 	tests := []struct {
 		name  string
-		stage *Stage
+		stage *stage
 		edit  func(*manifest.Config)
 		want  string
 	}{
-		{"no cfs-init", &Stage{initBinary: func(string) ([]byte, error) { return nil, errors.New("initbin: built without the init binaries") }},
+		{"no cfs-init", &stage{initBinary: func(string) ([]byte, error) { return nil, errors.New("initbin: built without the init binaries") }},
 			func(*manifest.Config) {}, "the builtin initramfs needs cfs-init: initbin: built without"},
 		{"unknown arch", fakeInit("x"), func(c *manifest.Config) { c.Arch = "riscv64" }, `unsupported architecture "riscv64"`},
-		{"unknown source", fakeInit("x"), func(c *manifest.Config) { c.Initramfs.Source = "dracut" }, `initramfs.source = "dracut"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,33 +126,11 @@ func TestRootLabel(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	good := func() Config {
-		return Config{Source: "builtin", Arch: "x86_64", GOARCH: "amd64", BaseModules: []string{"erofs"}, Composefs: true,
-			Verity: "none", RootLabel: "root", InitSHA256: strings.Repeat("ab", 32)}
+// Resolve plans s for mc as the pipeline does (facts, then plan).
+func (s *stage) Resolve(mc *manifest.Config) (*Config, error) {
+	f, err := pipeline.FactsOf(pipeline.Target{Variant: mc.Variant, Name: mc.Name, Arch: mc.Arch}, mc)
+	if err != nil {
+		return nil, err
 	}
-	tests := []struct {
-		name string
-		edit func(*Config)
-		want string
-	}{
-		{"ok", func(*Config) {}, ""},
-		{"image ok", func(c *Config) { *c = Config{Source: "image", Arch: "aarch64", GOARCH: "arm64"} }, ""},
-		{"goarch mismatch", func(c *Config) { c.GOARCH = "arm64" }, "does not match"},
-		{"bad module", func(c *Config) { c.Modules = []string{"a/b"} }, `module "a/b"`},
-		{"bad init sha", func(c *Config) { c.InitSHA256 = "xyz" }, "init_sha256"},
-		{"bad verity", func(c *Config) { c.Verity = "strict" }, "verity"},
-		{"signed without key", func(c *Config) { c.Signed = true }, "public_key"},
-		{"image with modules", func(c *Config) { c.Source = "image" }, "takes no modules"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := good()
-			tc.edit(&c)
-			err := c.Validate()
-			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Errorf("Validate = %v, want %q", err, tc.want)
-			}
-		})
-	}
+	return s.plan(context.Background(), &pipeline.PlanContext{Config: mc, Facts: f})
 }

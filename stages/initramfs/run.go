@@ -1,6 +1,8 @@
 package initramfs
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,15 +21,8 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 
-// Run implements pipeline.Stage.
-func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c Config
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
+// run writes the builtin initramfs, or copies the image's own.
+func (s *stage) run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	an, err := imageinput.Analysis(rc)
 	if err != nil {
 		return err
@@ -50,7 +45,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if c.Source == manifest.InitramfsImage {
 		return copyImageInitramfs(rc, fsys, an)
 	}
-	return s.writeBuiltin(ctx, rc, &c, fsys, k)
+	return s.writeBuiltin(ctx, rc, c, fsys, k)
 }
 
 // copyImageInitramfs copies the image's initramfs.img verbatim.
@@ -77,7 +72,7 @@ func copyImageInitramfs(rc *pipeline.RunContext, fsys fs.FS, an *artifacts.Image
 		rc.Log.Warn().Str("path", an.PrepareRoot.Path).
 			Msg("the manifest's composefs setting differs from the image's prepare-root.conf, which the image's own initramfs follows")
 	}
-	w, err := rc.CreateOutput(Output, artifacts.MediaTypeOctet, nil)
+	w, err := contract.InitramfsArchive.Create(rc, nil)
 	if err != nil {
 		return err
 	}
@@ -101,7 +96,7 @@ func copyImageInitramfs(rc *pipeline.RunContext, fsys fs.FS, an *artifacts.Image
 }
 
 // writeBuiltin resolves the modules and writes the builtin initramfs.
-func (s *Stage) writeBuiltin(ctx context.Context, rc *pipeline.RunContext, c *Config, fsys fs.FS, k *artifacts.ImageKernel) error {
+func (s *stage) writeBuiltin(ctx context.Context, rc *pipeline.RunContext, c *Config, fsys fs.FS, k *artifacts.ImageKernel) error {
 	initBin, err := s.binary(c.GOARCH)
 	if err != nil {
 		return err
@@ -137,7 +132,7 @@ func (s *Stage) writeBuiltin(ctx context.Context, rc *pipeline.RunContext, c *Co
 			builtin = append(builtin, n)
 		}
 	}
-	w, err := rc.CreateOutput(Output, artifacts.MediaTypeOctet, nil)
+	w, err := contract.InitramfsArchive.Create(rc, nil)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,12 @@
 package initramfs_test
 
 import (
+	"context"
+
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
+
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"bytes"
 	"encoding/json"
 	"os"
@@ -54,8 +60,8 @@ func TestBuiltin(t *testing.T) {
 	}{{
 		name: "composefs signed, verity require, extra modules",
 		edit: func(c *manifest.Config) {
-			c.Composefs.Verity, c.Composefs.Signed = manifest.VerityRequire, true
-			c.Signing.Key = key // the public key is derived: cosign.pub
+			c.Composefs.Verity, c.Composefs.Signed = initconfig.VerityRequire, true
+			c.Signing.Key, c.Signing.Pub = key, strings.TrimSuffix(key, ".key")+".pub"
 			c.Initramfs.Modules = []string{"vfat", "virtio-blk", "efivarfs"}
 			c.Disk.Partitions[1].Label = "sysroot"
 		},
@@ -87,7 +93,7 @@ func TestBuiltin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			o := output(t, p, res, initramfs.Kind, initramfs.Output)
+			o := output(t, p, res, contract.Initramfs, contract.InitramfsArchive.Name)
 			raw, err := os.ReadFile(st.Path(o.Descriptor))
 			if err != nil {
 				t.Fatal(err)
@@ -148,8 +154,8 @@ func TestBuiltin(t *testing.T) {
 				t.Errorf("init config\n got %+v\nwant %+v", got, tc.want)
 			}
 			var metaMods, metaBuiltin []string
-			json.Unmarshal(res.Of(p.Targets[0].Nodes[initramfs.Kind]).Record.Meta["modules"], &metaMods)
-			json.Unmarshal(res.Of(p.Targets[0].Nodes[initramfs.Kind]).Record.Meta["built_in"], &metaBuiltin)
+			json.Unmarshal(res.Of(p.Targets[0].Nodes[contract.Initramfs]).Record.Meta["modules"], &metaMods)
+			json.Unmarshal(res.Of(p.Targets[0].Nodes[contract.Initramfs]).Record.Meta["built_in"], &metaBuiltin)
 			if !slices.Equal(metaMods, tc.wantModules) || !slices.Equal(metaBuiltin, tc.wantBuiltin) {
 				t.Errorf("meta modules %v built_in %v", metaMods, metaBuiltin)
 			}
@@ -174,7 +180,7 @@ func TestCacheKey(t *testing.T) {
 		nr := res.Of(p.Targets[0].Nodes[kind])
 		return nr.Key, nr.Status
 	}
-	k1, s1 := key(p1, res1, initramfs.Kind)
+	k1, s1 := key(p1, res1, contract.Initramfs)
 	if s1 != pipeline.StatusRan {
 		t.Fatalf("first run: %s", s1)
 	}
@@ -188,7 +194,7 @@ func TestCacheKey(t *testing.T) {
 		{"cmdline changed", func(c *manifest.Config) { c.Kernel.Cmdline = []string{"console=ttyS0", "quiet"} }, pipeline.StatusCached, true},
 		{"uki name changed", func(c *manifest.Config) { c.UKI.Name = "other" }, pipeline.StatusCached, true},
 		{"module added", func(c *manifest.Config) { c.Initramfs.Modules = []string{"vfat"} }, pipeline.StatusRan, false},
-		{"verity changed", func(c *manifest.Config) { c.Composefs.Verity = manifest.VerityRequire }, pipeline.StatusRan, false},
+		{"verity changed", func(c *manifest.Config) { c.Composefs.Verity = initconfig.VerityRequire }, pipeline.StatusRan, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,10 +204,10 @@ func TestCacheKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, s := key(p, res, source.Kind); s != pipeline.StatusCached {
+			if _, s := key(p, res, contract.Source); s != pipeline.StatusCached {
 				t.Errorf("source: %s, want cached", s)
 			}
-			k, s := key(p, res, initramfs.Kind)
+			k, s := key(p, res, contract.Initramfs)
 			if s != tc.wantStatus || (k == k1) != tc.sameKey {
 				t.Errorf("initramfs: %s (key same: %t), want %s (same: %t)", s, k == k1, tc.wantStatus, tc.sameKey)
 			}
@@ -273,8 +279,7 @@ func TestPlanKeyErrors(t *testing.T) {
 		sign manifest.Signing
 		want []string
 	}{
-		{"no signing key", manifest.Signing{}, []string{"composefs.signed", "signing { key }"}},
-		{"public key missing", manifest.Signing{Key: filepath.Join(dir, "absent.key")}, []string{"composefs.signed", filepath.Join(dir, "absent.pub"), "no such file"}},
+		{"public key missing", manifest.Signing{Key: filepath.Join(dir, "absent.key"), Pub: filepath.Join(dir, "absent.pub")}, []string{"composefs.signed", filepath.Join(dir, "absent.pub"), "no such file"}},
 		{"public key garbage", manifest.Signing{Key: key, Pub: garbage}, []string{"composefs.signed", garbage, "PUBLIC KEY"}},
 		{"private key given as public", manifest.Signing{Key: key, Pub: key}, []string{"composefs.signed", key}},
 	}
@@ -283,7 +288,7 @@ func TestPlanKeyErrors(t *testing.T) {
 			mc := config("oci:/nonexistent:x") // plan fails before the image matters
 			mc.Composefs.Signed = true
 			mc.Signing = tc.sign
-			_, err := initramfs.New().Resolve(mc)
+			_, err := pipeline.PlanConfig[initramfs.Config](context.Background(), initramfs.New(), stagetest.PlanContext(t, mc))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -333,7 +338,7 @@ func TestImageSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := os.ReadFile(st.Path(output(t, p, res, initramfs.Kind, initramfs.Output).Descriptor))
+			got, err := os.ReadFile(st.Path(output(t, p, res, contract.Initramfs, contract.InitramfsArchive.Name).Descriptor))
 			if err != nil {
 				t.Fatal(err)
 			}

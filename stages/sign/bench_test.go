@@ -1,6 +1,8 @@
 package sign
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -28,33 +30,37 @@ type bigStage struct {
 	ext     map[string]string
 }
 
-func (s *bigStage) Kind() string           { return s.kind }
-func (s *bigStage) Version() string        { return "1" }
-func (s *bigStage) Inputs() []pipeline.Dep { return s.inputs }
-func (s *bigStage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	return map[string]string{"arch": pc.Config.Arch}, nil
-}
-
-func (s *bigStage) Run(_ context.Context, rc *pipeline.RunContext) error {
-	rng := rand.NewChaCha8([32]byte([]byte(strings.Repeat(s.kind, 32))[:32]))
-	block := make([]byte, 1<<20)
-	for name, mib := range s.outputs {
-		w, err := rc.CreateOutput(name, artifacts.MediaTypeOctet, &artifacts.Publish{Filename: "Fedora-Bench-41.x86_64." + s.ext[name]})
-		if err != nil {
-			return err
-		}
-		for range mib {
-			rng.Read(block)
-			if _, err := w.Write(block); err != nil {
-				w.Abort()
-				return err
+// stage defines the stage.
+func (s *bigStage) stage() pipeline.Stage {
+	type config struct{ Arch string }
+	return pipeline.Define(pipeline.Spec[config]{
+		Kind: s.kind, Version: "1", Inputs: s.inputs,
+		Plan: func(_ context.Context, pc *pipeline.PlanContext) (*config, error) {
+			return &config{pc.Config.Arch}, nil
+		},
+		Run: func(_ context.Context, rc *pipeline.RunContext, _ *config) error {
+			rng := rand.NewChaCha8([32]byte([]byte(strings.Repeat(s.kind, 32))[:32]))
+			block := make([]byte, 1<<20)
+			for name, mib := range s.outputs {
+				out := pipeline.Output{Kind: s.kind, Name: name, MediaType: artifacts.MediaTypeOctet}
+				w, err := out.Create(rc, &artifacts.Publish{Filename: "Fedora-Bench-41.x86_64." + s.ext[name]})
+				if err != nil {
+					return err
+				}
+				for range mib {
+					rng.Read(block)
+					if _, err := w.Write(block); err != nil {
+						w.Abort()
+						return err
+					}
+				}
+				if _, err := w.Commit(); err != nil {
+					return err
+				}
 			}
-		}
-		if _, err := w.Commit(); err != nil {
-			return err
-		}
-	}
-	return nil
+			return nil
+		},
+	})
 }
 
 // BenchmarkSignCompose measures what signing adds to a compose beyond the
@@ -78,9 +84,9 @@ func BenchmarkSignCompose(b *testing.B) {
 	m := stagetest.Manifests{"bench": {"x86_64": &manifest.Config{Variant: "bench", Name: "Bench", Arch: "x86_64",
 		Signing: manifest.Signing{Key: filepath.Join(kd, "cosign.key"), Pub: filepath.Join(kd, "cosign.pub")}}}}
 	stages := []pipeline.Stage{
-		&bigStage{kind: "composefs", outputs: map[string]int{"image": 24}, ext: map[string]string{"image": "cfs"}},
-		&bigStage{kind: "uki", outputs: map[string]int{"uki": 40}, ext: map[string]string{"uki": "efi"}},
-		&bigStage{kind: "disk", inputs: []pipeline.Dep{{Kind: "uki"}}, outputs: map[string]int{"raw": 512, "qcow2": 256}, ext: map[string]string{"raw": "raw", "qcow2": "qcow2"}},
+		(&bigStage{kind: "composefs", outputs: map[string]int{"image": 24}, ext: map[string]string{"image": "cfs"}}).stage(),
+		(&bigStage{kind: "uki", outputs: map[string]int{"uki": 40}, ext: map[string]string{"uki": "efi"}}).stage(),
+		(&bigStage{kind: "disk", inputs: []pipeline.Dep{{Kind: "uki"}}, outputs: map[string]int{"raw": 512, "qcow2": 256}, ext: map[string]string{"raw": "raw", "qcow2": "qcow2"}}).stage(),
 		New(),
 	}
 	p, err := pipeline.Resolve(ctx, m, stages, nil)
@@ -122,7 +128,7 @@ func BenchmarkSignCompose(b *testing.B) {
 	if err := os.WriteFile(sums, []byte(strings.Join(hashAll(files), "\n")+"\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	opts.Rerun = func(n *pipeline.Node) bool { return n.Kind == Kind }
+	opts.Rerun = func(n *pipeline.Node) bool { return n.Kind == contract.Sign }
 	var hashDur, signDur time.Duration
 	for b.Loop() {
 		t0 := time.Now()
@@ -132,7 +138,7 @@ func BenchmarkSignCompose(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if nr := res.Of(p.Targets[0].Nodes[Kind]); nr.Status != pipeline.StatusRan || len(nr.Record.Outputs) != 8 {
+		if nr := res.Of(p.Targets[0].Nodes[contract.Sign]); nr.Status != pipeline.StatusRan || len(nr.Record.Outputs) != 8 {
 			b.Fatalf("sign stage %s, %d outputs", nr.Status, len(nr.Record.Outputs))
 		}
 		// The build's pre-flight decrypts the key once more for SHA256SUMS.

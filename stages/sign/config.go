@@ -1,11 +1,5 @@
 package sign
 
-import (
-	"errors"
-	"fmt"
-	"path/filepath"
-)
-
 // Config is the resolved configuration of one sign stage instance.
 type Config struct {
 	// Hint identifies the signing key: base64(SHA-256(PKIX DER of the
@@ -16,19 +10,6 @@ type Config struct {
 	Key string `json:"key"`
 	// Pub is the absolute path of the matching public key.
 	Pub string `json:"pub"`
-}
-
-// Validate checks a config for internal consistency (no I/O).
-func (c *Config) Validate() error {
-	switch {
-	case c.Hint == "":
-		return errors.New("sign: no key hint")
-	case !filepath.IsAbs(c.Key):
-		return fmt.Errorf("sign: signing.key %q is not an absolute path", c.Key)
-	case !filepath.IsAbs(c.Pub):
-		return fmt.Errorf("sign: signing.pub %q is not an absolute path", c.Pub)
-	}
-	return nil
 }
 
 // CacheKey implements pipeline.Keyer: the key hint only, so moving the key

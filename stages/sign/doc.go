@@ -7,10 +7,10 @@
 //   - [Config] (config.go): the signing key, identified by its key hint
 //     (base64 SHA-256 of the public key's PKIX DER) in the cache key and by
 //     its file paths outside it ([Config.CacheKey]).
-//   - [Stage.Plan] / [Resolve] (plan.go): skips the stage ([pipeline.ErrSkip])
-//     when the manifest sets no signing.key, and reads signing.pub to pin the
-//     key hint. Plan never sees the passphrase.
-//   - [Stage.Run] (run.go): decrypts signing.key with the passphrase from
+//   - [New] (plan.go): the stage runs when the target's facts say it signs
+//     (signing.key is set); [Plan] reads signing.pub to pin the key hint.
+//     Plan never sees the passphrase.
+//   - run (run.go): decrypts signing.key with the passphrase from
 //     the CFS_SIGNING_PASSWORD secret, checks it matches the planned hint,
 //     and for every present input X writes the outputs "X.sig" (base64 DER
 //     ECDSA signature, what `cosign verify-blob --signature` reads) and

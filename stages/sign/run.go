@@ -1,6 +1,8 @@
 package sign
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -10,19 +12,9 @@ import (
 	"github.com/cfs-compose/cfs-compose/signing"
 )
 
-// MediaTypeSig is the media type of X.sig outputs (base64 text).
-const MediaTypeSig = "text/plain; charset=us-ascii"
-
-// Run implements pipeline.Stage: it decrypts the key and signs every
-// present input; see the package documentation.
-func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c Config
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
+// run decrypts the key and signs every present input; see the package
+// documentation.
+func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	pass, ok := rc.Secret(PasswordSecret)
 	if !ok {
 		return fmt.Errorf("sign: no passphrase for %s: set %s", c.Key, PasswordSecret)
@@ -35,19 +27,19 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return fmt.Errorf("sign: %s (key %s) is not the key of %s (key %s)", c.Key, key.Hint(), c.Pub, c.Hint)
 	}
 	var signed []string
-	for _, in := range Inputs {
-		if !rc.HasInput(in.Kind, in.Name) {
+	for _, in := range contract.Signed {
+		if !in.Present(rc) {
 			continue
 		}
-		o, err := rc.Input(in.Kind, in.Name)
+		o, err := in.Artifact(rc)
 		if err != nil {
 			return err
 		}
 		if err := signInput(ctx, rc, key, in, o); err != nil {
 			return err
 		}
-		signed = append(signed, in.Kind+"/"+in.Name)
-		rc.Log.Info().Str("input", in.Kind+"/"+in.Name).Str("digest", o.Digest.Short()).Msg("signed")
+		signed = append(signed, in.String())
+		rc.Log.Info().Str("input", in.String()).Str("digest", o.Digest.Short()).Msg("signed")
 	}
 	if err := rc.SetMeta("key", c.Hint); err != nil {
 		return err
@@ -56,7 +48,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 }
 
 // signInput writes the two signature outputs of one input.
-func signInput(ctx context.Context, rc *pipeline.RunContext, s signing.Signer, in Input, o artifacts.Output) error {
+func signInput(ctx context.Context, rc *pipeline.RunContext, s signing.Signer, in pipeline.Output, o artifacts.Output) error {
 	if o.Tree {
 		return fmt.Errorf("sign: input %s/%s is a directory tree, not a file", in.Kind, in.Name)
 	}
@@ -75,10 +67,11 @@ func signInput(ctx context.Context, rc *pipeline.RunContext, s signing.Signer, i
 	if err != nil {
 		return fmt.Errorf("sign: %s/%s: %w", in.Kind, in.Name, err)
 	}
-	if err := rc.AddBytes(in.Name+signing.SigSuffix, MediaTypeSig, signing.EncodeSig(sig), next(o.Publish, signing.SigSuffix)); err != nil {
+	sigOut, bundleOut := contract.Signatures(in)
+	if err := sigOut.Put(rc, signing.EncodeSig(sig), next(o.Publish, signing.SigSuffix)); err != nil {
 		return err
 	}
-	return rc.AddBytes(in.Name+signing.BundleSuffix, signing.BundleMediaType, bundle, next(o.Publish, signing.BundleSuffix))
+	return bundleOut.Put(rc, bundle, next(o.Publish, signing.BundleSuffix))
 }
 
 // next publishes a signature next to the signed artifact: same directory,

@@ -1,6 +1,8 @@
 package sign
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -19,10 +21,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 
-var (
-	_ pipeline.Stage = (*Stage)(nil)
-	_ pipeline.Keyer = (*Config)(nil)
-)
+var _ pipeline.Keyer = (*Config)(nil)
 
 // fakeOutput is one output of an upstream fake stage.
 type fakeOutput struct {
@@ -37,38 +36,36 @@ type fakeStage struct {
 	kind    string
 	inputs  []pipeline.Dep
 	outputs []fakeOutput
-	skip    bool // Plan returns pipeline.ErrSkip
+	skip    bool // the target does not use the stage
 	runs    *int
 }
 
-func (s *fakeStage) Kind() string           { return s.kind }
-func (s *fakeStage) Version() string        { return "1" }
-func (s *fakeStage) Inputs() []pipeline.Dep { return s.inputs }
-func (s *fakeStage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	if s.skip {
-		return nil, pipeline.ErrSkip
-	}
-	return map[string]string{"arch": pc.Config.Arch, "name": pc.Config.Name}, nil
-}
-
-func (s *fakeStage) Run(_ context.Context, rc *pipeline.RunContext) error {
-	var c map[string]string
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	for _, o := range s.outputs {
-		var pub *artifacts.Publish
-		if o.ext != "" {
-			pub = &artifacts.Publish{Filename: fmt.Sprintf("Fedora-%s-41.%s.%s", c["name"], c["arch"], o.ext), Type: o.ext, Format: o.ext}
-		}
-		if err := rc.AddBytes(o.name, artifacts.MediaTypeOctet, content(s.kind, o.name, c["arch"], o.size), pub); err != nil {
-			return err
-		}
-	}
-	if s.runs != nil {
-		*s.runs++
-	}
-	return nil
+// stage defines the fake stage.
+func (s *fakeStage) stage() pipeline.Stage {
+	type config struct{ Arch, Name string }
+	return pipeline.Define(pipeline.Spec[config]{
+		Kind: s.kind, Version: "1", Inputs: s.inputs,
+		When: func(*pipeline.Facts) bool { return !s.skip },
+		Plan: func(_ context.Context, pc *pipeline.PlanContext) (*config, error) {
+			return &config{Arch: pc.Config.Arch, Name: pc.Config.Name}, nil
+		},
+		Run: func(_ context.Context, rc *pipeline.RunContext, c *config) error {
+			for _, o := range s.outputs {
+				var pub *artifacts.Publish
+				if o.ext != "" {
+					pub = &artifacts.Publish{Filename: fmt.Sprintf("Fedora-%s-41.%s.%s", c.Name, c.Arch, o.ext), Type: o.ext, Format: o.ext}
+				}
+				out := pipeline.Output{Kind: s.kind, Name: o.name, MediaType: artifacts.MediaTypeOctet}
+				if err := out.Put(rc, content(s.kind, o.name, c.Arch, o.size), pub); err != nil {
+					return err
+				}
+			}
+			if s.runs != nil {
+				*s.runs++
+			}
+			return nil
+		},
+	})
 }
 
 func content(kind, name, arch string, size int) []byte {
@@ -83,9 +80,9 @@ func upstream(qcow2 bool) []pipeline.Stage {
 		disk = append(disk, fakeOutput{"qcow2", "qcow2", 300000})
 	}
 	return []pipeline.Stage{
-		&fakeStage{kind: "composefs", outputs: []fakeOutput{{"image", "cfs", 50000}, {"digest", "", 64}}},
-		&fakeStage{kind: "uki", inputs: []pipeline.Dep{{Kind: "composefs", Optional: true}}, outputs: []fakeOutput{{"uki", "efi", 70000}}},
-		&fakeStage{kind: "disk", inputs: []pipeline.Dep{{Kind: "uki"}, {Kind: "composefs", Optional: true}}, outputs: disk},
+		(&fakeStage{kind: "composefs", outputs: []fakeOutput{{"image", "cfs", 50000}, {"digest", "", 64}}}).stage(),
+		(&fakeStage{kind: "uki", inputs: []pipeline.Dep{{Kind: "composefs", Optional: true}}, outputs: []fakeOutput{{"uki", "efi", 70000}}}).stage(),
+		(&fakeStage{kind: "disk", inputs: []pipeline.Dep{{Kind: "uki"}, {Kind: "composefs", Optional: true}}, outputs: disk}).stage(),
 	}
 }
 
@@ -152,7 +149,7 @@ func TestSignStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tn := range p.Targets {
-		sn := tn.Nodes[Kind]
+		sn := tn.Nodes[contract.Sign]
 		if sn == nil {
 			t.Fatalf("%s: no sign stage", tn.Target)
 		}
@@ -261,9 +258,9 @@ func TestSignStagePartialInputs(t *testing.T) {
 	kd := keys(t, "")
 	st := openStore(t)
 	stages := []pipeline.Stage{
-		&fakeStage{kind: "composefs", skip: true},
-		&fakeStage{kind: "uki", outputs: []fakeOutput{{"uki", "", 1000}}},
-		&fakeStage{kind: "disk", inputs: []pipeline.Dep{{Kind: "uki"}}, outputs: []fakeOutput{{"raw", "raw", 4096}}},
+		(&fakeStage{kind: "composefs", skip: true}).stage(),
+		(&fakeStage{kind: "uki", outputs: []fakeOutput{{"uki", "", 1000}}}).stage(),
+		(&fakeStage{kind: "disk", inputs: []pipeline.Dep{{Kind: "uki"}}, outputs: []fakeOutput{{"raw", "raw", 4096}}}).stage(),
 		New(),
 	}
 	m := stagetest.Manifests{"iot": {"x86_64": config("iot", "x86_64", kd)}}
@@ -271,7 +268,7 @@ func TestSignStagePartialInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nr := res.Of(p.Targets[0].Nodes[Kind])
+	nr := res.Of(p.Targets[0].Nodes[contract.Sign])
 	outs := nr.Record.Outputs
 	if len(outs) != 4 || outs["uki.sig"].Publish != nil || outs["raw.sig"].Publish == nil {
 		t.Fatalf("outputs: %+v", outs)
@@ -285,7 +282,7 @@ func TestSignStageSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := p.Targets[0].Nodes[Kind]; ok {
+	if _, ok := p.Targets[0].Nodes[contract.Sign]; ok {
 		t.Fatal("sign stage planned without signing.key")
 	}
 }
@@ -342,7 +339,7 @@ func TestSignStageErrors(t *testing.T) {
 			if strings.Contains(err.Error(), "XYZZY") || strings.Contains(err.Error(), "PLUGH") {
 				t.Errorf("error mentions the passphrase: %v", err)
 			}
-			nr := res.Of(p.Targets[0].Nodes[Kind])
+			nr := res.Of(p.Targets[0].Nodes[contract.Sign])
 			if nr.Status != pipeline.StatusFailed || nr.Record != nil {
 				t.Errorf("sign stage %s, record %v", nr.Status, nr.Record)
 			}

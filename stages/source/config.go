@@ -1,14 +1,5 @@
 package source
 
-import (
-	"fmt"
-	"slices"
-	"strings"
-
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/opencontainers/go-digest"
-)
-
 // Config is the resolved configuration of one source stage instance: what
 // Plan returns and Run reads. Tags are pinned to digests, the policy file
 // and keys are fingerprinted, defaults are explicit.
@@ -40,32 +31,6 @@ type Config struct {
 	Kernel string `json:"kernel,omitempty"`
 	// Lints holds the manifest settings the lints compare against.
 	Lints LintSettings `json:"lints"`
-}
-
-// Validate checks a config for internal consistency (no I/O).
-func (c *Config) Validate() error {
-	if c.Image == "" {
-		return fmt.Errorf("source.image is not set")
-	}
-	if _, err := GOARCH(c.Arch); err != nil {
-		return err
-	}
-	if d := c.ManifestDigest; d != "" {
-		if err := digest.Digest(d).Validate(); err != nil {
-			return fmt.Errorf("manifest digest %q: %w", d, err)
-		}
-	}
-	switch c.Kind {
-	case manifest.SourceContainer, manifest.SourceOstree:
-	default:
-		return fmt.Errorf("source.kind = %q: want %q or %q", c.Kind, manifest.SourceContainer, manifest.SourceOstree)
-	}
-	for _, n := range c.Lints.Skip {
-		if !slices.Contains(LintNames(), n) {
-			return fmt.Errorf("lints.skip: unknown lint %q (known: %s)", n, strings.Join(LintNames(), ", "))
-		}
-	}
-	return nil
 }
 
 // CacheKey implements pipeline.Keyer: the config without machine-local

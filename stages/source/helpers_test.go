@@ -2,6 +2,9 @@ package source
 
 import (
 	"encoding/binary"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"testing"
 	"testing/fstest"
 
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
@@ -74,4 +77,14 @@ func bootableFS(arch string) fstest.MapFS {
 		m[name] = f
 	}
 	return m
+}
+
+// facts decides the facts of mc's target as the pipeline does.
+func facts(t testing.TB, mc *manifest.Config) *pipeline.Facts {
+	t.Helper()
+	f, err := pipeline.FactsOf(pipeline.Target{Variant: mc.Variant, Name: mc.Name, Arch: mc.Arch}, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -1,6 +1,8 @@
 package source
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/types"
 )
-
-// Kind is the stage kind.
-const Kind = "source"
 
 // Version is the stage implementation version (part of every cache key).
 const Version = "1"
@@ -29,50 +28,32 @@ type Stage struct {
 }
 
 // New returns the source stage with the default system context.
-func New() *Stage { return &Stage{} }
+func New() pipeline.Stage { return (&Stage{}).Define() }
 
-// Kind implements pipeline.Stage.
-func (s *Stage) Kind() string { return Kind }
-
-// Version implements pipeline.Stage.
-func (s *Stage) Version() string { return Version }
-
-// Inputs implements pipeline.Stage: the source stage has none.
-func (s *Stage) Inputs() []pipeline.Dep { return nil }
-
-// Plan implements pipeline.Stage: it pins the image reference to its
-// manifest digest (reading the manifest; for docker references that is a
-// network look-up, refused offline unless the manifest pins a digest),
-// fingerprints the signature policy and collects the settings lints need.
-func (s *Stage) Plan(ctx context.Context, pc *pipeline.PlanContext) (any, error) {
-	return Resolve(ctx, pc.Config, pc.Offline, s.Sys)
+// Define makes the pipeline stage of s.
+func (s *Stage) Define() pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[Config]{
+		Kind: contract.Source, Version: Version,
+		Plan: func(ctx context.Context, pc *pipeline.PlanContext) (*Config, error) {
+			return Resolve(ctx, pc.Config, pc.Facts, pc.Offline, s.Sys)
+		},
+		Run: s.run,
+	})
 }
 
-// Resolve is Plan on a manifest config.
-func Resolve(ctx context.Context, mc *manifest.Config, offline bool, sys *types.SystemContext) (*Config, error) {
+// Resolve pins the image reference to its manifest digest (reading the
+// manifest; for docker references that is a network look-up, refused
+// offline unless the manifest pins a digest), fingerprints the signature
+// policy and collects the settings lints need.
+func Resolve(ctx context.Context, mc *manifest.Config, f *pipeline.Facts, offline bool, sys *types.SystemContext) (*Config, error) {
 	src := mc.Source
-	kind := src.Kind
-	if kind == "" {
-		kind = manifest.SourceContainer
-	}
-	stub := mc.UKI.Stub
-	if stub == "" {
-		stub = "image"
-	}
-	initramfs := mc.Initramfs.Source
-	if initramfs == "" {
-		initramfs = manifest.InitramfsBuiltin
-	}
 	c := &Config{
-		Image: src.Image, Arch: mc.Arch, Kind: kind, Kernel: src.Kernel,
+		Image: src.Image, Arch: f.Arch.Name, Kind: src.Kind, Kernel: src.Kernel,
 		Lints: LintSettings{
-			Composefs: mc.Composefs.Enabled, ComposefsSigned: mc.Composefs.Signed, Kdump: mc.Kernel.Kdump,
-			Initramfs: initramfs, ExtraDirs: nonNil(mc.Rootfs.ExtraDirs), UKI: mc.UKI.Enabled, UKIStub: stub,
+			Composefs: f.Composefs, ComposefsSigned: f.ComposefsSigned, Kdump: mc.Kernel.Kdump,
+			Initramfs: f.Initramfs, ExtraDirs: nonNil(mc.Rootfs.ExtraDirs), UKI: f.UKI, UKIStub: mc.UKI.Stub,
 			Skip: nonNil(mc.Lints.Skip),
 		},
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
 	}
 	ref, err := ParseReference(src.Image)
 	if err != nil {

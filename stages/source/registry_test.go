@@ -123,7 +123,7 @@ func TestRegistryPullMultiArch(t *testing.T) {
 	var plans []*Config
 	for _, arch := range []string{"x86_64", "aarch64"} {
 		mc := &manifest.Config{Arch: arch, Source: manifest.Source{Image: ref, Policy: ps.Path}}
-		c, err := Resolve(context.Background(), mc, false, tr.sys)
+		c, err := Resolve(context.Background(), mc, facts(t, mc), false, tr.sys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,13 +154,13 @@ func TestRegistryPullMultiArch(t *testing.T) {
 
 	// The pinned reference plans offline, without the network.
 	mc := &manifest.Config{Arch: "x86_64", Source: manifest.Source{Image: plans[0].Pinned}}
-	c, err := Resolve(context.Background(), mc, true, &types.SystemContext{SystemRegistriesConfPath: "/nonexistent"})
+	c, err := Resolve(context.Background(), mc, facts(t, mc), true, &types.SystemContext{SystemRegistriesConfPath: "/nonexistent"})
 	if err != nil || c.ManifestDigest != plans[0].ManifestDigest || c.InstanceDigest != "" {
 		t.Errorf("offline pinned plan = %+v, %v", c, err)
 	}
 	// A tag does not.
 	mc.Source.Image = ref
-	if _, err := Resolve(context.Background(), mc, true, tr.sys); !errors.Is(err, ErrOffline) {
+	if _, err := Resolve(context.Background(), mc, facts(t, mc), true, tr.sys); !errors.Is(err, ErrOffline) {
 		t.Errorf("offline tag plan err = %v", err)
 	}
 	// The cache key hides nothing but paths: same digests, same key.

@@ -1,24 +1,19 @@
 package source
 
 import (
+	"encoding/json"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"context"
 
 	"fmt"
 	"strings"
 
-	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
-)
-
-// Output names of the source stage.
-const (
-	OutputTree     = "tree"     // dumpfile of the image tree (artifacts.MediaTypeDumpfile)
-	OutputAnalysis = "analysis" // Analysis, JSON
-	OutputLints    = "lints"    // LintReport, JSON
 )
 
 // PullOptions control [Pull].
@@ -67,15 +62,9 @@ func Pull(ctx context.Context, ref *Reference, opts *PullOptions) (*Pulled, erro
 	return &Pulled{Image: img, Config: cfg, ImportResult: res}, nil
 }
 
-// Run implements pipeline.Stage.
-func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c Config
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
+// run pulls the planned image, imports it into the object store,
+// analyses and lints it, and writes the tree, analysis and lint outputs.
+func (s *Stage) run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	ref, err := ParseReference(c.Pinned)
 	if err != nil {
 		return err
@@ -134,7 +123,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 		return fmt.Errorf("image %s fails %d lint(s) (skip with lints { skip = [...] }):\n  %s", c.Image, len(f), strings.Join(msgs, "\n  "))
 	}
 
-	w, err := rc.CreateOutput(OutputTree, artifacts.MediaTypeDumpfile, nil)
+	w, err := contract.SourceTree.Create(rc, nil)
 	if err != nil {
 		return err
 	}
@@ -145,10 +134,14 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if _, err := w.Commit(); err != nil {
 		return err
 	}
-	if err := rc.AddJSON(OutputAnalysis, an, nil); err != nil {
+	if err := contract.SourceAnalysis.Set(rc, an, nil); err != nil {
 		return err
 	}
-	if err := rc.AddJSON(OutputLints, rep, nil); err != nil {
+	lints, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := contract.SourceLints.Put(rc, append(lints, '\n'), nil); err != nil {
 		return err
 	}
 	if err := rc.AddObjectSet(p.Objects); err != nil {

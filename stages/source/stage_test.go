@@ -1,6 +1,10 @@
 package source
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,7 +21,6 @@ import (
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
 
-var _ pipeline.Stage = (*Stage)(nil)
 var _ pipeline.Keyer = (*Config)(nil)
 
 // variant is a manifest config for a bootable image.
@@ -25,7 +28,7 @@ func variant(name, arch, image string) *manifest.Config {
 	return &manifest.Config{
 		Variant: name, Name: strings.ToUpper(name[:1]) + name[1:], Arch: arch,
 		Source:    manifest.Source{Image: image, Kind: manifest.SourceContainer},
-		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityNone},
+		Composefs: manifest.Composefs{Enabled: true, Verity: initconfig.VerityNone},
 		Initramfs: manifest.Initramfs{Source: manifest.InitramfsBuiltin},
 		UKI:       manifest.UKI{Enabled: true, Stub: "image"},
 		Rootfs:    manifest.Rootfs{ExtraDirs: []string{}},
@@ -62,7 +65,7 @@ func TestStageThroughPipeline(t *testing.T) {
 		t.Fatalf("err = %v, want the broken variant's fatal lints", err)
 	}
 	for _, tn := range plan.Targets {
-		nr := res.Of(tn.Nodes[Kind])
+		nr := res.Of(tn.Nodes[contract.Source])
 		want := pipeline.StatusRan
 		if tn.Target.Variant == "broken" {
 			want = pipeline.StatusFailed
@@ -74,15 +77,15 @@ func TestStageThroughPipeline(t *testing.T) {
 			continue
 		}
 		rec := nr.Record
-		for _, name := range []string{OutputTree, OutputAnalysis, OutputLints} {
+		for _, name := range []string{contract.SourceTree.Name, contract.SourceAnalysis.Name, contract.SourceLints.Name} {
 			if _, ok := rec.Outputs[name]; !ok {
 				t.Errorf("%s: no output %s", tn.Target, name)
 			}
 		}
-		if rec.Outputs[OutputTree].MediaType != artifacts.MediaTypeDumpfile || len(rec.ObjectSets) != 1 {
-			t.Errorf("%s: tree %+v object sets %v", tn.Target, rec.Outputs[OutputTree], rec.ObjectSets)
+		if rec.Outputs[contract.SourceTree.Name].MediaType != artifacts.MediaTypeDumpfile || len(rec.ObjectSets) != 1 {
+			t.Errorf("%s: tree %+v object sets %v", tn.Target, rec.Outputs[contract.SourceTree.Name], rec.ObjectSets)
 		}
-		dump, err := st.ReadBlob(rec.Outputs[OutputTree].Digest)
+		dump, err := st.ReadBlob(rec.Outputs[contract.SourceTree.Name].Digest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +97,7 @@ func TestStageThroughPipeline(t *testing.T) {
 			t.Errorf("%s: tree lacks the kernel: %v", tn.Target, err)
 		}
 		var an Analysis
-		b, _ := st.ReadBlob(rec.Outputs[OutputAnalysis].Digest)
+		b, _ := st.ReadBlob(rec.Outputs[contract.SourceAnalysis.Name].Digest)
 		if err := json.Unmarshal(b, &an); err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +105,7 @@ func TestStageThroughPipeline(t *testing.T) {
 			t.Errorf("%s: analysis %s", tn.Target, b)
 		}
 		var rep LintReport
-		b, _ = st.ReadBlob(rec.Outputs[OutputLints].Digest)
+		b, _ = st.ReadBlob(rec.Outputs[contract.SourceLints.Name].Digest)
 		if err := json.Unmarshal(b, &rep); err != nil || rep.Fatal != 0 {
 			t.Errorf("%s: lints %s", tn.Target, b)
 		}

@@ -6,6 +6,10 @@ package uki_test
 // mounts the root and the fixture's test agent reports the checks.
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"bytes"
 	"context"
 	"os"
@@ -86,7 +90,7 @@ func TestBoot(t *testing.T) {
 			[]testbed.Feature{testbed.FeaturePlain, testbed.FeatureUEFI},
 			[]string{"agent-report", "uefi-boot", "plain-root", "etc-writable", "var-writable"}},
 		{"secureboot-signed-composefs", manifest.ArchX86_64, func(c *manifest.Config) {
-			c.Composefs.Signed, c.Composefs.Verity = true, manifest.VerityRequire
+			c.Composefs.Signed, c.Composefs.Verity = true, initconfig.VerityRequire
 			c.Signing = manifest.Signing{Key: filepath.Join(keys, "cosign.key"), Pub: filepath.Join(keys, "cosign.pub")}
 			c.SecureBoot = manifest.SecureBoot{Key: filepath.Join(keys, "db.key"), Cert: filepath.Join(keys, "db.crt")}
 		}, true,
@@ -131,7 +135,7 @@ func TestBoot(t *testing.T) {
 				}
 			}
 			t.Logf("BUILD TIME source..disk: %s", time.Since(start).Round(time.Millisecond))
-			raw := st.Path(output(t, p, res, disk.Kind, disk.OutRaw).Descriptor)
+			raw := st.Path(output(t, p, res, contract.Disk, contract.DiskRaw.Name).Descriptor)
 			digest := ""
 			if mc.Composefs.Enabled {
 				d, err := readDigest(st, output(t, p, res, "composefs", "digest"))

@@ -1,9 +1,9 @@
 package uki
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+
 	"encoding/hex"
-	"errors"
-	"fmt"
 
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
@@ -14,8 +14,8 @@ const StubFromImage = manifest.StubFromImage
 // Config is the resolved configuration of one uki stage instance: what
 // Plan returns and Run reads.
 type Config struct {
-	// Arch is the architecture being built (x86_64, aarch64).
-	Arch string `json:"arch"`
+	// Arch is the architecture being built.
+	Arch *arch.Arch `json:"arch"`
 	// Cmdline is the manifest's kernel.cmdline, in order.
 	Cmdline []string `json:"cmdline"`
 	// Composefs says whether the composefs stage runs; its digest then
@@ -45,34 +45,6 @@ type SecureBoot struct {
 	CertFingerprint string `json:"cert_fingerprint"`
 }
 
-// Validate checks a config for internal consistency (no I/O).
-func (c *Config) Validate() error {
-	if _, err := stubName(c.Arch); err != nil {
-		return err
-	}
-	if c.Stub == "" {
-		return errors.New("uki.stub is empty")
-	}
-	if c.Stub != StubFromImage && !isHexSHA256(c.StubSHA256) {
-		return fmt.Errorf("uki.stub %s: stub_sha256 %q is not a hex SHA-256", c.Stub, c.StubSHA256)
-	}
-	if c.Filename == "" {
-		return errors.New("filename is empty")
-	}
-	if _, err := commandLine(c.Cmdline, ""); err != nil {
-		return err
-	}
-	if sb := c.SecureBoot; sb != nil {
-		if sb.Key == "" || sb.Cert == "" {
-			return errors.New("secureboot needs both key and cert")
-		}
-		if !isHexSHA256(sb.CertFingerprint) {
-			return fmt.Errorf("secureboot: cert_fingerprint %q is not a hex SHA-256", sb.CertFingerprint)
-		}
-	}
-	return nil
-}
-
 // CacheKey implements pipeline.Keyer: the config without host paths. The
 // host stub is identified by its SHA-256 and the signing key by its
 // certificate's fingerprint.
@@ -87,17 +59,6 @@ func (c *Config) CacheKey() any {
 		k.SecureBoot = &sb
 	}
 	return k
-}
-
-// stubName is the systemd EFI stub's file name for an architecture.
-func stubName(arch string) (string, error) {
-	switch arch {
-	case manifest.ArchX86_64:
-		return "linuxx64.efi.stub", nil
-	case manifest.ArchAarch64:
-		return "linuxaa64.efi.stub", nil
-	}
-	return "", fmt.Errorf("unsupported architecture %q (want %s or %s)", arch, manifest.ArchX86_64, manifest.ArchAarch64)
 }
 
 func isHexSHA256(s string) bool {

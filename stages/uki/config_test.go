@@ -1,6 +1,8 @@
 package uki
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+
 	"encoding/json"
 	"strings"
 	"testing"
@@ -33,11 +35,8 @@ func TestCommandLine(t *testing.T) {
 
 func TestConfigCacheKey(t *testing.T) {
 	sum := strings.Repeat("0f", 32)
-	c := &Config{Arch: "x86_64", Cmdline: []string{"quiet"}, Stub: "/opt/stubs/linuxx64.efi.stub", StubSHA256: sum, Filename: "F-T-1.x86_64.efi",
+	c := &Config{Arch: arch.X86_64, Cmdline: []string{"quiet"}, Stub: "/opt/stubs/linuxx64.efi.stub", StubSHA256: sum, Filename: "F-T-1.x86_64.efi",
 		SecureBoot: &SecureBoot{Key: "/keys/db.key", Cert: "/keys/db.crt", CertFingerprint: sum}}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	b, _ := json.Marshal(c.CacheKey())
 	for _, p := range []string{"/opt/stubs", "/keys/"} {
 		if strings.Contains(string(b), p) {
@@ -46,36 +45,5 @@ func TestConfigCacheKey(t *testing.T) {
 	}
 	if !strings.Contains(string(b), sum) || c.SecureBoot.Key != "/keys/db.key" || c.Stub != "/opt/stubs/linuxx64.efi.stub" {
 		t.Errorf("cache key %s, config %+v", b, c)
-	}
-}
-
-func TestValidate(t *testing.T) {
-	sum := strings.Repeat("0f", 32)
-	good := func() Config {
-		return Config{Arch: "aarch64", Stub: StubFromImage, Filename: "x.efi"}
-	}
-	tests := []struct {
-		name string
-		edit func(*Config)
-		want string
-	}{
-		{"ok", func(*Config) {}, ""},
-		{"host stub", func(c *Config) { c.Stub, c.StubSHA256 = "/s", sum }, ""},
-		{"host stub without sum", func(c *Config) { c.Stub = "/s" }, "stub_sha256"},
-		{"arch", func(c *Config) { c.Arch = "s390x" }, "unsupported architecture"},
-		{"no filename", func(c *Config) { c.Filename = "" }, "filename"},
-		{"bad cmdline", func(c *Config) { c.Cmdline = []string{"a b"} }, "kernel.cmdline[0]"},
-		{"half key", func(c *Config) { c.SecureBoot = &SecureBoot{Key: "/k", CertFingerprint: sum} }, "both key and cert"},
-		{"bad fingerprint", func(c *Config) { c.SecureBoot = &SecureBoot{Key: "/k", Cert: "/c", CertFingerprint: "AB"} }, "cert_fingerprint"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := good()
-			tc.edit(&c)
-			err := c.Validate()
-			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Errorf("Validate = %v, want %q", err, tc.want)
-			}
-		})
 	}
 }

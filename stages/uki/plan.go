@@ -1,6 +1,12 @@
 package uki
 
 import (
+	"github.com/cfs-compose/cfs-compose/artifacts"
+
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -13,65 +19,36 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/internal/cmdline"
 	"github.com/cfs-compose/cfs-compose/pipeline"
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 )
 
-// Kind is the stage kind.
-const Kind = "uki"
-
 // Version is the stage implementation version (part of every cache key).
 const Version = "1"
-
-// Output is the name of the stage's output: the UKI.
-const Output = "uki"
 
 // maxStubSize bounds a host stub read at Plan time (systemd's stubs are
 // under 200 KiB; internal/uki refuses more than 64 MiB).
 const maxStubSize = 64 << 20
 
-// Stage is the uki stage.
-type Stage struct{}
-
-// New returns the uki stage.
-func New() *Stage { return &Stage{} }
-
-// Kind implements pipeline.Stage.
-func (s *Stage) Kind() string { return Kind }
-
-// Version implements pipeline.Stage.
-func (s *Stage) Version() string { return Version }
-
-// Inputs implements pipeline.Stage: the source stage's tree and analysis,
-// the initramfs, and the composefs digest when composefs is enabled.
-func (s *Stage) Inputs() []pipeline.Dep {
-	return []pipeline.Dep{{Kind: "source"}, {Kind: "composefs", Optional: true}, {Kind: "initramfs"}}
+// New returns the uki stage. A target runs it when uki { enabled }.
+func New() pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[Config]{
+		Kind: contract.UKI, Version: Version,
+		Inputs: []pipeline.Dep{{Kind: contract.Source}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.Initramfs}},
+		When:   func(f *pipeline.Facts) bool { return f.UKI },
+		Plan:   Plan, Run: run,
+	})
 }
 
-// Plan implements pipeline.Stage (see [Resolve]).
-func (s *Stage) Plan(_ context.Context, pc *pipeline.PlanContext) (any, error) {
-	return Resolve(pc.Config, pc.Compose)
-}
-
-// Resolve is Plan on a manifest config: [pipeline.ErrSkip] when the UKI is
-// disabled; otherwise it checks the command line, fingerprints a host
-// stub, and loads the Secure Boot key pair (certificate parsed, private
-// key readable, parsable and matching), so key problems surface before
-// anything runs. Key material never enters the config or an error.
-func Resolve(mc *manifest.Config, compose manifest.Compose) (*Config, error) {
-	if !mc.UKI.Enabled {
-		return nil, pipeline.ErrSkip
-	}
+// Plan checks the command line, fingerprints a host stub, and loads the
+// Secure Boot key pair (certificate parsed, private key readable,
+// parsable and matching), so key problems surface before anything runs.
+// Key material never enters the config or an error.
+func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
+	mc, f := pc.Config, pc.Facts
 	c := &Config{
-		Arch: mc.Arch, Cmdline: append([]string{}, mc.Kernel.Cmdline...), Composefs: mc.Composefs.Enabled,
+		Arch: f.Arch, Cmdline: append([]string{}, mc.Kernel.Cmdline...), Composefs: f.Composefs,
 		Stub: mc.UKI.Stub, SBAT: mc.UKI.SBAT,
-		Filename: fmt.Sprintf("%s-%s-%s.%s.efi", compose.Product, mc.Name, compose.Release, mc.Arch),
-	}
-	if c.Stub == "" {
-		c.Stub = StubFromImage
-	}
-	if _, err := stubName(c.Arch); err != nil {
-		return nil, err
+		Filename: artifacts.Filename(pc.Compose.Product, mc.Name, pc.Compose.Release, f.Arch.Name, "efi"),
 	}
 	if _, err := commandLine(c.Cmdline, ""); err != nil {
 		return nil, err
@@ -83,38 +60,24 @@ func Resolve(mc *manifest.Config, compose manifest.Compose) (*Config, error) {
 		}
 		c.StubSHA256 = sum
 	}
-	sb := mc.SecureBoot
-	switch {
-	case sb.Key == "" && sb.Cert == "":
-	case sb.Key == "" || sb.Cert == "":
-		return nil, errors.New("secureboot needs both key and cert (the db key and its certificate), or neither")
-	default:
+	if sb := mc.SecureBoot; sb.Key != "" {
 		kp, err := secureboot.LoadKeyPair(sb.Cert, sb.Key)
 		if err != nil {
 			return nil, fmt.Errorf("secureboot { key, cert }: %w", err)
 		}
 		c.SecureBoot = &SecureBoot{Key: sb.Key, Cert: sb.Cert, CertFingerprint: secureboot.Fingerprint(kp.Cert)}
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
-}
-
-// peMachine is the PE machine of each architecture's EFI binaries.
-var peMachine = map[string]uint16{
-	manifest.ArchX86_64:  pe.IMAGE_FILE_MACHINE_AMD64,
-	manifest.ArchAarch64: pe.IMAGE_FILE_MACHINE_ARM64,
 }
 
 // checkHostStub reads a stub on the build host, checks that it is a PE32+
 // image for arch, and returns its hex SHA-256.
-func checkHostStub(path, arch string) (string, error) {
+func checkHostStub(path string, a *arch.Arch) (string, error) {
 	data, err := readStub(path)
 	if err != nil {
 		return "", err
 	}
-	if err := checkStubMachine(data, arch); err != nil {
+	if err := checkStubMachine(data, a); err != nil {
 		return "", fmt.Errorf("uki.stub %s: %w", path, err)
 	}
 	sum := sha256.Sum256(data)
@@ -137,8 +100,8 @@ func readStub(path string) ([]byte, error) {
 	return data, nil
 }
 
-// checkStubMachine checks that data is a PE32+ EFI image for arch.
-func checkStubMachine(data []byte, arch string) error {
+// checkStubMachine checks that data is a PE32+ EFI image for a.
+func checkStubMachine(data []byte, a *arch.Arch) error {
 	f, err := pe.NewFile(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("not a PE image: %w", err)
@@ -147,8 +110,8 @@ func checkStubMachine(data []byte, arch string) error {
 	if _, ok := f.OptionalHeader.(*pe.OptionalHeader64); !ok {
 		return errors.New("not a PE32+ image")
 	}
-	if want := peMachine[arch]; f.Machine != want {
-		return fmt.Errorf("PE machine %#x, want %#x for %s", f.Machine, want, arch)
+	if f.Machine != a.PEMachine {
+		return fmt.Errorf("PE machine %#x, want %#x for %s", f.Machine, a.PEMachine, a)
 	}
 	return nil
 }

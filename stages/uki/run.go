@@ -1,12 +1,13 @@
 package uki
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,15 +24,8 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 
-// Run implements pipeline.Stage.
-func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
-	var c Config
-	if err := rc.DecodeConfig(&c); err != nil {
-		return err
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
+// run builds (and with Secure Boot keys, signs) the UKI.
+func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	an, err := imageinput.Analysis(rc)
 	if err != nil {
 		return err
@@ -39,9 +33,13 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if an.Kernel == nil {
 		return errors.New("the image has no kernel (no /usr/lib/modules/<version>/vmlinuz); a UKI needs one")
 	}
-	digest, err := composefsDigest(rc, c.Composefs)
-	if err != nil {
-		return err
+	var digest string
+	if c.Composefs {
+		d, err := contract.ComposefsDigest.Get(rc)
+		if err != nil {
+			return err
+		}
+		digest = d.Digest
 	}
 	cmd, err := commandLine(c.Cmdline, digest)
 	if err != nil {
@@ -57,7 +55,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err != nil {
 		return fmt.Errorf("reading the kernel %s from the image: %w", an.Kernel.Vmlinuz, err)
 	}
-	stub, stubFrom, err := readRunStub(&c, fsys, an)
+	stub, stubFrom, err := readRunStub(c, fsys, an)
 	if err != nil {
 		return err
 	}
@@ -69,7 +67,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	} else {
 		rc.Log.Warn().Msg("the image has no os-release; the UKI gets no .osrel section")
 	}
-	initrdPath, err := rc.InputPath("initramfs", "initramfs")
+	initrdPath, err := contract.InitramfsArchive.Path(rc)
 	if err != nil {
 		return err
 	}
@@ -115,7 +113,7 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if err != nil {
 		return err
 	}
-	if err := rc.AddFile(Output, out, artifacts.MediaTypeOctet, &artifacts.Publish{Filename: c.Filename}); err != nil {
+	if err := contract.UKIImage.AddFile(rc, out, &artifacts.Publish{Filename: c.Filename}); err != nil {
 		return err
 	}
 	ev := rc.Log.Info().Str("cmdline", cmd).Str("uname", an.Kernel.Version).Str("stub", stubFrom).
@@ -190,7 +188,7 @@ func readRunStub(c *Config, fsys fs.FS, an *artifacts.ImageAnalysis) ([]byte, st
 		}
 		return data, c.Stub, nil
 	}
-	name, _ := stubName(c.Arch)
+	name := c.Arch.EFIStub
 	if an.Stub == nil {
 		return nil, "", fmt.Errorf("uki { stub = %q }: the image has no EFI stub for %s (/usr/lib/systemd/boot/efi/%s); install systemd's EFI stub in the image or set uki { stub = \"/path/to/%s\" }",
 			StubFromImage, c.Arch, name, name)
@@ -203,32 +201,4 @@ func readRunStub(c *Config, fsys fs.FS, an *artifacts.ImageAnalysis) ([]byte, st
 		return nil, "", fmt.Errorf("the image's EFI stub %s: %w", an.Stub.Path, err)
 	}
 	return data, "image:" + path.Clean(an.Stub.Path), nil
-}
-
-// composefsDigest returns the composefs stage's digest (64 lower-case hex
-// digits), or "" when composefs is disabled.
-func composefsDigest(rc *pipeline.RunContext, enabled bool) (string, error) {
-	has := rc.HasInput("composefs", "digest")
-	switch {
-	case !enabled && !has:
-		return "", nil
-	case !enabled:
-		return "", errors.New("composefs is disabled, but the composefs stage produced a digest")
-	case !has:
-		return "", errors.New("composefs is enabled, but there is no composefs digest (composefs/digest)")
-	}
-	b, err := rc.ReadInput("composefs", "digest")
-	if err != nil {
-		return "", fmt.Errorf("reading the composefs digest: %w", err)
-	}
-	var d struct {
-		Digest string `json:"digest"`
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		return "", fmt.Errorf("decoding the composefs digest: %w", err)
-	}
-	if !isHexSHA256(d.Digest) {
-		return "", fmt.Errorf("the composefs digest %q is not 64 lower-case hex digits", d.Digest)
-	}
-	return d.Digest, nil
 }

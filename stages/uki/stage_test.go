@@ -1,6 +1,11 @@
 package uki_test
 
 import (
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
+
+	"context"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+
 	"bytes"
 	"crypto/x509"
 	"encoding/binary"
@@ -101,7 +106,7 @@ func TestUKI(t *testing.T) {
 			}
 			digest := ""
 			if tc.composefs {
-				var d cfsstage.Digest
+				var d artifacts.ComposefsDigest
 				if err := json.Unmarshal(readBlob(t, st, output(t, p, res, "composefs", "digest")), &d); err != nil {
 					t.Fatal(err)
 				}
@@ -109,7 +114,7 @@ func TestUKI(t *testing.T) {
 			} else if p.Targets[0].Nodes["composefs"] != nil {
 				t.Fatal("composefs stage planned although disabled")
 			}
-			o := output(t, p, res, ukistage.Kind, ukistage.Output)
+			o := output(t, p, res, contract.UKI, contract.UKIImage.Name)
 			if o.Publish == nil || o.Publish.Filename != "Fedora-Testbed-41.x86_64.efi" || o.Publish.Type != "" {
 				t.Errorf("publish %+v, want Fedora-Testbed-41.x86_64.efi outside images.json", o.Publish)
 			}
@@ -130,7 +135,7 @@ func TestUKI(t *testing.T) {
 			if !bytes.Equal(section(t, f, uki.SectionLinux), c.Kernel.Vmlinuz) {
 				t.Error(".linux is not the image's vmlinuz")
 			}
-			if !bytes.Equal(section(t, f, uki.SectionInitrd), readBlob(t, st, output(t, p, res, initramfs.Kind, initramfs.Output))) {
+			if !bytes.Equal(section(t, f, uki.SectionInitrd), readBlob(t, st, output(t, p, res, contract.Initramfs, contract.InitramfsArchive.Name))) {
 				t.Error(".initrd is not the initramfs stage's output")
 			}
 			if got := string(section(t, f, uki.SectionUname)); got != c.Kernel.Version {
@@ -145,7 +150,7 @@ func TestUKI(t *testing.T) {
 			if sum, err := f.ComputeChecksum(); err != nil || sum != f.CheckSum || f.Signed {
 				t.Errorf("checksum %#x computed %#x (%v), signed %t", f.CheckSum, sum, err, f.Signed)
 			}
-			meta := res.Of(p.Targets[0].Nodes[ukistage.Kind]).Record.Meta
+			meta := res.Of(p.Targets[0].Nodes[contract.UKI]).Record.Meta
 			var sections map[string]uint32
 			json.Unmarshal(meta["sections"], &sections)
 			if string(meta["cmdline"]) != mustJSON(want) || string(meta["composefs_digest"]) != mustJSON(digest) ||
@@ -175,7 +180,7 @@ func TestCacheKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key1 := res1.Of(p1.Targets[0].Nodes[ukistage.Kind]).Key
+	key1 := res1.Of(p1.Targets[0].Nodes[contract.UKI]).Key
 	stubDir := t.TempDir()
 	stubA, stubB := filepath.Join(stubDir, "a", c.StubName()), filepath.Join(stubDir, "b", c.StubName())
 	for _, p := range []string{stubA, stubB} {
@@ -214,7 +219,7 @@ func TestCacheKey(t *testing.T) {
 					t.Errorf("%s: %s, want %s", kind, got, want)
 				}
 			}
-			nr := res.Of(p.Targets[0].Nodes[ukistage.Kind])
+			nr := res.Of(p.Targets[0].Nodes[contract.UKI])
 			switch tc.name {
 			case "unchanged":
 				if nr.Key != key1 {
@@ -229,7 +234,7 @@ func TestCacheKey(t *testing.T) {
 				}
 				// The fixture's stub on the host gives the same UKI as the
 				// image's stub.
-				if a, b := nr.Record.Outputs["uki"].Digest, res1.Of(p1.Targets[0].Nodes[ukistage.Kind]).Record.Outputs["uki"].Digest; a != b {
+				if a, b := nr.Record.Outputs["uki"].Digest, res1.Of(p1.Targets[0].Nodes[contract.UKI]).Record.Outputs["uki"].Digest; a != b {
 					t.Errorf("UKI from the host copy of the stub differs: %s vs %s", a, b)
 				}
 			case "same host stub elsewhere":
@@ -309,8 +314,8 @@ func TestSecureBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nr := res.Of(p.Targets[0].Nodes[ukistage.Kind])
-	out := st.Path(nr.Record.Outputs[ukistage.Output].Descriptor)
+	nr := res.Of(p.Targets[0].Nodes[contract.UKI])
+	out := st.Path(nr.Record.Outputs[contract.UKIImage.Name].Descriptor)
 	db, err := secureboot.LoadCertificate(filepath.Join(keys, "db.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -350,9 +355,9 @@ func TestSecureBoot(t *testing.T) {
 		t.Errorf("meta %s", mustJSON(nr.Record.Meta))
 	}
 	var cfg ukistage.Config
-	json.Unmarshal(p.Targets[0].Nodes[ukistage.Kind].KeyConfig, &cfg)
+	json.Unmarshal(p.Targets[0].Nodes[contract.UKI].KeyConfig, &cfg)
 	if cfg.SecureBoot == nil || cfg.SecureBoot.Key != "" || cfg.SecureBoot.Cert != "" || cfg.SecureBoot.CertFingerprint != secureboot.Fingerprint(db) {
-		t.Errorf("cache key config %s", p.Targets[0].Nodes[ukistage.Kind].KeyConfig)
+		t.Errorf("cache key config %s", p.Targets[0].Nodes[contract.UKI].KeyConfig)
 	}
 
 	// The same keys at other paths: cached. Another key: rerun.
@@ -370,7 +375,7 @@ func TestSecureBoot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := res.Of(p.Targets[0].Nodes[ukistage.Kind]).Status; got != tc.want {
+		if got := res.Of(p.Targets[0].Nodes[contract.UKI]).Status; got != tc.want {
 			t.Errorf("keys in %s: %s, want %s", tc.dir, got, tc.want)
 		}
 	}
@@ -402,7 +407,6 @@ func TestPlanErrors(t *testing.T) {
 		{"key of another cert", manifest.SecureBoot{Key: filepath.Join(other, "db.key"), Cert: dbCrt}, nil, secureboot.ErrKeyMismatch, []string{filepath.Join(other, "db.key"), dbCrt}},
 		{"cert garbage", manifest.SecureBoot{Key: dbKey, Cert: garbage}, nil, secureboot.ErrCertFormat, []string{"secureboot", garbage}},
 		{"cert missing", manifest.SecureBoot{Key: dbKey, Cert: filepath.Join(dir, "absent.crt")}, nil, os.ErrNotExist, []string{filepath.Join(dir, "absent.crt")}},
-		{"key without cert", manifest.SecureBoot{Key: dbKey}, nil, nil, []string{"secureboot needs both key and cert"}},
 		{"composefs= given", manifest.SecureBoot{}, []string{"console=ttyS0", "composefs=" + strings.Repeat("a", 64)}, nil, []string{"kernel.cmdline[1]", "sets composefs= itself"}},
 		{"composefs.digest= given", manifest.SecureBoot{}, []string{"composefs.digest=v1-sha256-12:00"}, nil, []string{"kernel.cmdline[0]", "composefs.digest"}},
 		{"unquoted space", manifest.SecureBoot{}, []string{"console=ttyS0 quiet"}, nil, []string{`kernel.cmdline[0] = "console=ttyS0 quiet" is not one kernel argument`}},
@@ -416,7 +420,7 @@ func TestPlanErrors(t *testing.T) {
 			if tc.cmdline != nil {
 				mc.Kernel.Cmdline = tc.cmdline
 			}
-			_, err := ukistage.Resolve(mc, manifest.Compose{Product: "Fedora", Release: "41"})
+			_, err := ukistage.Plan(context.Background(), stagetest.PlanContext(t, mc))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -446,8 +450,8 @@ func TestPlanErrors(t *testing.T) {
 func TestSkip(t *testing.T) {
 	mc := config("oci:/nonexistent:x")
 	mc.UKI.Enabled = false
-	if _, err := ukistage.Resolve(mc, manifest.Compose{}); !errors.Is(err, pipeline.ErrSkip) {
-		t.Errorf("err = %v, want ErrSkip", err)
+	if ukistage.New().Used(stagetest.PlanContext(t, mc).Facts) {
+		t.Error("a target without a UKI uses the uki stage")
 	}
 }
 
@@ -457,7 +461,7 @@ func readDigest(st *artifacts.Store, o artifacts.Output) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var d cfsstage.Digest
+	var d artifacts.ComposefsDigest
 	if err := json.Unmarshal(b, &d); err != nil {
 		return "", err
 	}

@@ -6,7 +6,6 @@
 package imageinput
 
 import (
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,30 +14,17 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
-// Source is the kind of the stage producing the inputs read here.
-const Source = "source"
-
-// Analysis decodes the "source/analysis" input.
+// Analysis decodes the source stage's image analysis.
 func Analysis(rc *pipeline.RunContext) (*artifacts.ImageAnalysis, error) {
-	b, err := rc.ReadInput(Source, "analysis")
-	if err != nil {
-		return nil, fmt.Errorf("reading the image analysis: %w", err)
-	}
-	var an artifacts.ImageAnalysis
-	if err := json.Unmarshal(b, &an); err != nil {
-		return nil, fmt.Errorf("decoding the image analysis: %w", err)
-	}
-	if an.Schema != artifacts.ImageAnalysisSchema {
-		return nil, fmt.Errorf("image analysis schema %d, want %d", an.Schema, artifacts.ImageAnalysisSchema)
-	}
-	return &an, nil
+	return contract.SourceAnalysis.Get(rc)
 }
 
-// Tree parses the "source/tree" input (a composefs dumpfile).
+// Tree parses the source stage's tree (a composefs dumpfile).
 func Tree(rc *pipeline.RunContext) (*composefs.Tree, error) {
-	p, err := rc.InputPath(Source, "tree")
+	p, err := contract.SourceTree.Path(rc)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@
 package stagetest
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
+
 	"bytes"
 	"context"
 	"errors"
@@ -196,7 +198,7 @@ func TestbedConfig(image string) *manifest.Config {
 	return &manifest.Config{
 		Variant: "testbed", Name: "Testbed", Arch: manifest.ArchX86_64,
 		Source:    manifest.Source{Image: image, Kind: manifest.SourceContainer},
-		Composefs: manifest.Composefs{Enabled: true, Verity: manifest.VerityEnable},
+		Composefs: manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable},
 		Kernel:    manifest.Kernel{Cmdline: []string{"console=ttyS0"}},
 		Initramfs: manifest.Initramfs{Source: manifest.InitramfsBuiltin, Modules: []string{}},
 		UKI:       manifest.UKI{Enabled: true, Stub: "image", Name: "testbed"},
@@ -238,4 +240,15 @@ func (s *SyncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// PlanContext is the plan context of mc with its facts decided, for
+// calling a stage's Plan directly.
+func PlanContext(t testing.TB, mc *manifest.Config) *pipeline.PlanContext {
+	t.Helper()
+	f, err := pipeline.FactsOf(pipeline.Target{Variant: mc.Variant, Name: mc.Name, Arch: mc.Arch}, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pipeline.PlanContext{Config: mc, Facts: f, Compose: OneConfig{C: mc}.Compose()}
 }
