@@ -1,0 +1,114 @@
+package ostree
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/composefs"
+)
+
+// smallTree is the tree of the golden vector below: /d/f ("hi\n", 0644)
+// and /d/l -> f, directories 0755, everything owned by root.
+func smallTree(t *testing.T) *composefs.Tree {
+	t.Helper()
+	tr := composefs.NewTree()
+	tr.Root().Mode = composefs.TypeDir | 0o755
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(tr.Add("/d", &composefs.Inode{Mode: composefs.TypeDir | 0o755}))
+	must(tr.Add("/d/f", &composefs.Inode{Mode: composefs.TypeRegular | 0o644, Size: 3, Content: []byte("hi\n")}))
+	must(tr.Add("/d/l", &composefs.Inode{Mode: composefs.TypeSymlink | 0o777, Target: "f"}))
+	return tr
+}
+
+// objectList returns "XX/rest.ext" for every object file of a repository.
+func objectList(t *testing.T, repo string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(filepath.Join(repo, "objects"), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(filepath.Join(repo, "objects"), p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestWriterGolden checks a tree against objects ostree 2025.2 (Debian
+// trixie) wrote for it:
+//
+//	mkdir -p /tmp/t/d && echo hi > /tmp/t/d/f && ln -s f /tmp/t/d/l
+//	ostree --repo=/tmp/r init --mode=bare
+//	ostree --repo=/tmp/r commit --tree=dir=/tmp/t --timestamp=2024-01-01T00:00:00Z -s subj --branch main
+func TestWriterGolden(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("SKIPPING: writing a bare repository needs root (chown, security xattrs)")
+	}
+	repo := t.TempDir()
+	w, err := NewWriter(repo, &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := w.WriteTree(smallTree(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := w.WriteCommit(&Commit{
+		Metadata:     []MetaEntry{RefBinding("main")},
+		Subject:      "subj",
+		Timestamp:    time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC),
+		RootContents: root.Contents,
+		RootMeta:     root.Meta,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetRef("main", sum); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sum.String(), "1dc661fc55165ece498d1c46fea04071808de4a409f09a1dcb3834f0e58ef58b"; got != want {
+		t.Errorf("commit %s, want %s", got, want)
+	}
+	want := []string{
+		"1d/c661fc55165ece498d1c46fea04071808de4a409f09a1dcb3834f0e58ef58b.commit",
+		"43/f338adeb68637b721d7ba4c39b7677a4fbb87e3adf4a363a3d50c9de9a35ed.file",
+		"44/6a0ef11b7cc167f3b603e585c7eeeeb675faa412d5ec73f62988eb0b6c5488.dirmeta",
+		"61/608761d19d6a54c4217b6d679577fde5a2675c5b6e6405469941aa4e2398c6.dirtree",
+		"7c/586cb0df000e04dc738fa77ed804a6917bdd345af6c5cfabc8bbb4ebb53982.dirtree",
+		"fb/f7cf77a1b50d9f074cb6e9ef6ddb65b6532ea89e4f4ca1b07a05b4cd1be259.file",
+	}
+	if got := objectList(t, repo); !slices.Equal(got, want) {
+		t.Errorf("objects:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	cfg, _ := os.ReadFile(filepath.Join(repo, "config"))
+	if string(cfg) != Config {
+		t.Errorf("config %q", cfg)
+	}
+	ref, _ := os.ReadFile(filepath.Join(repo, "refs/heads/main"))
+	if string(ref) != sum.String()+"\n" {
+		t.Errorf("ref %q", ref)
+	}
+	st := w.Stats()
+	if st.ContentTotal != 2 || st.ContentWritten != 2 || st.MetadataWritten != 4 || st.MetadataTotal != 5 {
+		t.Errorf("stats %+v", st)
+	}
+}
