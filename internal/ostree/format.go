@@ -313,23 +313,33 @@ const (
 // mode big-endian). It fails for a mode that is neither a regular file nor
 // a symbolic link, or a symlink without target.
 func (h *FileHeader) MarshalBinary() ([]byte, error) {
-	switch h.Mode & modeTypeMask {
-	case modeRegular:
-		if h.Target != "" {
-			return nil, fmt.Errorf("%w: regular file with a symlink target", ErrInvalid)
-		}
-	case modeSymlink:
-		if h.Target == "" {
-			return nil, fmt.Errorf("%w: symlink without target", ErrInvalid)
-		}
-	default:
-		return nil, fmt.Errorf("%w: content object of mode %o", ErrInvalid, h.Mode)
+	if err := h.validate(ErrInvalid); err != nil {
+		return nil, err
 	}
 	xs, err := encodeXattrs(h.Xattrs)
 	if err != nil {
 		return nil, err
 	}
 	return typeFileHeader.encode(nil, []any{be32(h.UID), be32(h.GID), be32(h.Mode), be32(h.Rdev), h.Target, xs})
+}
+
+func (h *FileHeader) validate(errKind error) error {
+	switch h.Mode & modeTypeMask {
+	case modeRegular:
+		if h.Target != "" {
+			return fmt.Errorf("%w: regular file with a symlink target", errKind)
+		}
+	case modeSymlink:
+		if h.Target == "" {
+			return fmt.Errorf("%w: symlink without target", errKind)
+		}
+	default:
+		return fmt.Errorf("%w: content object of mode %o", errKind, h.Mode)
+	}
+	if h.Mode&^(modeTypeMask|0o7777) != 0 {
+		return fmt.Errorf("%w: mode %o has unknown bits", errKind, h.Mode)
+	}
+	return nil
 }
 
 // ParseFileHeader parses the GVariant of a file header.
@@ -341,6 +351,9 @@ func ParseFileHeader(b []byte) (*FileHeader, error) {
 	f := v.([]any)
 	h := &FileHeader{UID: be32(f[0].(uint32)), GID: be32(f[1].(uint32)), Mode: be32(f[2].(uint32)), Rdev: be32(f[3].(uint32)), Target: f[4].(string)}
 	if h.Xattrs, err = decodeXattrs(f[5]); err != nil {
+		return nil, fmt.Errorf("file header: %w", err)
+	}
+	if err := h.validate(ErrFormat); err != nil {
 		return nil, fmt.Errorf("file header: %w", err)
 	}
 	return h, nil

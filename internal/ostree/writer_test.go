@@ -3,6 +3,7 @@ package ostree
 import (
 	"os"
 	"path/filepath"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -107,8 +108,57 @@ func TestWriterGolden(t *testing.T) {
 	if string(ref) != sum.String()+"\n" {
 		t.Errorf("ref %q", ref)
 	}
+	vst, err := OpenDir(repo).Verify(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vst != (VerifyStats{Commits: 1, DirTrees: 2, DirMetas: 1, Files: 2}) {
+		t.Errorf("verify stats %+v", vst)
+	}
 	st := w.Stats()
 	if st.ContentTotal != 2 || st.ContentWritten != 2 || st.MetadataWritten != 4 || st.MetadataTotal != 5 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestVerifyCorrupt checks that Verify notices changed content, owner,
+// attributes and metadata objects.
+func TestVerifyCorrupt(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("SKIPPING: writing a bare repository needs root (chown, security xattrs)")
+	}
+	const file = "fb/f7cf77a1b50d9f074cb6e9ef6ddb65b6532ea89e4f4ca1b07a05b4cd1be259.file"
+	tests := []struct {
+		name    string
+		corrupt func(repo string) error
+		want    error
+	}{
+		{"content", func(repo string) error { return os.WriteFile(filepath.Join(repo, "objects", file), []byte("ho\n"), 0o644) }, ErrChecksum},
+		{"owner", func(repo string) error { return os.Lchown(filepath.Join(repo, "objects", file), 1, 1) }, ErrChecksum},
+		{"mode", func(repo string) error { return os.Chmod(filepath.Join(repo, "objects", file), 0o600) }, ErrChecksum},
+		{"missing", func(repo string) error { return os.Remove(filepath.Join(repo, "objects", file)) }, ErrNotExist},
+		{"dirtree", func(repo string) error {
+			return os.WriteFile(filepath.Join(repo, "objects/7c/586cb0df000e04dc738fa77ed804a6917bdd345af6c5cfabc8bbb4ebb53982.dirtree"), nil, 0o644)
+		}, ErrChecksum},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo := t.TempDir()
+			w, err := NewWriter(repo, &Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			root, _ := w.WriteTree(smallTree(t))
+			sum, _ := w.WriteCommit(&Commit{RootContents: root.Contents, RootMeta: root.Meta, Timestamp: time.Unix(0, 0)})
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.corrupt(repo); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := OpenDir(repo).Verify(sum); !errors.Is(err, tt.want) {
+				t.Fatalf("Verify = %v, want %v", err, tt.want)
+			}
+		})
 	}
 }
