@@ -56,7 +56,7 @@ type dirFS struct {
 	dir string
 }
 
-func (d *dirFS) ReadLink(name string) (string, error) { return fs.ReadLink(d.FS, name) }
+func (d *dirFS) ReadLink(name string) (string, error)   { return fs.ReadLink(d.FS, name) }
 func (d *dirFS) Lstat(name string) (fs.FileInfo, error) { return fs.Lstat(d.FS, name) }
 
 func (d *dirFS) Xattrs(name string) ([]Xattr, error) {

@@ -1,9 +1,9 @@
 package ostree
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -133,7 +133,9 @@ func TestVerifyCorrupt(t *testing.T) {
 		corrupt func(repo string) error
 		want    error
 	}{
-		{"content", func(repo string) error { return os.WriteFile(filepath.Join(repo, "objects", file), []byte("ho\n"), 0o644) }, ErrChecksum},
+		{"content", func(repo string) error {
+			return os.WriteFile(filepath.Join(repo, "objects", file), []byte("ho\n"), 0o644)
+		}, ErrChecksum},
 		{"owner", func(repo string) error { return os.Lchown(filepath.Join(repo, "objects", file), 1, 1) }, ErrChecksum},
 		{"mode", func(repo string) error { return os.Chmod(filepath.Join(repo, "objects", file), 0o600) }, ErrChecksum},
 		{"missing", func(repo string) error { return os.Remove(filepath.Join(repo, "objects", file)) }, ErrNotExist},
