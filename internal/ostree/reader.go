@@ -81,7 +81,9 @@ func (d *dirFS) Xattrs(name string) ([]Xattr, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "lgetxattr", Path: name, Err: err}
 		}
-		xs = append(xs, Xattr{Name: n, Value: string(v)})
+		if len(v) > 0 { // ostree ignores empty values
+			xs = append(xs, Xattr{Name: n, Value: string(v)})
+		}
 	}
 	return xs, nil
 }

@@ -230,7 +230,8 @@ type contentObj struct {
 // returns its root. Regular files and symbolic links become content
 // objects (hard links share one); directories become dirtree and dirmeta
 // objects; modification times and link counts are not part of ostree's
-// model and are ignored. Devices, FIFOs and sockets are rejected with
+// model and are ignored, and so are extended attributes with an empty
+// value (ostree never records them when it reads files). Devices, FIFOs and sockets are rejected with
 // [ErrInvalid], as are names that are not valid UTF-8.
 //
 // Content is hashed and written on [Options.Threads] goroutines, each
@@ -318,10 +319,21 @@ func headerOf(ino *composefs.Inode) *FileHeader {
 	if ino.Mode.Type() == composefs.TypeSymlink {
 		h.Target = ino.Target
 	}
-	for _, x := range ino.Xattrs {
-		h.Xattrs = append(h.Xattrs, Xattr{Name: x.Name, Value: x.Value})
-	}
+	h.Xattrs = xattrsOf(ino)
 	return h
+}
+
+// xattrsOf returns the extended attributes of ino as ostree records them
+// when it reads a file: attributes with an empty value are left out
+// (libglnx skips them), the rest is sorted when encoded.
+func xattrsOf(ino *composefs.Inode) []Xattr {
+	var xs []Xattr
+	for _, x := range ino.Xattrs {
+		if x.Value != "" {
+			xs = append(xs, Xattr{Name: x.Name, Value: x.Value})
+		}
+	}
+	return xs
 }
 
 // openContent returns the content of a regular file.
@@ -621,9 +633,7 @@ func (w *Writer) writeDir(name string, n *dirNode) (Root, error) {
 		t.Dirs = append(t.Dirs, TreeDir{Name: d.name, Contents: r.Contents, Meta: r.Meta})
 	}
 	m := DirMeta{UID: n.ino.UID, GID: n.ino.GID, Mode: uint32(n.ino.Mode)}
-	for _, x := range n.ino.Xattrs {
-		m.Xattrs = append(m.Xattrs, Xattr{Name: x.Name, Value: x.Value})
-	}
+	m.Xattrs = xattrsOf(n.ino)
 	mb, err := m.MarshalBinary()
 	if err != nil {
 		return Root{}, fmt.Errorf("ostree: %s: %w", name, err)

@@ -2,11 +2,14 @@ package ostree
 
 import (
 	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
@@ -160,6 +163,110 @@ func TestVerifyCorrupt(t *testing.T) {
 			}
 			if _, err := OpenDir(repo).Verify(sum); !errors.Is(err, tt.want) {
 				t.Fatalf("Verify = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestWriterInputs checks content sources and rejected input.
+func TestWriterInputs(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("SKIPPING: writing a bare repository needs root (chown, security xattrs)")
+	}
+	content := strings.Repeat("external content ", 10)
+	ext := func() *composefs.Inode {
+		return &composefs.Inode{Mode: composefs.TypeRegular | 0o644, Size: int64(len(content)), Payload: "ab/cdef"}
+	}
+	want := func() Checksum {
+		c, err := FileChecksum(&FileHeader{Mode: modeRegular | 0o644}, strings.NewReader(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}()
+	tests := []struct {
+		name  string
+		add   func(tr *composefs.Tree) error
+		opts  Options
+		check func(r *Reader, root Root) error
+		err   error
+	}{
+		{
+			name: "objects fs",
+			add:  func(tr *composefs.Tree) error { return tr.Add("/f", ext()) },
+			opts: Options{Objects: fstest.MapFS{"ab/cdef": {Data: []byte(content)}}},
+		},
+		{
+			name: "open callback",
+			add:  func(tr *composefs.Tree) error { return tr.Add("/f", ext()) },
+			opts: Options{Open: func(name string, _ *composefs.Inode) (io.ReadCloser, error) {
+				if name != "/f" {
+					return nil, fs.ErrNotExist
+				}
+				return io.NopCloser(strings.NewReader(content)), nil
+			}},
+		},
+		{name: "no source", add: func(tr *composefs.Tree) error { return tr.Add("/f", ext()) }, err: ErrInvalid},
+		{
+			name: "short content",
+			add:  func(tr *composefs.Tree) error { return tr.Add("/f", ext()) },
+			opts: Options{Objects: fstest.MapFS{"ab/cdef": {Data: []byte("short")}}},
+			err:  ErrInvalid,
+		},
+		{
+			name: "device",
+			add: func(tr *composefs.Tree) error {
+				return tr.Add("/dev", &composefs.Inode{Mode: composefs.TypeChar | 0o600, Rdev: 0x0103})
+			},
+			err: ErrInvalid,
+		},
+		{
+			name: "fifo",
+			add: func(tr *composefs.Tree) error {
+				return tr.Add("/p", &composefs.Inode{Mode: composefs.TypeFIFO | 0o600})
+			},
+			err: ErrInvalid,
+		},
+		{
+			name: "non-UTF-8 name",
+			add: func(tr *composefs.Tree) error {
+				return tr.Add("/\xff", &composefs.Inode{Mode: composefs.TypeRegular | 0o644})
+			},
+			err: ErrInvalid,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := composefs.NewTree()
+			if err := tt.add(tr); err != nil {
+				t.Fatal(err)
+			}
+			opts := tt.opts
+			opts.NoSync = true
+			w, err := NewWriter(t.TempDir(), &opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			root, err := w.WriteTree(tr)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("WriteTree = %v, want %v", err, tt.err)
+				}
+				if _, err2 := w.WriteCommit(&Commit{}); err2 != err {
+					t.Fatalf("error not sticky: %v", err2)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			dt, err := OpenDir(w.root).ReadDirTree(root.Contents)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dt.Files) != 1 || dt.Files[0].Checksum != want {
+				t.Fatalf("dirtree %+v, want file %s", dt, want)
 			}
 		})
 	}
