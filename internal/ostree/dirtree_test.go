@@ -109,6 +109,7 @@ var oracleTree = []fileSpec{
 	{path: "nobody", mode: 0o644, uid: 65534, gid: 65534, data: "owned"},
 	{path: "bigid", mode: 0o644, uid: 123456789, gid: 7, data: "owned"},
 	{path: "xattr", mode: 0o644, data: "x", xattrs: map[string]string{"user.b": "2", "user.a": "1", "security.test": "\x00\x01\xff", "user.empty": "", "user.A": "upper"}},
+	{path: "trusted", mode: 0o644, data: "t", xattrs: map[string]string{"trusted.overlay.redirect": "/elsewhere", "trusted.test": "t"}},
 	{path: "same1", mode: 0o644, data: "same content"},
 	{path: "same2", mode: 0o644, data: "same content"},
 	{path: "same-other-mode", mode: 0o755, data: "same content"},

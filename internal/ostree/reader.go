@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -183,12 +184,19 @@ func (r *Reader) ReadDirMeta(c Checksum) (*DirMeta, error) {
 }
 
 // FileHeader returns the header of the content object c, read from the
-// object file's metadata. It does not verify the checksum.
+// object file's metadata, extended attributes sorted by name. It does not
+// verify the checksum.
 func (r *Reader) FileHeader(c Checksum) (*FileHeader, error) {
+	h, _, err := r.fileInfo(c)
+	return h, err
+}
+
+// fileInfo returns the header and the content size of a content object.
+func (r *Reader) fileInfo(c Checksum) (*FileHeader, int64, error) {
 	p := ObjectPath(c, ObjectFile)
 	fi, err := fs.Lstat(r.fsys, p)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: %s: %w: %w", p, ErrNotExist, err)
+		return nil, 0, fmt.Errorf("ostree: %s: %w: %w", p, ErrNotExist, err)
 	}
 	h := &FileHeader{}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -215,17 +223,22 @@ func (r *Reader) FileHeader(c Checksum) (*FileHeader, error) {
 	case modeRegular:
 	case modeSymlink:
 		if h.Target, err = fs.ReadLink(r.fsys, p); err != nil {
-			return nil, fmt.Errorf("ostree: %s: %w", p, err)
+			return nil, 0, fmt.Errorf("ostree: %s: %w", p, err)
 		}
 	default:
-		return nil, fmt.Errorf("ostree: %s: %w: not a regular file or symlink", p, ErrFormat)
+		return nil, 0, fmt.Errorf("ostree: %s: %w: not a regular file or symlink", p, ErrFormat)
 	}
 	if xfs, ok := r.fsys.(XattrFS); ok {
 		if h.Xattrs, err = xfs.Xattrs(p); err != nil {
-			return nil, fmt.Errorf("ostree: %s: %w", p, err)
+			return nil, 0, fmt.Errorf("ostree: %s: %w", p, err)
 		}
+		slices.SortStableFunc(h.Xattrs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
 	}
-	return h, nil
+	var size int64
+	if h.Mode&modeTypeMask == modeRegular {
+		size = fi.Size()
+	}
+	return h, size, nil
 }
 
 // OpenFile returns the content of the regular-file content object c. The
@@ -249,9 +262,11 @@ type Entry struct {
 	Meta            *DirMeta
 	Dir             *DirTree
 	MetaSum, DirSum Checksum
-	// File is the header of a content object and FileSum its checksum.
+	// File is the header of a content object, FileSum its checksum and
+	// Size the size of a regular file's content.
 	File    *FileHeader
 	FileSum Checksum
+	Size    int64
 }
 
 // Walk visits the tree at root: each directory, then its files in the
@@ -287,11 +302,11 @@ func (r *Reader) walk(p string, d Root, depth int, fn func(e *Entry) error) erro
 		return err
 	}
 	for _, f := range tree.Files {
-		h, err := r.FileHeader(f.Checksum)
+		h, size, err := r.fileInfo(f.Checksum)
 		if err != nil {
 			return err
 		}
-		if err := fn(&Entry{Path: path.Join(p, f.Name), File: h, FileSum: f.Checksum}); err != nil {
+		if err := fn(&Entry{Path: path.Join(p, f.Name), File: h, FileSum: f.Checksum, Size: size}); err != nil {
 			return err
 		}
 	}
