@@ -46,7 +46,7 @@ func TestComposefs(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r := OpenDir(repo)
+	r := openDir(t, repo)
 
 	for _, verity := range []bool{false, true} {
 		ct, err := r.ComposefsTree(sum, &ComposefsOptions{Verity: verity})

@@ -248,8 +248,6 @@ func RefBinding(refs ...string) MetaEntry {
 // GVariant encoding is little-endian, so swapping yields big-endian bytes.
 func be32(x uint32) uint32 { return bits.ReverseBytes32(x) }
 
-var typeXattrs = mustType("a(ayay)")
-
 // encodeXattrs returns xs sorted by name as ostree canonicalizes them; names
 // are stored with their terminating NUL byte.
 func encodeXattrs(xs []Xattr) ([]any, error) {

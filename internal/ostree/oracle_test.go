@@ -109,7 +109,7 @@ func TestOracle(t *testing.T) {
 			}
 
 			for _, repo := range []string{real, ours} {
-				st, err := OpenDir(repo).Verify(got)
+				st, err := openDir(t, repo).Verify(got)
 				if err != nil {
 					t.Errorf("Verify %s: %v", repo, err)
 				}
@@ -173,8 +173,8 @@ func compareObjectMeta(t *testing.T, real, ours string, objs []string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ha, err1 := OpenDir(real).FileHeader(c)
-		hb, err2 := OpenDir(ours).FileHeader(c)
+		ha, err1 := openDir(t, real).FileHeader(c)
+		hb, err2 := openDir(t, ours).FileHeader(c)
 		if err1 != nil || err2 != nil {
 			t.Fatalf("%v %v", err1, err2)
 		}

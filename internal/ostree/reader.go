@@ -41,17 +41,35 @@ type XattrFS interface {
 // symlink targets from fs.ReadLink; extended attributes are read if the
 // file system implements [XattrFS], else taken as none.
 type Reader struct {
-	fsys fs.FS
+	fsys  fs.FS
+	close func() error
 }
 
 // NewReader returns a Reader of the repository at the root of fsys.
 func NewReader(fsys fs.FS) *Reader { return &Reader{fsys: fsys} }
 
 // OpenDir returns a Reader of the repository directory dir, with
-// extended attribute support.
-func OpenDir(dir string) *Reader { return NewReader(&dirFS{FS: os.DirFS(dir), dir: dir}) }
+// extended attribute support. It reads through an os.Root, so symbolic
+// links in the repository cannot lead it outside dir. The caller must
+// call [Reader.Close].
+func OpenDir(dir string) (*Reader, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("ostree: %w", err)
+	}
+	return &Reader{fsys: &dirFS{FS: root.FS(), dir: dir}, close: root.Close}, nil
+}
 
-// dirFS is os.DirFS plus Xattrs.
+// Close releases what [OpenDir] opened; it does nothing for a Reader from
+// [NewReader].
+func (r *Reader) Close() error {
+	if r.close == nil {
+		return nil
+	}
+	return r.close()
+}
+
+// dirFS is an os.Root's file system plus Xattrs.
 type dirFS struct {
 	fs.FS
 	dir string
@@ -63,6 +81,17 @@ func (d *dirFS) Lstat(name string) (fs.FileInfo, error) { return fs.Lstat(d.FS, 
 func (d *dirFS) Xattrs(name string) ([]Xattr, error) {
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "xattrs", Path: name, Err: fs.ErrInvalid}
+	}
+	// The attribute calls take a path: make sure no directory on the way
+	// is a symbolic link, so they stay inside the repository.
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		fi, err := fs.Lstat(d.FS, dir)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			return nil, &fs.PathError{Op: "xattrs", Path: name, Err: ErrFormat}
+		}
 	}
 	p := filepath.Join(d.dir, filepath.FromSlash(name))
 	size, err := unix.Llistxattr(p, nil)

@@ -111,7 +111,7 @@ func TestWriterGolden(t *testing.T) {
 	if string(ref) != sum.String()+"\n" {
 		t.Errorf("ref %q", ref)
 	}
-	vst, err := OpenDir(repo).Verify(sum)
+	vst, err := openDir(t, repo).Verify(sum)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestVerifyCorrupt(t *testing.T) {
 			if err := tt.corrupt(repo); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := OpenDir(repo).Verify(sum); !errors.Is(err, tt.want) {
+			if _, err := openDir(t, repo).Verify(sum); !errors.Is(err, tt.want) {
 				t.Fatalf("Verify = %v, want %v", err, tt.want)
 			}
 		})
@@ -261,7 +261,7 @@ func TestWriterInputs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dt, err := OpenDir(w.root).ReadDirTree(root.Contents)
+			dt, err := openDir(t, w.root).ReadDirTree(root.Contents)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -270,4 +270,15 @@ func TestWriterInputs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openDir is OpenDir, closed when the test ends.
+func openDir(t *testing.T, dir string) *Reader {
+	t.Helper()
+	r, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }
