@@ -49,6 +49,19 @@ func TestOracle(t *testing.T) {
 			}},
 		},
 		{
+			name: "typed metadata",
+			args: []string{"-s", "typed", "--add-metadata-string=version=1",
+				"--add-metadata=ostree.bootable=true", "--add-metadata=n=uint64 7", "--add-metadata=u=uint32 4000000000",
+				"--add-metadata=blob=[byte 0x01, 0x02, 0x00]", "--add-metadata=refs=['a', 'b']",
+				"--add-metadata=dict={'k': <'v'>, 'n': <{'deep': <true>}>}"},
+			commit: Commit{Subject: "typed", Metadata: []MetaEntry{
+				{MetaVersion, String("1")}, {MetaBootable, Bool(true)}, {"n", Uint64(7)}, {"u", Uint32(4000000000)},
+				{"blob", Bytes([]byte{1, 2, 0})}, {"refs", Strings([]string{"a", "b"})},
+				{"dict", Dict([]MetaEntry{{"k", String("v")}, {"n", Dict([]MetaEntry{{"deep", Bool(true)}})}})},
+				RefBinding(ref),
+			}},
+		},
+		{
 			name:   "no bindings, parent, empty subject",
 			args:   []string{"--no-bindings", "--parent=" + parent.String()},
 			commit: Commit{Parent: &parent},
