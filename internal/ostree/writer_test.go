@@ -1,6 +1,7 @@
 package ostree
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
+	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
+	"github.com/cfs-compose/cfs-compose/internal/objstore"
 )
 
 // smallTree is the tree of the golden vector below: /d/f ("hi\n", 0644)
@@ -281,4 +284,53 @@ func openDir(t *testing.T, dir string) *Reader {
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// TestWriterObjstore writes the oracle tree the way the pipeline holds it
+// (scanned by dirscan, small files inline, the others in an object store)
+// and requires the same root as from the directory itself (which
+// TestOracle checks against ostree).
+func TestWriterObjstore(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("SKIPPING: the generated test tree and the bare repository need root (chown, security xattrs)")
+	}
+	src := t.TempDir()
+	if err := makeTree(src, oracleTree); err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	scanned, err := dirscan.Scan(context.Background(), src, &dirscan.Options{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, open, err := loadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roots []Root
+	for _, c := range []struct {
+		tree *composefs.Tree
+		opts Options
+	}{{scanned, Options{Objects: store.FS()}}, {direct, Options{Open: open}}} {
+		c.opts.NoSync = true
+		w, err := NewWriter(t.TempDir(), &c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := w.WriteTree(c.tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, root)
+	}
+	if roots[0] != roots[1] {
+		t.Fatalf("root from the object store %+v, from the directory %+v", roots[0], roots[1])
+	}
 }
