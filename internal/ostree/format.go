@@ -554,7 +554,8 @@ type Commit struct {
 	// Subject and Body are the commit message.
 	Subject, Body string
 	// Timestamp is the commit time in seconds (stored as a big-endian
-	// 64-bit number of seconds since the Unix epoch).
+	// 64-bit number of seconds since the Unix epoch; sub-second parts are
+	// dropped). It must not be before 1970.
 	Timestamp time.Time
 	// RootContents and RootMeta name the root directory's dirtree and
 	// dirmeta objects.
