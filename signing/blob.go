@@ -14,7 +14,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/cfs-compose/cfs-compose/signing/internal/atomicfile"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"

@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 
 	"github.com/cfs-compose/cfs-compose/signing"
-	"github.com/cfs-compose/cfs-compose/signing/internal/atomicfile"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 )
 

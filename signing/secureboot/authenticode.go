@@ -13,7 +13,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/cfs-compose/cfs-compose/signing/internal/atomicfile"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/sassoftware/relic/v7/lib/authenticode"
 	"github.com/sassoftware/relic/v7/lib/binpatch"
 	"github.com/sassoftware/relic/v7/lib/certloader"

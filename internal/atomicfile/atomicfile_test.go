@@ -60,3 +60,40 @@ func TestCreateInMissingDir(t *testing.T) {
 		t.Fatal("Create in a missing directory succeeded")
 	}
 }
+
+func TestPublish(t *testing.T) {
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "build.tmp")
+	if err := os.MkdirAll(filepath.Join(tmp, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "build")
+	if err := Publish(tmp, dest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "sub")); err != nil {
+		t.Errorf("published directory: %v", err)
+	}
+	// A failed publish removes the temporary tree (dest is a non-empty
+	// directory, which rename refuses to replace).
+	tmp2 := filepath.Join(dir, "other.tmp")
+	os.WriteFile(tmp2, []byte("x"), 0o644)
+	if err := Publish(tmp2, dest); err == nil {
+		t.Fatal("replaced a non-empty directory")
+	}
+	if _, err := os.Stat(tmp2); !os.IsNotExist(err) {
+		t.Errorf("temporary file left behind: %v", err)
+	}
+	// NoSync still renames atomically.
+	f, err := CreateWith(filepath.Join(dir, "nosync"), 0o600, &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("data")
+	if err := f.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "nosync")); string(b) != "data" {
+		t.Errorf("content %q", b)
+	}
+}
