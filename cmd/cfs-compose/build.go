@@ -127,7 +127,7 @@ type buildOptions struct {
 func newBuildCmd(g *globals) *cobra.Command {
 	o := &buildOptions{}
 	c := &cobra.Command{
-		Use:   "build",
+		Use:   "build [MANIFESTS_DIR]",
 		Short: "Run the pipeline and write a compose directory",
 		Long: `build resolves the manifests into a plan and runs it: stages run in
 parallel (-j), cached stages are reused, and the compose directory
@@ -145,7 +145,7 @@ Secure Boot key pairs (secureboot.key and .cert). A key that cannot be read
 or decrypted is an error naming the file, and nothing runs. When every
 variant signs with the same key, SHA256SUMS is signed too
 (SHA256SUMS.sig, SHA256SUMS.sigstore.json); compose.json records the keys.`,
-		Args: exactArgs(0),
+		Args: manifestsArg(g),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBuild(cmd, g, o)
 		},

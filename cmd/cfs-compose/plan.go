@@ -24,7 +24,7 @@ type planOptions struct {
 func newPlanCmd(g *globals) *cobra.Command {
 	o := &planOptions{}
 	c := &cobra.Command{
-		Use:   "plan",
+		Use:   "plan [MANIFESTS_DIR]",
 		Short: "Show the stage DAG and what is cached, or what a manifest edit changes",
 		Long: `plan resolves the manifests into the stage DAG (per variant and arch,
 stages shared where identical) and shows, for each stage, whether it is
@@ -34,7 +34,7 @@ cached. Nothing is built.
 which stages rerun and why (config fields, inputs, implementation version)
 and which published artifacts may change -- for example after
 'cfs-compose set ... composefs.enabled=false'.`,
-		Args: exactArgs(0),
+		Args: manifestsArg(g),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.format != "text" && o.format != "json" {
 				return usageError{fmt.Errorf("invalid --format %q (want text or json)", o.format)}

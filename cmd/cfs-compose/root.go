@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -215,6 +216,26 @@ func rangeArgs(min, max int) cobra.PositionalArgs {
 			}
 			return usageError{fmt.Errorf("%s: want %d to %d argument(s), got %d", cmd.CommandPath(), min, max, len(args))}
 		}
+		return nil
+	}
+}
+
+// manifestsArg accepts an optional positional manifests directory
+// (`cfs-compose validate manifests/`, as Packer and Terraform users type
+// it) in place of -m; giving both with different directories is a usage
+// error.
+func manifestsArg(g *globals) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) > 1:
+			return usageError{fmt.Errorf("%s: want at most one argument (the manifests directory), got %d", cmd.CommandPath(), len(args))}
+		case len(args) == 0:
+			return nil
+		}
+		if f := cmd.Flags().Lookup("manifests"); f != nil && f.Changed && filepath.Clean(g.manifests) != filepath.Clean(args[0]) {
+			return usageError{fmt.Errorf("%s: the manifests directory is given twice: -m %s and %s", cmd.CommandPath(), g.manifests, args[0])}
+		}
+		g.manifests = args[0]
 		return nil
 	}
 }

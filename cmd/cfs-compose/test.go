@@ -30,7 +30,7 @@ type testOptions struct {
 func newTestCmd(g *globals) *cobra.Command {
 	o := &testOptions{}
 	c := &cobra.Command{
-		Use:   "test",
+		Use:   "test [MANIFESTS_DIR]",
 		Short: "Boot the compose's disk images in QEMU and run the checks",
 		Long: `test boots the disk image of every selected variant and arch in QEMU (TCG
 unless the host has hardware virtualisation) and runs the testbed checks
@@ -47,7 +47,7 @@ results are published in a new compose directory under --out
 
 --junit FILE writes one JUnit XML file with a test suite per boot,
 including the boots that failed. Exit status 1 when any check failed.`,
-		Args: exactArgs(0),
+		Args: manifestsArg(g),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.list {
 				return listChecks(g.stdout)

@@ -14,7 +14,7 @@ type validateOptions struct {
 func newValidateCmd(g *globals) *cobra.Command {
 	o := &validateOptions{}
 	cmd := &cobra.Command{
-		Use:   "validate",
+		Use:   "validate [MANIFESTS_DIR]",
 		Short: "Check the manifests and report every problem",
 		Long: `validate loads every *.hcl file in the manifests directory, evaluates
 variables and locals, resolves every variant on every arch and runs the
@@ -23,7 +23,7 @@ semantic checks. It reports all problems at once, each with file:line:col.
 --format=json prints {valid, error_count, warning_count, diagnostics[]} with
 file, range, severity, summary and detail for editors and CI.
 Exit status: 0 valid (warnings allowed), 1 errors, 2 usage.`,
-		Args: exactArgs(0),
+		Args: manifestsArg(g),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFormat(o.format); err != nil {
 				return err
