@@ -245,13 +245,6 @@ func canonicalJSON(v any) (json.RawMessage, error) {
 	return json.Marshal(generic)
 }
 
-// decodeStrict decodes JSON rejecting unknown fields.
-func decodeStrict(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	return d.Decode(v)
-}
-
 // Key computes a node's cache key from its config and the digests of the
 // artifacts it consumes ("kind/name" -> digest).
 func (n *Node) Key(inputs map[string]string) string {

@@ -112,7 +112,6 @@ func publishName(name, arch, ext string) string {
 // files go into the shared object store.
 type fakeComposefs struct{}
 
-func (fakeComposefs) inputs() []pipeline.Dep { return nil }
 func (fakeComposefs) plan(_ context.Context, pc *pipeline.PlanContext) (*map[string]string, error) {
 	return &map[string]string{"name": pc.Config.Name, "arch": pc.Config.Arch, "variant": pc.Config.Variant}, nil
 }

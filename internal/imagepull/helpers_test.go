@@ -2,7 +2,6 @@ package imagepull
 
 import (
 	"encoding/binary"
-	"testing/fstest"
 
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
@@ -16,7 +15,6 @@ const (
 	peMachineARM64 = 0xaa64
 	elfMachineX86  = 62
 	elfMachineARM  = 183
-	arm64Magic     = 0x644d5241
 )
 
 // fakePE returns a minimal PE/EFI header for a machine, padded to n bytes.
@@ -26,13 +24,6 @@ func fakePE(machine uint16, n int) []byte {
 	binary.LittleEndian.PutUint32(b[0x3c:], 0x80)
 	copy(b[0x80:], "PE\x00\x00")
 	binary.LittleEndian.PutUint16(b[0x84:], machine)
-	return b
-}
-
-// fakeArm64Image returns an arm64 Image header without a PE part.
-func fakeArm64Image(n int) []byte {
-	b := make([]byte, max(n, 0x100))
-	binary.LittleEndian.PutUint32(b[0x38:], arm64Magic)
 	return b
 }
 
@@ -68,22 +59,4 @@ func bootableEntries(arch string) []ti.Entry {
 		ti.File("usr/lib/systemd/boot/efi/"+stub, string(fakePE(pe, 4096)), 0o644),
 		ti.Dir("var", 0o755),
 	}
-}
-
-// bootableFS is bootableEntries as an fstest.MapFS.
-func bootableFS(arch string) fstest.MapFS {
-	m := fstest.MapFS{}
-	for _, e := range bootableEntries(arch) {
-		h := e.Header
-		name := h.Name
-		for len(name) > 0 && name[len(name)-1] == '/' {
-			name = name[:len(name)-1]
-		}
-		f := &fstest.MapFile{Data: e.Data, Mode: h.FileInfo().Mode()}
-		if h.Linkname != "" {
-			f.Data = []byte(h.Linkname)
-		}
-		m[name] = f
-	}
-	return m
 }
