@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -146,24 +147,37 @@ func (c *Compose) WorkDir() string { return c.work }
 // ImagesDir returns the relative images directory of a variant and arch.
 func ImagesDir(variant, arch string) string { return filepath.Join(variant, arch, "images") }
 
-// Publish places a stored artifact in <variant>/<arch>/images/<filename>,
-// hard-linking it from the store when possible (store files are read-only)
-// and copying it (sparse-aware) otherwise.
-func (c *Compose) Publish(st *Store, variant, arch string, out Output) error {
-	if out.Publish == nil {
-		return nil
+// PublishedPath returns where an output published as p appears in a
+// compose, relative to the compose directory and slash-separated:
+// <variant>/<arch>/<p.Dir>/<p.Filename>, with Dir "images" (the default)
+// or "tests". It is the one place that spells this layout; [Compose.Publish]
+// writes there and readers of a compose find artifacts there.
+func PublishedPath(variant, arch string, p *Publish) (string, error) {
+	if strings.ContainsRune(p.Filename, '/') || p.Filename == "" || p.Filename == "." || p.Filename == ".." {
+		return "", fmt.Errorf("bad file name %q", p.Filename)
 	}
-	if strings.ContainsRune(out.Publish.Filename, '/') || out.Publish.Filename == "" {
-		return fmt.Errorf("publishing %s: bad file name %q", out.Digest.Short(), out.Publish.Filename)
-	}
-	sub := out.Publish.Dir
+	sub := p.Dir
 	if sub == "" {
 		sub = "images"
 	}
 	if sub != "images" && sub != "tests" {
-		return fmt.Errorf("publishing %s: bad directory %q", out.Digest.Short(), sub)
+		return "", fmt.Errorf("bad directory %q", sub)
 	}
-	rel := filepath.Join(variant, arch, sub, out.Publish.Filename)
+	return path.Join(variant, arch, sub, p.Filename), nil
+}
+
+// Publish places a stored artifact at [PublishedPath], hard-linking it
+// from the store when possible (store files are read-only) and copying it
+// (sparse-aware) otherwise.
+func (c *Compose) Publish(st *Store, variant, arch string, out Output) error {
+	if out.Publish == nil {
+		return nil
+	}
+	slash, err := PublishedPath(variant, arch, out.Publish)
+	if err != nil {
+		return fmt.Errorf("publishing %s: %w", out.Digest.Short(), err)
+	}
+	rel := filepath.FromSlash(slash)
 	if _, dup := c.files[rel]; dup {
 		return fmt.Errorf("publishing %s: two artifacts named %s", out.Digest.Short(), rel)
 	}

@@ -6,69 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
-
-// ComposeSchema is the schema version of compose.json.
-const ComposeSchema = 1
-
-// ComposeRecord is compose.json: the complete record of one compose.
-type ComposeRecord struct {
-	Schema     int              `json:"schema"`
-	ID         string           `json:"id"`
-	Status     string           `json:"status"`
-	Tool       string           `json:"tool"`
-	Started    time.Time        `json:"started"`
-	Finished   time.Time        `json:"finished"`
-	WallMillis int64            `json:"wallMillis"`
-	Compose    manifest.Compose `json:"compose"`
-	// Manifests maps each manifest file name to its sha256 digest.
-	Manifests map[string]artifacts.Digest `json:"manifests"`
-	// Variables holds the effective variable values.
-	Variables map[string]string `json:"variables,omitempty"`
-	Targets   []TargetRecord    `json:"targets"`
-	Stages    []StageRecord     `json:"stages"`
-	// Artifacts maps each published file (relative path) to its digest.
-	Artifacts map[string]artifacts.Digest `json:"artifacts"`
-	// Extra holds compose-level facts added by finalizers (for example
-	// the SHA256SUMS signature).
-	Extra map[string]json.RawMessage `json:"extra,omitempty"`
-	Error string                     `json:"error,omitempty"`
-
-	// Dir is the compose directory (not serialized).
-	Dir string `json:"-"`
-}
-
-// TargetRecord lists the stage instances one target used.
-type TargetRecord struct {
-	Target
-	Stages map[string]string `json:"stages"` // kind -> stage id
-}
-
-// StageRecord is one stage instance in compose.json.
-type StageRecord struct {
-	ID           string                      `json:"id"`
-	Kind         string                      `json:"kind"`
-	Version      string                      `json:"version"`
-	Targets      []string                    `json:"targets"`
-	Key          string                      `json:"key,omitempty"`
-	Status       Status                      `json:"status"`
-	CacheHit     bool                        `json:"cacheHit"`
-	WallMillis   int64                       `json:"wallMillis"`
-	BytesWritten int64                       `json:"bytesWritten"`
-	Config       json.RawMessage             `json:"config"`
-	Inputs       map[string]artifacts.Digest `json:"inputs,omitempty"`
-	Outputs      map[string]artifacts.Output `json:"outputs,omitempty"`
-	Meta         map[string]json.RawMessage  `json:"meta,omitempty"`
-	Log          string                      `json:"log,omitempty"` // relative to the compose directory
-	Error        string                      `json:"error,omitempty"`
-}
 
 // BuildOptions control Build.
 type BuildOptions struct {
@@ -82,14 +25,14 @@ type BuildOptions struct {
 	// Finalize runs after SHA256SUMS is written and before the compose is
 	// renamed into place (for example to sign SHA256SUMS). It may add
 	// files to the compose and facts to rec.Extra.
-	Finalize func(ctx context.Context, c *artifacts.Compose, rec *ComposeRecord) error
+	Finalize func(ctx context.Context, c *artifacts.Compose, rec *artifacts.ComposeRecord) error
 }
 
 // Build resolves, executes and publishes one compose. A failed stage still
 // produces a compose directory (STATUS DOOMED, or FINISHED_INCOMPLETE with
 // KeepGoing) holding the logs and compose.json; a cancelled compose leaves
 // nothing in Out. The returned error joins the stage failures.
-func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store, opts *BuildOptions) (*ComposeRecord, error) {
+func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store, opts *BuildOptions) (*artifacts.ComposeRecord, error) {
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -114,9 +57,9 @@ func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store
 		}
 		return nil, execErr
 	}
-	rec := &ComposeRecord{
-		Schema: ComposeSchema, ID: c.ID, Tool: opts.Exec.Tool, Started: started.UTC(),
-		Compose: p.Compose, Manifests: map[string]artifacts.Digest{}, Variables: opts.Variables,
+	rec := &artifacts.ComposeRecord{
+		Schema: artifacts.ComposeSchema, ID: c.ID, Tool: opts.Exec.Tool, Started: started.UTC(),
+		Compose: artifacts.ComposeName(p.Compose), Manifests: map[string]artifacts.Digest{}, Variables: opts.Variables,
 		Dir: c.Dir(),
 	}
 	for name, b := range opts.ManifestFiles {
@@ -144,11 +87,11 @@ func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store
 
 // publish places outputs and logs in the compose and fills rec.Targets and
 // rec.Stages.
-func publish(c *artifacts.Compose, st *artifacts.Store, p *Plan, res *Result, rec *ComposeRecord) error {
+func publish(c *artifacts.Compose, st *artifacts.Store, p *Plan, res *Result, rec *artifacts.ComposeRecord) error {
 	var errs []error
 	logOf := map[*Node]string{}
 	for _, tn := range p.Targets {
-		tr := TargetRecord{Target: tn.Target, Stages: map[string]string{}}
+		tr := artifacts.TargetRecord{Target: tn.Target, Stages: map[string]string{}}
 		kinds := make([]string, 0, len(tn.Nodes))
 		for k := range tn.Nodes {
 			kinds = append(kinds, k)
@@ -184,9 +127,9 @@ func publish(c *artifacts.Compose, st *artifacts.Store, p *Plan, res *Result, re
 	}
 	for _, nr := range res.Nodes {
 		n := nr.Node
-		sr := StageRecord{
+		sr := artifacts.StageRecord{
 			ID: n.ID, Kind: n.Kind, Version: n.Stage.Version(), Targets: targetStrings(n.Targets),
-			Key: nr.Key, Status: nr.Status, CacheHit: nr.Status == StatusCached,
+			Key: nr.Key, Status: string(nr.Status), CacheHit: nr.Status == StatusCached,
 			WallMillis: nr.Wall.Milliseconds(), Config: n.Config, Log: logOf[n],
 		}
 		if nr.Record != nil {
@@ -214,7 +157,7 @@ func addStoreFile(c *artifacts.Compose, st *artifacts.Store, rel string, d artif
 
 // finish writes checksums, finalizers, compose.json and metadata, syncs
 // and renames the compose into place, and records it in the store.
-func finish(ctx context.Context, c *artifacts.Compose, st *artifacts.Store, rec *ComposeRecord, opts *BuildOptions, now func() time.Time) error {
+func finish(ctx context.Context, c *artifacts.Compose, st *artifacts.Store, rec *artifacts.ComposeRecord, opts *BuildOptions, now func() time.Time) error {
 	if _, err := c.WriteChecksums(); err != nil {
 		return err
 	}
@@ -252,7 +195,7 @@ func finish(ctx context.Context, c *artifacts.Compose, st *artifacts.Store, rec 
 	if err != nil {
 		return fmt.Errorf("encoding compose.json: %w", err)
 	}
-	if err := c.AddFile("compose.json", bytes.NewReader(append(b, '\n')), false); err != nil {
+	if err := c.AddFile(artifacts.ComposeRecordFile, bytes.NewReader(append(b, '\n')), false); err != nil {
 		return err
 	}
 	if err := st.Sync(); err != nil {
@@ -263,27 +206,10 @@ func finish(ctx context.Context, c *artifacts.Compose, st *artifacts.Store, rec 
 	}
 	keys := []string{}
 	for _, s := range rec.Stages {
-		if s.Key != "" && (s.Status == StatusRan || s.Status == StatusCached) {
+		if s.Key != "" && (Status(s.Status) == StatusRan || Status(s.Status) == StatusCached) {
 			keys = append(keys, s.Key)
 		}
 	}
-	abs, _ := filepath.Abs(filepath.Join(c.Dir(), "compose.json"))
+	abs, _ := filepath.Abs(filepath.Join(c.Dir(), artifacts.ComposeRecordFile))
 	return st.AddComposeRef(artifacts.ComposeRef{ID: c.ID, Time: fin.UTC(), Status: rec.Status, Keys: keys, Record: abs})
-}
-
-// LoadComposeRecord reads a compose.json (a compose directory or the file).
-func LoadComposeRecord(path string) (*ComposeRecord, error) {
-	if info, err := os.Stat(path); err == nil && info.IsDir() {
-		path = filepath.Join(path, "compose.json")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading compose record: %w", err)
-	}
-	var r ComposeRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("reading compose record %s: %w", path, err)
-	}
-	r.Dir = filepath.Dir(path)
-	return &r, nil
 }

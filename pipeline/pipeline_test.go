@@ -506,13 +506,13 @@ func TestBuildCompose(t *testing.T) {
 	if ci["payload"].(map[string]any)["compose"].(map[string]any)["id"] != rec.ID {
 		t.Errorf("composeinfo = %v", ci)
 	}
-	var cj ComposeRecord
+	var cj artifacts.ComposeRecord
 	readJSON(t, filepath.Join(cd, "compose.json"), &cj)
 	if len(cj.Stages) != 10 || cj.Manifests["coreos.hcl"] == "" || cj.Variables["release"] != "41" || cj.Tool != "cfs-compose test" {
 		t.Errorf("compose.json = %+v", cj)
 	}
 	for _, s := range cj.Stages {
-		if s.Key == "" || s.CacheHit || s.Status != StatusRan || s.Log == "" || len(s.Outputs) != 1 || s.Meta["len"] == nil {
+		if s.Key == "" || s.CacheHit || Status(s.Status) != StatusRan || s.Log == "" || len(s.Outputs) != 1 || s.Meta["len"] == nil {
 			t.Errorf("stage record %+v", s)
 		}
 	}

@@ -156,11 +156,11 @@ func TestCrashSafety(t *testing.T) {
 	if err := helperCmd(t, "normal", clean).Run(); err != nil {
 		t.Fatal(err)
 	}
-	a, err := LoadComposeRecord(filepath.Join(dir, "out", names[0]))
+	a, err := artifacts.LoadComposeRecord(filepath.Join(dir, "out", names[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := LoadComposeRecord(filepath.Join(clean, "out", composeIDToday(0)))
+	b, err := artifacts.LoadComposeRecord(filepath.Join(clean, "out", composeIDToday(0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestTwoProcessesShareCache(t *testing.T) {
 		t.Errorf("stage runs = %d, want 15:\n%s", len(lines), runs)
 	}
 	for _, id := range []string{composeIDToday(0), composeIDToday(1)} {
-		r, err := LoadComposeRecord(filepath.Join(dir, "out", id))
+		r, err := artifacts.LoadComposeRecord(filepath.Join(dir, "out", id))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/rs/zerolog"
 )
@@ -24,15 +25,10 @@ type Manifests interface {
 	Compose() manifest.Compose
 }
 
-// Target is one variant built for one arch.
-type Target struct {
-	Variant string `json:"variant"` // manifest label, e.g. "coreos"
-	Name    string `json:"name"`    // productmd variant uid, e.g. "CoreOS"
-	Arch    string `json:"arch"`
-}
-
-// String returns "variant/arch".
-func (t Target) String() string { return t.Variant + "/" + t.Arch }
+// Target is one variant built for one arch. The type is
+// [artifacts.Target]: compose.json records targets, and a reader of a
+// compose does not need the pipeline.
+type Target = artifacts.Target
 
 // Node is one stage instance in the plan. Identical instances (same kind,
 // version, config and upstream nodes) are shared between targets.
@@ -247,13 +243,6 @@ func canonicalJSON(v any) (json.RawMessage, error) {
 	}
 	// encoding/json sorts map keys; numbers stay as written.
 	return json.Marshal(generic)
-}
-
-// decodeStrict decodes JSON rejecting unknown fields.
-func decodeStrict(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	return d.Decode(v)
 }
 
 // Key computes a node's cache key from its config and the digests of the

@@ -78,14 +78,14 @@ type Change struct {
 
 // Diff compares the plan with a previous compose record: which stages
 // rerun, why, and which published artifacts may change.
-func Diff(p *Plan, states []NodeState, old *ComposeRecord) []Change {
-	oldStage := map[string]*StageRecord{}
+func Diff(p *Plan, states []NodeState, old *artifacts.ComposeRecord) []Change {
+	oldStage := map[string]*artifacts.StageRecord{}
 	for i := range old.Stages {
 		oldStage[old.Stages[i].ID] = &old.Stages[i]
 	}
-	oldByTarget := map[string]map[string]*StageRecord{}
+	oldByTarget := map[string]map[string]*artifacts.StageRecord{}
 	for _, tr := range old.Targets {
-		m := map[string]*StageRecord{}
+		m := map[string]*artifacts.StageRecord{}
 		for kind, id := range tr.Stages {
 			if s := oldStage[id]; s != nil {
 				m[kind] = s
@@ -147,7 +147,7 @@ func Diff(p *Plan, states []NodeState, old *ComposeRecord) []Change {
 	return out
 }
 
-func publishedNames(s *StageRecord) []string {
+func publishedNames(s *artifacts.StageRecord) []string {
 	if s == nil {
 		return nil
 	}

@@ -92,7 +92,7 @@ func (g *globals) startCompose(cmd *cobra.Command, o *composeFlags) (*composeRun
 		},
 		ManifestFiles: m.Files(),
 		Variables:     m.Variables(),
-		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
+		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *artifacts.ComposeRecord) error {
 			return g.finalizeCompose(ctx, c, rec, keys, log)
 		},
 	}
@@ -107,7 +107,7 @@ func (r *composeRun) close() {
 
 // buildError turns a build's error into the command's: stage failures
 // (already in the compose record and the logs) are printed once here.
-func (g *globals) buildError(rec *pipeline.ComposeRecord, err error) error {
+func (g *globals) buildError(rec *artifacts.ComposeRecord, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -175,10 +175,10 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
 
 // summarize prints what a build did: counts, the compose directory, and
 // "nothing to do" when every stage was cached.
-func summarize(w io.Writer, jsonOut bool, rec *pipeline.ComposeRecord, events func(pipeline.Event)) {
+func summarize(w io.Writer, jsonOut bool, rec *artifacts.ComposeRecord, events func(pipeline.Event)) {
 	counts := map[pipeline.Status]int{}
 	for _, s := range rec.Stages {
-		counts[s.Status]++
+		counts[pipeline.Status(s.Status)]++
 	}
 	if jsonOut {
 		events(pipeline.Event{Time: time.Now().UTC(), Type: pipeline.EventCompose, Status: rec.Status, Compose: rec.Dir, Total: int64(len(rec.Stages))})

@@ -112,7 +112,6 @@ func publishName(name, arch, ext string) string {
 // files go into the shared object store.
 type fakeComposefs struct{}
 
-func (fakeComposefs) inputs() []pipeline.Dep { return nil }
 func (fakeComposefs) plan(_ context.Context, pc *pipeline.PlanContext) (*map[string]string, error) {
 	return &map[string]string{"name": pc.Config.Name, "arch": pc.Config.Arch, "variant": pc.Config.Variant}, nil
 }
@@ -302,13 +301,13 @@ func testGlobals(stderr io.Writer) *globals {
 // buildFixture builds a compose of m into out with the cache at cache the
 // way the build verb does (key pre-flight, secrets, finalizer) and returns
 // its record.
-func buildFixture(t testing.TB, m testManifests, cache, out string) *pipeline.ComposeRecord {
+func buildFixture(t testing.TB, m testManifests, cache, out string) *artifacts.ComposeRecord {
 	t.Helper()
 	return buildFixtureWith(t, m, fixtureStages(), cache, out)
 }
 
 // buildFixtureWith is buildFixture with another stage table.
-func buildFixtureWith(t testing.TB, m testManifests, stages []pipeline.Stage, cache, out string) *pipeline.ComposeRecord {
+func buildFixtureWith(t testing.TB, m testManifests, stages []pipeline.Stage, cache, out string) *artifacts.ComposeRecord {
 	t.Helper()
 	ctx := context.Background()
 	var log bytes.Buffer
@@ -325,7 +324,7 @@ func buildFixtureWith(t testing.TB, m testManifests, stages []pipeline.Stage, ca
 	rec, err := pipeline.Build(ctx, m, stages, st, &pipeline.BuildOptions{
 		Out:  out,
 		Exec: pipeline.ExecOptions{Jobs: 2, Secret: keys.secret, Tool: "cfs-compose test", LogWriter: &log},
-		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord) error {
+		Finalize: func(ctx context.Context, c *artifacts.Compose, rec *artifacts.ComposeRecord) error {
 			return g.finalizeCompose(ctx, c, rec, keys, g.log)
 		},
 	})

@@ -13,11 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
+	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
-	imgsource "github.com/cfs-compose/cfs-compose/stages/source"
 )
 
 func newComposefsCmd(g *globals) *cobra.Command {
@@ -134,11 +135,11 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 		if o.fromFile || f.Changed("threads") {
 			return usageError{errors.New("--from-file and --threads do not apply to a container image SOURCE")}
 		}
-		arch := o.arch
-		if arch == "" {
-			arch = runtime.GOARCH
+		archName := o.arch
+		if archName == "" {
+			archName = runtime.GOARCH
 		}
-		if _, err := imgsource.GOARCH(arch); err != nil {
+		if _, err := arch.Lookup(archName); err != nil {
 			return usageError{fmt.Errorf("--arch: %w", err)}
 		}
 		if o.digestStore != "" {
@@ -149,7 +150,7 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 			defer store.Close()
 		}
 		var err error
-		if tree, err = importImage(cmd, g, ref, arch, o.policy, store); err != nil {
+		if tree, err = importImage(cmd, g, ref, archName, o.policy, store); err != nil {
 			return err
 		}
 		tree.Filter(composefs.Filter{SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices, UseEpoch: o.useEpoch})
@@ -203,13 +204,13 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 
 // imageSource parses SOURCE as a container image reference, unless it
 // names an existing path (or is not a reference at all).
-func imageSource(s string) *imgsource.Reference {
+func imageSource(s string) *imagepull.Reference {
 	if _, err := os.Lstat(s); err == nil {
 		return nil
 	}
 	for _, p := range []string{"docker://", "oci:", "oci-archive:", "dir:"} {
 		if strings.HasPrefix(s, p) {
-			if ref, err := imgsource.ParseReference(s); err == nil {
+			if ref, err := imagepull.ParseReference(s); err == nil {
 				return ref
 			}
 		}
@@ -219,16 +220,16 @@ func imageSource(s string) *imgsource.Reference {
 
 // importImage streams a container image into a tree, its file contents
 // into store (nil: only hashed), and syncs the store.
-func importImage(cmd *cobra.Command, g *globals, ref *imgsource.Reference, arch, policy string, store *objstore.Store) (*composefs.Tree, error) {
-	ps, err := imgsource.ResolvePolicy(policy, "")
+func importImage(cmd *cobra.Command, g *globals, ref *imagepull.Reference, arch, policy string, store *objstore.Store) (*composefs.Tree, error) {
+	ps, err := imagepull.ResolvePolicy(policy, "")
 	if err != nil {
 		return nil, err
 	}
-	opts := &imgsource.PullOptions{Arch: arch, Policy: ps}
+	opts := &imagepull.PullOptions{Arch: arch, Policy: ps}
 	if store != nil {
 		opts.Import.Objects = store
 	}
-	p, err := imgsource.Pull(cmd.Context(), ref, opts)
+	p, err := imagepull.Pull(cmd.Context(), ref, opts)
 	if err != nil {
 		return nil, err
 	}

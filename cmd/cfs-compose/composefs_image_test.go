@@ -12,7 +12,7 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
-	imgsource "github.com/cfs-compose/cfs-compose/stages/source"
+	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
 
@@ -20,11 +20,11 @@ import (
 // through the library.
 func streamedDigest(t *testing.T, ref, arch string) string {
 	t.Helper()
-	r, err := imgsource.ParseReference(ref)
+	r, err := imagepull.ParseReference(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := imgsource.Pull(context.Background(), r, &imgsource.PullOptions{Arch: arch})
+	p, err := imagepull.Pull(context.Background(), r, &imagepull.PullOptions{Arch: arch})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 )
 
 // cosignBin returns the cosign CLI: $CFS_COSIGN, bin/cosign of the
@@ -59,7 +57,7 @@ const emptyTrustedRoot = `{"mediaType":"application/vnd.dev.sigstore.trustedroot
 func TestCosignVerifiesCompose(t *testing.T) {
 	bin := cosignBin(t)
 	keys, dir := signedCompose(t)
-	c, err := compose.Open(dir)
+	c, err := openCompose(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +99,7 @@ func TestVerifyAcceptsCosignSignatures(t *testing.T) {
 	m := testManifests{"testbed": {"x86_64": variantConfig("testbed", keys, false, true)}}
 	rec := buildFixture(t, m, filepath.Join(base, "cache"), filepath.Join(base, "out"))
 	dir := copyTree(t, rec.Dir)
-	c, err := compose.Open(dir)
+	c, err := openCompose(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

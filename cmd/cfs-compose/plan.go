@@ -84,9 +84,9 @@ and which published artifacts may change -- for example after
 	return c
 }
 
-func previousCompose(st *artifacts.Store, against string) (*pipeline.ComposeRecord, error) {
+func previousCompose(st *artifacts.Store, against string) (*artifacts.ComposeRecord, error) {
 	if against != "" {
-		return pipeline.LoadComposeRecord(against)
+		return artifacts.LoadComposeRecord(against)
 	}
 	refs, err := st.ComposeRefs()
 	if err != nil {
@@ -96,7 +96,7 @@ func previousCompose(st *artifacts.Store, against string) (*pipeline.ComposeReco
 		if r.Record == "" {
 			continue
 		}
-		if rec, err := pipeline.LoadComposeRecord(r.Record); err == nil {
+		if rec, err := artifacts.LoadComposeRecord(r.Record); err == nil {
 			return rec, nil
 		}
 	}

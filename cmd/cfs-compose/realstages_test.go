@@ -8,7 +8,6 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 	"github.com/cfs-compose/cfs-compose/stages/composefs"
 	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/stages/sign"
@@ -73,7 +72,7 @@ func TestVerifyRealStages(t *testing.T) {
 	base := t.TempDir()
 	stages := []pipeline.Stage{source.New(), composefs.New(), fakeUKI{}.stage(), disk.New(), sign.New()}
 	rec := buildFixtureWith(t, testManifests{"testbed": {"x86_64": c}}, stages, filepath.Join(base, "cache"), filepath.Join(base, "out"))
-	cp, err := compose.Open(rec.Dir)
+	cp, err := openCompose(rec.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

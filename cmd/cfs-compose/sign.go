@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
+
+	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
 	"github.com/cfs-compose/cfs-compose/signing"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 	"github.com/cfs-compose/cfs-compose/signing/handoff"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/spf13/cobra"
@@ -83,7 +85,7 @@ compose (requests are deterministic). "Nothing to sign" exits 0.`,
 	f.BoolVar(&o.request, "request", false, "write what must be signed")
 	f.BoolVar(&o.apply, "apply", false, "verify and insert signatures made elsewhere")
 	f.StringVarP(&o.out, "output", "o", "", "with --request: write the request to FILE instead of stdout")
-	f.StringVar(&o.round, "round", string(compose.RoundAuto), "with --request: auto, authenticode or blob")
+	f.StringVar(&o.round, "round", string(composedir.RoundAuto), "with --request: auto, authenticode or blob")
 	f.StringVar(&o.requestFile, "request-file", "", "with --apply: the request the signatures answer (default: rebuilt from the compose)")
 	f.StringVar(&o.key, "key", "", "cosign public key (default: the one compose.json records)")
 	f.StringVar(&o.dbCert, "db-cert", "", "Secure Boot db certificate (default: the one compose.json records)")
@@ -92,7 +94,7 @@ compose (requests are deterministic). "Nothing to sign" exits 0.`,
 
 // signKeys resolves the public keys of the hand-off: flags, else what
 // compose.json records. A key that is neither given nor recorded is nil.
-func signKeys(c *compose.Compose, o *signOptions) (handoff.Keys, error) {
+func signKeys(c *composedir.Compose, o *signOptions) (handoff.Keys, error) {
 	var keys handoff.Keys
 	var err error
 	switch {
@@ -120,13 +122,13 @@ func signKeys(c *compose.Compose, o *signOptions) (handoff.Keys, error) {
 func loadPub(path string) (*ecdsa.PublicKey, error) { return signing.LoadPublicKey(path) }
 
 func runSignRequest(cmd *cobra.Command, g *globals, o *signOptions, dir string) error {
-	round := compose.Round(o.round)
+	round := composedir.Round(o.round)
 	switch round {
-	case compose.RoundAuto, compose.RoundAuthenticode, compose.RoundBlob:
+	case composedir.RoundAuto, composedir.RoundAuthenticode, composedir.RoundBlob:
 	default:
 		return usageError{fmt.Errorf("invalid --round %q (want auto, authenticode or blob)", o.round)}
 	}
-	c, err := compose.Open(dir)
+	c, err := openCompose(dir)
 	if err != nil {
 		return err
 	}
@@ -138,7 +140,7 @@ func runSignRequest(cmd *cobra.Command, g *globals, o *signOptions, dir string) 
 		return usageError{errors.New("--key or --db-cert is required: compose.json records no keys")}
 	}
 	req, round, err := c.Request(cmd.Context(), keys, round)
-	if errors.Is(err, compose.ErrNothingToSign) {
+	if errors.Is(err, composedir.ErrNothingToSign) {
 		fmt.Fprintf(g.stderr, "Nothing to sign: %v\n", err)
 		return nil
 	}
@@ -153,7 +155,7 @@ func runSignRequest(cmd *cobra.Command, g *globals, o *signOptions, dir string) 
 		_, err = g.stdout.Write(b)
 		return err
 	}
-	if err := writeNewFile(o.out, b); err != nil {
+	if err := atomicfile.WriteFile(o.out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.stderr, "Wrote a %s signing request for %d item(s) to %s\n", round, len(req.Items), o.out)
@@ -162,7 +164,7 @@ func runSignRequest(cmd *cobra.Command, g *globals, o *signOptions, dir string) 
 
 func runSignApply(cmd *cobra.Command, g *globals, o *signOptions, dir, sigFile string) error {
 	ctx := cmd.Context()
-	c, err := compose.Open(dir)
+	c, err := openCompose(dir)
 	if err != nil {
 		return err
 	}
@@ -196,17 +198,17 @@ func runSignApply(cmd *cobra.Command, g *globals, o *signOptions, dir, sigFile s
 	} else if req, err = c.RequestFor(ctx, sigs, keys); err != nil {
 		return err
 	}
-	unsigned := compose.UnsignedDigests(req)
+	unsigned := composedir.UnsignedDigests(req)
 	// Open the cache before anything is written: a signed UKI must become
 	// the uki stage's output for the rebuild of round 2.
-	var adopt func() ([]compose.Adopted, error)
+	var adopt func() ([]composedir.Adopted, error)
 	if len(unsigned) > 0 {
 		st, err := g.openStore(ctx, false)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		adopt = func() ([]compose.Adopted, error) { return c.AdoptSignedUKIs(st, unsigned, keys.SecureBoot) }
+		adopt = func() ([]composedir.Adopted, error) { return c.AdoptSignedUKIs(st, unsigned, keys.SecureBoot) }
 	}
 	res, err := c.Apply(ctx, req, sigs, keys)
 	if err != nil {
@@ -248,28 +250,4 @@ func readSignatures(path string) (*handoff.Signatures, error) {
 		return nil, fmt.Errorf("reading signatures %s: %w", path, err)
 	}
 	return s, nil
-}
-
-// writeNewFile writes data to name through a temporary file in the same
-// directory, renamed into place when complete.
-func writeNewFile(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/signing"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 	"github.com/cfs-compose/cfs-compose/signing/handoff"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 )
@@ -113,7 +112,7 @@ func TestSignHandoff(t *testing.T) {
 	m := testManifests{"testbed": {"x86_64": variantConfig("testbed", "", false, false)}}
 	rec1 := buildFixture(t, m, cache, out)
 	dir1 := rec1.Dir
-	c1, err := compose.Open(dir1)
+	c1, err := openCompose(dir1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,9 @@ import (
 	"strings"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/rs/zerolog"
 )
@@ -155,10 +155,10 @@ func (k *buildKeys) secret(name string) (string, bool) {
 	return "", false
 }
 
-// signingRecord signs SHA256SUMS (see compose.SignSums for when) and
+// signingRecord signs SHA256SUMS (see composedir.SignSums for when) and
 // returns what compose.json records about the keys (extra["signing"]).
-func (k *buildKeys) signingRecord(ctx context.Context, dir string, targets []pipeline.TargetRecord) (*compose.Record, error) {
-	r := &compose.Record{}
+func (k *buildKeys) signingRecord(ctx context.Context, dir string, targets []artifacts.TargetRecord) (*composedir.Record, error) {
+	r := &composedir.Record{}
 	signers := map[string]signing.Signer{}
 	cosignUsers := map[string][]string{} // pub path -> targets
 	hintOf := map[string]string{}
@@ -176,13 +176,13 @@ func (k *buildKeys) signingRecord(ctx context.Context, dir string, targets []pip
 		}
 	}
 	for _, pub := range sortedKeys(cosignUsers) {
-		r.Cosign = append(r.Cosign, compose.KeyRef{Pub: pub, Hint: hintOf[pub], Targets: cosignUsers[pub]})
+		r.Cosign = append(r.Cosign, composedir.KeyRef{Pub: pub, Hint: hintOf[pub], Targets: cosignUsers[pub]})
 	}
 	for _, cert := range sortedKeys(sbUsers) {
 		c := k.sb[cert].Cert
-		r.SecureBoot = append(r.SecureBoot, compose.CertRef{Cert: cert, Fingerprint: secureboot.Fingerprint(c), Subject: c.Subject.String(), Targets: sbUsers[cert]})
+		r.SecureBoot = append(r.SecureBoot, composedir.CertRef{Cert: cert, Fingerprint: secureboot.Fingerprint(c), Subject: c.Subject.String(), Targets: sbUsers[cert]})
 	}
-	sums, err := compose.SignSums(ctx, dir, signers)
+	sums, err := composedir.SignSums(ctx, dir, signers)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func (k *buildKeys) signingRecord(ctx context.Context, dir string, targets []pip
 // renamed into place: it signs SHA256SUMS when every target uses the same
 // signing key, and records the keys in compose.json (extra["signing"]),
 // warning when SHA256SUMS stays unsigned although some target signs.
-func (g *globals) finalizeCompose(ctx context.Context, c *artifacts.Compose, rec *pipeline.ComposeRecord, keys *buildKeys, log zerolog.Logger) error {
+func (g *globals) finalizeCompose(ctx context.Context, c *artifacts.Compose, rec *artifacts.ComposeRecord, keys *buildKeys, log zerolog.Logger) error {
 	if keys == nil {
 		return nil
 	}
@@ -215,6 +215,6 @@ func (g *globals) finalizeCompose(ctx context.Context, c *artifacts.Compose, rec
 	if rec.Extra == nil {
 		rec.Extra = map[string]json.RawMessage{}
 	}
-	rec.Extra[compose.ExtraKey] = b
+	rec.Extra[composedir.ExtraKey] = b
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/signing"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 )
 
@@ -141,7 +140,7 @@ func TestFinalizeSums(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			base := t.TempDir()
 			rec := buildFixture(t, tc.m, filepath.Join(base, "cache"), filepath.Join(base, "out"))
-			c, err := compose.Open(rec.Dir)
+			c, err := openCompose(rec.Dir)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 
 	"encoding/json"
@@ -148,13 +149,13 @@ func withBootReport(stages []pipeline.Stage, report func(*boottest.Outcome)) ([]
 
 // printBootVerdicts prints the verdict of every boot test of a build, from
 // the stage records (build's summary; test prints its own).
-func printBootVerdicts(w io.Writer, rec *pipeline.ComposeRecord) {
+func printBootVerdicts(w io.Writer, rec *artifacts.ComposeRecord) {
 	for _, s := range rec.Stages {
 		if s.Kind != contract.BootTest {
 			continue
 		}
 		targets := strings.Join(s.Targets, ", ")
-		switch s.Status {
+		switch pipeline.Status(s.Status) {
 		case pipeline.StatusRan, pipeline.StatusCached:
 			var m struct {
 				Result  string  `json:"result"`
@@ -166,7 +167,7 @@ func printBootVerdicts(w io.Writer, rec *pipeline.ComposeRecord) {
 				continue
 			}
 			cached := ""
-			if s.Status == pipeline.StatusCached {
+			if pipeline.Status(s.Status) == pipeline.StatusCached {
 				cached = ", cached"
 			}
 			fmt.Fprintf(w, "Boot test %s: %s, verdict at %.1fs (%s%s)\n", targets, m.Result, m.Verdict, m.Accel, cached)
@@ -209,25 +210,7 @@ func writeJUnit(path string, outcomes []collected) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(tmp.Name(), 0o644)
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.WriteFile(path, b, 0o644)
 }
 
 // listChecks prints the registered checks: name, tags, what they need.

@@ -7,11 +7,31 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
+	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/spf13/cobra"
 )
+
+// composeOutputs names the stage outputs that are a target's artifacts,
+// for package composedir (which lies below the stages and cannot name them).
+var composeOutputs = composedir.Outputs{
+	Composefs: outputRef(contract.ComposefsImage),
+	UKI:       outputRef(contract.UKIImage),
+	Raw:       outputRef(contract.DiskRaw),
+	Qcow2:     outputRef(contract.DiskQcow2),
+}
+
+func outputRef(o pipeline.Output) composedir.OutputRef {
+	return composedir.OutputRef{Kind: o.Kind, Name: o.Name}
+}
+
+// openCompose opens a finished compose directory.
+func openCompose(dir string) (*composedir.Compose, error) {
+	return composedir.Open(dir, composeOutputs)
+}
 
 type verifyOptions struct {
 	key    string
@@ -50,7 +70,7 @@ UKI). --db-cert may be repeated. Exit status 1 when any check fails.`,
 			if o.format != "text" && o.format != "json" {
 				return usageError{fmt.Errorf("invalid --format %q (want text or json)", o.format)}
 			}
-			c, err := compose.Open(args[0])
+			c, err := openCompose(args[0])
 			if err != nil {
 				return err
 			}
@@ -62,7 +82,7 @@ UKI). --db-cert may be repeated. Exit status 1 when any check fails.`,
 			if err != nil {
 				return err
 			}
-			rep, err := c.Verify(cmd.Context(), compose.VerifyOptions{Key: key, DB: db})
+			rep, err := c.Verify(cmd.Context(), composedir.VerifyOptions{Key: key, DB: db})
 			if err != nil {
 				return err
 			}
@@ -84,11 +104,11 @@ UKI). --db-cert may be repeated. Exit status 1 when any check fails.`,
 
 // verifyKey returns the cosign public key: --key, else the one key
 // compose.json records.
-func verifyKey(c *compose.Compose, flag string) (*ecdsa.PublicKey, error) {
+func verifyKey(c *composedir.Compose, flag string) (*ecdsa.PublicKey, error) {
 	if flag != "" {
 		return signing.LoadPublicKey(flag)
 	}
-	var refs []compose.KeyRef
+	var refs []composedir.KeyRef
 	if c.Signing != nil {
 		refs = c.Signing.Cosign
 	}
@@ -112,7 +132,7 @@ func verifyKey(c *compose.Compose, flag string) (*ecdsa.PublicKey, error) {
 
 // verifyDB returns the db certificates: --db-cert, else the ones
 // compose.json records; required only when the compose has a UKI.
-func verifyDB(c *compose.Compose, flags []string, need bool) ([]*x509.Certificate, error) {
+func verifyDB(c *composedir.Compose, flags []string, need bool) ([]*x509.Certificate, error) {
 	paths := flags
 	recorded := false
 	if len(paths) == 0 && c.Signing != nil {

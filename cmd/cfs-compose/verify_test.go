@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/internal/gpt"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 )
 
 // signedFixture is one fully signed compose (cosign and Secure Boot),
@@ -57,7 +56,7 @@ func hasRow(table, file, check, result, detail string) bool {
 
 func TestVerifyGoodCompose(t *testing.T) {
 	keys, dir := signedCompose(t)
-	c, err := compose.Open(dir)
+	c, err := openCompose(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +110,7 @@ func TestVerifyGoodCompose(t *testing.T) {
 
 func TestVerifyTampered(t *testing.T) {
 	keys, dir := signedCompose(t)
-	c, err := compose.Open(dir)
+	c, err := openCompose(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
-	"github.com/cfs-compose/cfs-compose/signing/compose"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 
@@ -73,7 +73,7 @@ func (s *bigStage) stage() pipeline.Stage {
 //     scrypt key decryption, eight signatures from the stored digests,
 //     outputs stored, record written), then the key decrypted again as the
 //     build's pre-flight does and SHA256SUMS signed as its finalizer does
-//     (compose.SignSums).
+//     (composedir.SignSums).
 //
 // Reported: hash-ms/op, sign-ms/op, overhead-ms/op (the signing time,
 // which includes no hashing of artifacts; target < 1000) and sign/hash.
@@ -146,7 +146,7 @@ func BenchmarkSignCompose(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := compose.SignSums(ctx, dir, map[string]signing.Signer{"bench/x86_64": k})
+		r, err := composedir.SignSums(ctx, dir, map[string]signing.Signer{"bench/x86_64": k})
 		if err != nil || !r.Signed {
 			b.Fatalf("SHA256SUMS: %+v, %v", r, err)
 		}

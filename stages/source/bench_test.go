@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/internal/scratchfs"
 	"github.com/klauspost/compress/zstd"
@@ -146,7 +147,7 @@ func benchImage(tb testing.TB) (layout string, tars []string) {
 }
 
 // importInto imports the benchmark image into a store rooted at dir.
-func importInto(ctx context.Context, layout, dir string) (*Pulled, error) {
+func importInto(ctx context.Context, layout, dir string) (*imagepull.Pulled, error) {
 	st, err := artifacts.Open(ctx, dir, false)
 	if err != nil {
 		return nil, err
@@ -157,11 +158,11 @@ func importInto(ctx context.Context, layout, dir string) (*Pulled, error) {
 		return nil, err
 	}
 	defer objs.Close()
-	ref, err := ParseReference("oci:" + layout + ":bench")
+	ref, err := imagepull.ParseReference("oci:" + layout + ":bench")
 	if err != nil {
 		return nil, err
 	}
-	return Pull(ctx, ref, &PullOptions{Arch: "x86_64", Import: ImportOptions{Objects: objs, Store: st}})
+	return imagepull.Pull(ctx, ref, &imagepull.PullOptions{Arch: "x86_64", Import: imagepull.ImportOptions{Objects: objs, Cache: storeCache{st}}})
 }
 
 // TestMain lets the benchmark re-run this binary as a one-shot importer

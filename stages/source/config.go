@@ -1,5 +1,7 @@
 package source
 
+import "github.com/cfs-compose/cfs-compose/internal/imagepull"
+
 // Config is the resolved configuration of one source stage instance: what
 // Plan returns and Run reads. Tags are pinned to digests, the policy file
 // and keys are fingerprinted, defaults are explicit.
@@ -24,7 +26,7 @@ type Config struct {
 	InstanceDigest string `json:"instance_digest,omitempty"`
 	ConfigDigest   string `json:"config_digest,omitempty"`
 	// Policy is the resolved signature policy.
-	Policy PolicySpec `json:"policy"`
+	Policy imagepull.PolicySpec `json:"policy"`
 	// Kind is manifest.SourceContainer or manifest.SourceOstree.
 	Kind string `json:"kind"`
 	// Kernel selects the kernel version; empty means the only one.
@@ -40,7 +42,7 @@ func (c *Config) CacheKey() any {
 	k := *c
 	k.Image, k.Pinned = "", ""
 	k.Policy.Path, k.Policy.SignedBy = "", ""
-	if k.Transport == TransportDocker {
+	if k.Transport == imagepull.TransportDocker {
 		k.Pinned = k.Identity + "@" + k.ManifestDigest
 	}
 	k.Lints.UKIStub = stubKey(k.Lints.UKIStub)

@@ -11,19 +11,16 @@
 //     manifest digest (a network look-up for docker://, refused offline
 //     unless the manifest pins a digest), fingerprints the signature policy
 //     and collects the settings lints need.
-//   - [Stage.Run] (run.go): [Pull] (open, pick the arch instance, enforce
-//     the policy, read the config, [Import] the layers), [Analyze],
-//     [RunLints], and the outputs "tree" (dumpfile), "analysis" and "lints"
-//     (JSON) plus the object set and compose.json facts.
+//   - [Stage.Run] (run.go): [imagepull.Pull] (open, pick the arch
+//     instance, enforce the policy, read the config, import the layers),
+//     [Analyze], [RunLints], and the outputs "tree" (dumpfile), "analysis"
+//     and "lints" (JSON) plus the object set and compose.json facts.
 //
-// Pulling uses go.podman.io/image/v5 with the docker, oci, oci-archive and
-// dir transports only ([ParseReference]), the user's registries.conf,
-// auth.json and mirrors, and containers-policy.json ([PolicySpec]). Layer
-// blobs of remote images are cached in the artifact store by digest, and
-// whole imports are cached by their layer digests, so a second import reads
-// no layer. Failures are classified with [ErrUnreachable],
-// [ErrUnknownImage], [ErrAuth], [ErrDigestMismatch], [ErrTruncated],
-// [ErrNoInstance] and [ErrRejected], and name the image and the layer.
+// Pulling, references and the signature policy are package
+// [github.com/cfs-compose/cfs-compose/internal/imagepull], which the CLI
+// calls too; this stage gives it a cache in the artifact store (cache.go):
+// layer blobs of remote images by digest, and whole imports by their layer
+// digests, so a second import reads no layer.
 //
 // The layer semantics live in internal/ocilayer; see docs/source-stage.md
 // for the user-facing reference.

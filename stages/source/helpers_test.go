@@ -2,10 +2,11 @@ package source
 
 import (
 	"encoding/binary"
-	"github.com/cfs-compose/cfs-compose/pipeline"
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"testing"
 	"testing/fstest"
+
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )

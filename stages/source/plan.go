@@ -1,6 +1,7 @@
 package source
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 
 	"context"
@@ -55,12 +56,12 @@ func Resolve(ctx context.Context, mc *manifest.Config, f *pipeline.Facts, offlin
 			Skip: nonNil(mc.Lints.Skip),
 		},
 	}
-	ref, err := ParseReference(src.Image)
+	ref, err := imagepull.ParseReference(src.Image)
 	if err != nil {
 		return nil, err
 	}
 	c.Transport, c.Identity = ref.Transport, ref.Identity()
-	if c.Policy, err = ResolvePolicy(src.Policy, src.SignedBy); err != nil {
+	if c.Policy, err = imagepull.ResolvePolicy(src.Policy, src.SignedBy); err != nil {
 		return nil, err
 	}
 	if offline && !ref.Local() {
@@ -69,7 +70,7 @@ func Resolve(ctx context.Context, mc *manifest.Config, f *pipeline.Facts, offlin
 		}
 		c.ManifestDigest = ref.Pin.String()
 	} else {
-		img, err := Open(ctx, ref, mc.Arch, sys)
+		img, err := imagepull.Open(ctx, ref, mc.Arch, sys)
 		if err != nil {
 			return nil, err
 		}

@@ -1,22 +1,26 @@
 package source
 
+// The registry harness is a copy of the one in internal/imagepull's
+// tests: this test checks the stage's Resolve and the store-backed cache
+// against a registry.
+
 import (
 	"context"
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/imagepull"
+	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -68,11 +72,11 @@ func newTestRegistry(t *testing.T) *testRegistry {
 }
 
 // acceptPolicy writes an accept-anything policy.json and resolves it.
-func (tr *testRegistry) acceptPolicy(t *testing.T) PolicySpec {
+func (tr *testRegistry) acceptPolicy(t *testing.T) imagepull.PolicySpec {
 	t.Helper()
 	p := filepath.Join(tr.policyDir, "policy.json")
 	os.WriteFile(p, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644)
-	ps, err := ResolvePolicy(p, "")
+	ps, err := imagepull.ResolvePolicy(p, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +86,11 @@ func (tr *testRegistry) acceptPolicy(t *testing.T) PolicySpec {
 // push copies every image of an oci: layout to docker://HOST/repo:tag.
 func (tr *testRegistry) push(t *testing.T, layoutRef, repoTag string) {
 	t.Helper()
-	src, err := ParseReference(layoutRef)
+	src, err := imagepull.ParseReference(layoutRef)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst, err := ParseReference("docker://" + tr.host + "/" + repoTag)
+	dst, err := imagepull.ParseReference("docker://" + tr.host + "/" + repoTag)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,13 +103,13 @@ func (tr *testRegistry) push(t *testing.T, layoutRef, repoTag string) {
 	}
 }
 
-func (tr *testRegistry) pull(t *testing.T, ref, arch string, ps PolicySpec, opts ImportOptions) (*Pulled, error) {
+func (tr *testRegistry) pull(t *testing.T, ref, arch string, ps imagepull.PolicySpec, opts imagepull.ImportOptions) (*imagepull.Pulled, error) {
 	t.Helper()
-	r, err := ParseReference(ref)
+	r, err := imagepull.ParseReference(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Pull(context.Background(), r, &PullOptions{Arch: arch, Policy: ps, Sys: tr.sys, Import: opts})
+	return imagepull.Pull(context.Background(), r, &imagepull.PullOptions{Arch: arch, Policy: ps, Sys: tr.sys, Import: opts})
 }
 
 func multiArch() []ti.Image {
@@ -133,7 +137,7 @@ func TestRegistryPullMultiArch(t *testing.T) {
 		plans = append(plans, c)
 
 		st, objs := openStore(t)
-		p, err := tr.pull(t, c.Pinned, arch, ps, ImportOptions{Objects: objs, Store: st})
+		p, err := tr.pull(t, c.Pinned, arch, ps, imagepull.ImportOptions{Objects: objs, Cache: storeCache{st}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,126 +174,20 @@ func TestRegistryPullMultiArch(t *testing.T) {
 	}
 }
 
-func TestRegistryBlobCache(t *testing.T) {
-	tr := newTestRegistry(t)
-	tr.push(t, "oci:"+ti.Build(t, multiArch()[0])+":"+ti.Tag, "img:1")
-	ref := "docker://" + tr.host + "/img:1"
-	ps := tr.acceptPolicy(t)
-	st, objs := openStore(t)
-	before := tr.blobGets.Load()
-	p, err := tr.pull(t, ref, "x86_64", ps, ImportOptions{Objects: objs, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fetched := tr.blobGets.Load() - before
-	if fetched != 3 || p.LayersFromCache != 0 { // config + 2 layers
-		t.Fatalf("first pull fetched %d blobs, %d layers from cache", fetched, p.LayersFromCache)
-	}
-	for _, l := range p.Image.Layers {
-		if !st.Has(artifacts.Descriptor{Digest: artifacts.Digest(l.Digest.String())}) {
-			t.Errorf("layer %s not cached in the store", l.Digest)
-		}
-	}
-	// A fresh object store defeats the import cache: the layers come
-	// from the blob cache, not the registry (only the config is fetched).
-	_, objs2 := openStore(t)
-	before = tr.blobGets.Load()
-	p2, err := tr.pull(t, ref, "x86_64", ps, ImportOptions{Objects: objs2, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := tr.blobGets.Load() - before; got != 1 || p2.LayersFromCache != 2 || p2.Cached {
-		t.Errorf("second pull fetched %d blobs, %d layers from cache, cached %v", got, p2.LayersFromCache, p2.Cached)
-	}
-	// Same store and objects: the import cache answers.
-	p3, err := tr.pull(t, ref, "x86_64", ps, ImportOptions{Objects: objs2, Store: st})
-	if err != nil || !p3.Cached {
-		t.Errorf("third pull cached = %v, %v", p3 != nil && p3.Cached, err)
-	}
-}
-
-func TestRegistryErrors(t *testing.T) {
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := closed.Addr().String()
-	closed.Close()
-
-	tests := []struct {
-		name    string
-		ref     func(tr *testRegistry) string
-		tamper  func(layer string) func(http.ResponseWriter, *http.Request) bool
-		want    error
-		wantMsg string
-	}{
-		{name: "unreachable registry", ref: func(*testRegistry) string { return "docker://" + deadAddr + "/img:1" }, want: ErrUnreachable, wantMsg: deadAddr},
-		{name: "unknown image", ref: func(tr *testRegistry) string { return "docker://" + tr.host + "/nothere:1" }, want: ErrUnknownImage, wantMsg: "nothere"},
-		{name: "unknown tag", ref: func(tr *testRegistry) string { return "docker://" + tr.host + "/img:2" }, want: ErrUnknownImage, wantMsg: "img:2"},
-		{name: "auth failure", tamper: func(string) func(http.ResponseWriter, *http.Request) bool {
-			return func(w http.ResponseWriter, r *http.Request) bool {
-				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-				w.WriteHeader(http.StatusUnauthorized)
-				return true
-			}
-		}, want: ErrAuth, wantMsg: "img:1"},
-		{name: "corrupt blob", tamper: func(layer string) func(http.ResponseWriter, *http.Request) bool {
-			return func(w http.ResponseWriter, r *http.Request) bool {
-				if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, layer) {
-					return false
-				}
-				b := []byte(strings.Repeat("corrupt!", 512))
-				w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-				w.Write(b)
-				return true
-			}
-		}, want: ErrDigestMismatch, wantMsg: "layer 2 (sha256:"},
-		{name: "truncated layer", tamper: func(layer string) func(http.ResponseWriter, *http.Request) bool {
-			return func(w http.ResponseWriter, r *http.Request) bool {
-				if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, layer) {
-					return false
-				}
-				w.Header().Set("Content-Length", "100000")
-				w.WriteHeader(http.StatusOK)
-				w.Write([]byte(strings.Repeat("x", 1000)))
-				if hj, ok := w.(http.Hijacker); ok {
-					c, _, _ := hj.Hijack()
-					c.Close()
-				}
-				return true
-			}
-		}, want: ErrTruncated, wantMsg: "layer 2 (sha256:"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			tr := newTestRegistry(t)
-			tr.push(t, "oci:"+ti.Build(t, multiArch()[0])+":"+ti.Tag, "img:1")
-			ps := tr.acceptPolicy(t)
-			ref := "docker://" + tr.host + "/img:1"
-			if tc.ref != nil {
-				ref = tc.ref(tr)
-			}
-			r, _ := ParseReference("docker://" + tr.host + "/img:1")
-			img, err := Open(context.Background(), r, "x86_64", tr.sys)
-			if err != nil {
-				t.Fatal(err)
-			}
-			img.Close()
-			if tc.tamper != nil {
-				tr.tamper.Store(tc.tamper(img.Layers[1].Digest.String()))
-			}
-			st, objs := openStore(t)
-			_, err = tr.pull(t, ref, "x86_64", ps, ImportOptions{Objects: objs, Store: st})
-			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.wantMsg) {
-				t.Fatalf("err = %v, want %v with %q", err, tc.want, tc.wantMsg)
-			}
-			// Nothing half-written: the damaged layer is not in the store.
-			if st.Has(artifacts.Descriptor{Digest: artifacts.Digest(img.Layers[1].Digest.String())}) {
-				t.Errorf("damaged layer committed to the store")
-			}
-			tmp, _ := os.ReadDir(filepath.Join(st.Root(), "records"))
-			if len(tmp) != 0 {
-				t.Errorf("records written: %v", tmp)
-			}
-		})
-	}
-}
-
 func nilLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// openStore opens an artifact store in a temp dir, with its object store.
+func openStore(t testing.TB) (*artifacts.Store, *objstore.Store) {
+	t.Helper()
+	st, err := artifacts.Open(context.Background(), t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	objs, err := objstore.Open(st.ObjectsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	return st, objs
+}

@@ -2,6 +2,7 @@ package source
 
 import (
 	"encoding/json"
+
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 
 	"context"
@@ -10,62 +11,16 @@ import (
 	"strings"
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
+	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
 )
-
-// PullOptions control [Pull].
-type PullOptions struct {
-	// Arch is the architecture to pick (x86_64, aarch64, amd64, arm64).
-	Arch string
-	// Policy is the signature policy to enforce.
-	Policy PolicySpec
-	// Sys is the containers-image system context; nil means the defaults.
-	Sys *types.SystemContext
-	// Import controls where content goes and what is cached.
-	Import ImportOptions
-	// InstanceDigest, when set, is the arch instance the image must have.
-	InstanceDigest string
-}
-
-// Pulled is a pulled and imported image.
-type Pulled struct {
-	Image  *Image // closed
-	Config *imgspecv1.Image
-	*ImportResult
-}
-
-// Pull opens ref, picks the arch's instance, enforces the signature
-// policy, reads the configuration and imports the layers (see [Import]).
-func Pull(ctx context.Context, ref *Reference, opts *PullOptions) (*Pulled, error) {
-	img, err := Open(ctx, ref, opts.Arch, opts.Sys)
-	if err != nil {
-		return nil, err
-	}
-	defer img.Close()
-	if opts.InstanceDigest != "" && img.InstanceDigest.String() != opts.InstanceDigest {
-		return nil, fmt.Errorf("%w: %s: the %s image is now %s, planned %s", ErrDigestMismatch, img.Name(), opts.Arch, img.InstanceDigest, opts.InstanceDigest)
-	}
-	if err := opts.Policy.Check(ctx, img); err != nil {
-		return nil, err
-	}
-	cfg, err := img.ReadConfig(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res, err := Import(ctx, img, &opts.Import)
-	if err != nil {
-		return nil, err
-	}
-	return &Pulled{Image: img, Config: cfg, ImportResult: res}, nil
-}
 
 // run pulls the planned image, imports it into the object store,
 // analyses and lints it, and writes the tree, analysis and lint outputs.
 func (s *Stage) run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
-	ref, err := ParseReference(c.Pinned)
+	ref, err := imagepull.ParseReference(c.Pinned)
 	if err != nil {
 		return err
 	}
@@ -81,9 +36,9 @@ func (s *Stage) run(ctx context.Context, rc *pipeline.RunContext, c *Config) err
 	}
 	sys.BigFilesTemporaryDir = rc.TempDir() // oci-archive: unpacks the archive there
 	rc.Log.Info().Str("image", c.Pinned).Str("arch", c.Arch).Msg("pulling")
-	p, err := Pull(ctx, ref, &PullOptions{
+	p, err := imagepull.Pull(ctx, ref, &imagepull.PullOptions{
 		Arch: c.Arch, Policy: c.Policy, Sys: sys, InstanceDigest: c.InstanceDigest,
-		Import: ImportOptions{Objects: objs, Store: rc.Store(), Progress: rc.Progress},
+		Import: imagepull.ImportOptions{Objects: objs, Cache: storeCache{rc.Store()}, Progress: rc.Progress},
 	})
 	if err != nil {
 		return err

@@ -3,8 +3,6 @@ package uki
 import (
 	"github.com/cfs-compose/cfs-compose/internal/arch"
 
-	"encoding/hex"
-
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 
@@ -59,9 +57,4 @@ func (c *Config) CacheKey() any {
 		k.SecureBoot = &sb
 	}
 	return k
-}
-
-func isHexSHA256(s string) bool {
-	b, err := hex.DecodeString(s)
-	return err == nil && len(b) == 32 && hex.EncodeToString(b) == s
 }

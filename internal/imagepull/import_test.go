@@ -1,4 +1,4 @@
-package source
+package imagepull
 
 import (
 	"archive/tar"
@@ -15,11 +15,9 @@ import (
 	"time"
 
 	apexlog "github.com/apex/log"
-	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
-	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/internal/ocilayer"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 	"github.com/opencontainers/umoci/oci/layer"
@@ -293,27 +291,11 @@ func TestImportKeepsSELinuxLabels(t *testing.T) {
 	}
 }
 
-// openStore opens an artifact store in a temp dir, with its object store.
-func openStore(t testing.TB) (*artifacts.Store, *objstore.Store) {
-	t.Helper()
-	st, err := artifacts.Open(context.Background(), t.TempDir(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	objs, err := objstore.Open(st.ObjectsDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { objs.Close() })
-	return st, objs
-}
-
 func TestImportCache(t *testing.T) {
 	dir := ti.Build(t, mixedImage(ti.Gzip, ti.Zstd, ti.Gzip))
 	ref := "oci:" + dir + ":" + ti.Tag
 	st, objs := openStore(t)
-	first, err := pullLocal(t, ref, ImportOptions{Objects: objs, Store: st})
+	first, err := pullLocal(t, ref, ImportOptions{Objects: objs, Cache: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +320,7 @@ func TestImportCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	second, err := pullLocal(t, ref, ImportOptions{Objects: objs, Store: st})
+	second, err := pullLocal(t, ref, ImportOptions{Objects: objs, Cache: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +333,7 @@ func TestImportCache(t *testing.T) {
 	// With an object missing, the cache entry is not trusted (and the
 	// layers are gone, so the import fails naming the layer).
 	os.Remove(objs.Path(hexDigest(t, first.Objects[0])))
-	_, err = pullLocal(t, ref, ImportOptions{Objects: objs, Store: st})
+	_, err = pullLocal(t, ref, ImportOptions{Objects: objs, Cache: st})
 	if !errors.Is(err, ErrUnknownImage) || !strings.Contains(err.Error(), "layer 1 (sha256:") {
 		t.Fatalf("err = %v", err)
 	}
@@ -414,7 +396,7 @@ func TestImportErrors(t *testing.T) {
 				tc.damage(t, dir, img.Layers)
 			}
 			st, objs := openStore(t)
-			_, err := pullLocal(t, ref, ImportOptions{Objects: objs, Store: st})
+			_, err := pullLocal(t, ref, ImportOptions{Objects: objs, Cache: st})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("err = %v, want %v with %q", err, tc.want, tc.wantMsg)
 			}
@@ -422,9 +404,8 @@ func TestImportErrors(t *testing.T) {
 				t.Errorf("error does not name the image: %v", err)
 			}
 			// Nothing half-written: no import cache entry, no temp files.
-			ents, _ := os.ReadDir(filepath.Join(st.Root(), "records"))
-			if len(ents) != 0 {
-				t.Errorf("records written after a failed import: %v", ents)
+			if len(st.imports) != 0 {
+				t.Errorf("import cached after a failed import: %v", st.imports)
 			}
 			tmps, _ := filepath.Glob(filepath.Join(objs.Root(), ".tmp-*"))
 			if len(tmps) != 0 {

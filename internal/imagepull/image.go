@@ -1,4 +1,4 @@
-package source
+package imagepull
 
 import (
 	"context"
@@ -15,8 +15,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cfs-compose/cfs-compose/artifacts"
-	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/docker/distribution/registry/api/errcode"
 	v2 "github.com/docker/distribution/registry/api/v2"
 	"github.com/opencontainers/go-digest"
@@ -31,13 +30,13 @@ import (
 // wrapped together with the underlying error, so errors.Is works and the
 // message keeps the details.
 var (
-	ErrUnreachable    = errors.New("source: registry unreachable")
-	ErrUnknownImage   = errors.New("source: image not found")
-	ErrAuth           = errors.New("source: authentication failed")
-	ErrDigestMismatch = errors.New("source: digest mismatch")
-	ErrTruncated      = errors.New("source: truncated blob")
-	ErrNoInstance     = errors.New("source: no image for this architecture")
-	ErrRejected       = errors.New("source: rejected by signature policy")
+	ErrUnreachable    = errors.New("imagepull: registry unreachable")
+	ErrUnknownImage   = errors.New("imagepull: image not found")
+	ErrAuth           = errors.New("imagepull: authentication failed")
+	ErrDigestMismatch = errors.New("imagepull: digest mismatch")
+	ErrTruncated      = errors.New("imagepull: truncated blob")
+	ErrNoInstance     = errors.New("imagepull: no image for this architecture")
+	ErrRejected       = errors.New("imagepull: rejected by signature policy")
 )
 
 // Limits on the metadata blobs read into memory.
@@ -45,17 +44,6 @@ const (
 	maxManifestSize = 4 << 20
 	maxConfigSize   = 32 << 20
 )
-
-// GOARCH maps a Fedora architecture name to the OCI/Go one.
-func GOARCH(arch string) (string, error) {
-	switch arch {
-	case manifest.ArchX86_64, "amd64":
-		return "amd64", nil
-	case manifest.ArchAarch64, "arm64":
-		return "arm64", nil
-	}
-	return "", fmt.Errorf("source: unsupported architecture %q (want x86_64 or aarch64)", arch)
-}
 
 // Layer is one layer of an image, as its manifest lists it.
 type Layer struct {
@@ -90,16 +78,17 @@ type Image struct {
 	config   types.BlobInfo
 }
 
-// Open opens ref and picks the instance for arch (a Fedora or Go
-// architecture name); sys may be nil for the defaults (registries.conf,
+// Open opens ref and picks the instance for archName (any spelling
+// [arch.Lookup] knows); sys may be nil for the defaults (registries.conf,
 // auth.json, mirrors). Reading the manifest of a docker reference uses the
 // network. A pinned reference must resolve to its pin (the manifest list
 // digest or the instance digest).
-func Open(ctx context.Context, ref *Reference, arch string, sys *types.SystemContext) (img *Image, err error) {
-	goarch, err := GOARCH(arch)
+func Open(ctx context.Context, ref *Reference, archName string, sys *types.SystemContext) (img *Image, err error) {
+	a, err := arch.Lookup(archName)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("imagepull: %w", err)
 	}
+	goarch := a.GOARCH
 	name := ref.String()
 	src, err := ref.Ref.NewImageSource(ctx, sys)
 	if err != nil {
@@ -226,22 +215,21 @@ func (img *Image) ReadConfig(ctx context.Context) (*imgspecv1.Image, error) {
 // end of wrong content fails with [ErrDigestMismatch] or [ErrTruncated],
 // so callers must read to io.EOF before trusting what they read.
 //
-// With a non-nil store, a layer already stored there (under its sha256
-// digest) is read from the store without touching the source, and a
-// fetched layer is written to the store as it is read: it is committed
-// when the reader reaches a verified end and discarded otherwise (also when
-// the reader is closed early). cached reports a store hit. Local
-// transports (oci:, oci-archive:, dir:) are never copied into the store.
-func (img *Image) OpenLayer(ctx context.Context, i int, st *artifacts.Store) (r io.ReadCloser, cached bool, err error) {
+// With a non-nil cache, a layer already cached (under its sha256 digest)
+// is read from the cache without touching the source, and a fetched layer
+// is written to the cache as it is read: it is committed when the reader
+// reaches a verified end and discarded otherwise (also when the reader is
+// closed early). cached reports a cache hit. Local transports (oci:,
+// oci-archive:, dir:) are never copied into the cache.
+func (img *Image) OpenLayer(ctx context.Context, i int, c Cache) (r io.ReadCloser, cached bool, err error) {
 	l := img.Layers[i]
 	what := fmt.Sprintf("layer %d (%s) of %s", i+1, l.Digest, img.Name())
-	if st != nil && l.Digest.Algorithm() == digest.SHA256 {
-		desc := artifacts.Descriptor{Digest: artifacts.Digest(l.Digest.String())}
-		if st.Has(desc) {
-			f, err := st.OpenBlob(desc.Digest)
-			if err != nil {
-				return nil, false, fmt.Errorf("reading cached %s: %w", what, err)
-			}
+	if c != nil && l.Digest.Algorithm() == digest.SHA256 {
+		f, ok, err := c.OpenLayer(l.Digest)
+		if err != nil {
+			return nil, false, fmt.Errorf("reading cached %s: %w", what, err)
+		}
+		if ok {
 			return &layerReader{verifier: newVerifier(f, l.Digest, l.Size, what), c: f}, true, nil
 		}
 	}
@@ -250,8 +238,8 @@ func (img *Image) OpenLayer(ctx context.Context, i int, st *artifacts.Store) (r 
 		return nil, false, fmt.Errorf("fetching %s: %w", what, classify(err))
 	}
 	lr := &layerReader{verifier: newVerifier(rc, l.Digest, l.Size, what), c: rc}
-	if st != nil && !img.Ref.Local() && l.Digest.Algorithm() == digest.SHA256 {
-		w, err := st.NewBlobWriter(artifacts.MediaTypeOctet)
+	if c != nil && !img.Ref.Local() && l.Digest.Algorithm() == digest.SHA256 {
+		w, err := c.NewLayer()
 		if err != nil {
 			rc.Close()
 			return nil, false, fmt.Errorf("caching %s: %w", what, err)
@@ -285,7 +273,7 @@ type verifier struct {
 	size int64 // -1: unknown
 	n    int64
 	what string
-	tee  *artifacts.BlobWriter
+	tee  LayerWriter
 	err  error
 }
 
@@ -348,7 +336,7 @@ func (v *verifier) finish() error {
 	if v.tee != nil {
 		w := v.tee
 		v.tee = nil
-		if _, err := w.Commit(); err != nil {
+		if err := w.Commit(); err != nil {
 			return fmt.Errorf("caching %s: %w", v.what, err)
 		}
 	}

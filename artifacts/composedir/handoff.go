@@ -1,4 +1,4 @@
-package compose
+package composedir
 
 import (
 	"bytes"
@@ -41,13 +41,13 @@ const (
 // Errors of the hand-off.
 var (
 	// ErrNothingToSign means every item of the round is already signed.
-	ErrNothingToSign = errors.New("compose: nothing to sign")
+	ErrNothingToSign = errors.New("composedir: nothing to sign")
 	// ErrStale means an artifact differs from its SHA256SUMS entry, as
 	// after an Authenticode round that was not followed by a rebuild.
-	ErrStale = errors.New("compose: artifact differs from SHA256SUMS")
+	ErrStale = errors.New("composedir: artifact differs from SHA256SUMS")
 	// ErrNotArtifact means a request or signature names a file that is not
 	// an artifact of the compose (or not a UKI, for Authenticode).
-	ErrNotArtifact = errors.New("compose: not a signable artifact of the compose")
+	ErrNotArtifact = errors.New("composedir: not a signable artifact of the compose")
 )
 
 // Request returns the hand-off request of one round (see [Round]) for the
@@ -65,20 +65,20 @@ func (c *Compose) Request(ctx context.Context, keys handoff.Keys, round Round) (
 		}
 	case RoundAuthenticode, RoundBlob:
 	default:
-		return nil, round, fmt.Errorf("compose: unknown round %q (want auto, authenticode or blob)", round)
+		return nil, round, fmt.Errorf("composedir: unknown round %q (want auto, authenticode or blob)", round)
 	}
 	var targets []handoff.Target
 	switch round {
 	case RoundAuthenticode:
 		if keys.SecureBoot == nil {
-			return nil, round, errors.New("compose: an Authenticode round needs the db certificate")
+			return nil, round, errors.New("composedir: an Authenticode round needs the db certificate")
 		}
 		for _, p := range c.unsignedUKIs(keys.SecureBoot) {
 			targets = append(targets, handoff.Target{Path: p, Kind: handoff.KindAuthenticode})
 		}
 	case RoundBlob:
 		if keys.Cosign == nil {
-			return nil, round, errors.New("compose: a blob round needs the cosign public key")
+			return nil, round, errors.New("composedir: a blob round needs the cosign public key")
 		}
 		sums, err := c.sums()
 		if err != nil {
@@ -269,7 +269,8 @@ func (c *Compose) AdoptSignedUKIs(st *artifacts.Store, unsigned map[string][]byt
 			out = append(out, a)
 			continue
 		}
-		o, ok := rec.Outputs["uki"]
+		name := c.Outputs.UKI.Name
+		o, ok := rec.Outputs[name]
 		if !ok || o.Digest != artifacts.NewDigest(unsigned[p]) {
 			a.Err = fmt.Errorf("cached uki stage %s no longer holds the UKI that was signed", a.Key[:12])
 			out = append(out, a)
@@ -288,7 +289,7 @@ func (c *Compose) AdoptSignedUKIs(st *artifacts.Store, unsigned map[string][]byt
 		if err != nil {
 			return out, err
 		}
-		rec.Outputs["uki"] = artifacts.Output{Descriptor: d, Publish: o.Publish}
+		rec.Outputs[name] = artifacts.Output{Descriptor: d, Publish: o.Publish}
 		if rec.Meta == nil {
 			rec.Meta = map[string]json.RawMessage{}
 		}

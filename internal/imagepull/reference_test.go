@@ -1,4 +1,4 @@
-package source
+package imagepull
 
 import (
 	"errors"
@@ -67,16 +67,5 @@ func TestParseReference(t *testing.T) {
 				t.Errorf("pinned %s reparsed as %v, %v", p, again, err)
 			}
 		})
-	}
-}
-
-func TestGOARCH(t *testing.T) {
-	for in, want := range map[string]string{"x86_64": "amd64", "aarch64": "arm64", "amd64": "amd64", "arm64": "arm64"} {
-		if got, err := GOARCH(in); got != want || err != nil {
-			t.Errorf("GOARCH(%s) = %s, %v", in, got, err)
-		}
-	}
-	if _, err := GOARCH("ppc64le"); err == nil {
-		t.Error("ppc64le accepted")
 	}
 }

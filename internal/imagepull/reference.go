@@ -1,4 +1,4 @@
-package source
+package imagepull
 
 import (
 	"errors"
@@ -26,7 +26,7 @@ const (
 )
 
 // ErrBadReference reports an image reference that cannot be parsed.
-var ErrBadReference = errors.New("source: invalid image reference")
+var ErrBadReference = errors.New("imagepull: invalid image reference")
 
 // Reference is a parsed image reference: a transport and the
 // transport-specific part, plus the digest the reference is pinned to.

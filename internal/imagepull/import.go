@@ -1,4 +1,4 @@
-package source
+package imagepull
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
@@ -23,22 +22,20 @@ import (
 	"go.podman.io/image/v5/pkg/compression"
 )
 
-// importVersion is part of the import cache key: bump it whenever the
-// tree an import produces changes for the same layers.
-const importVersion = "1"
-
-// importKind is the record kind of import cache entries in the store.
-const importKind = "source-import"
+// ImportVersion is part of the import cache key: bump it whenever the
+// tree an import produces changes for the same layers. A [Cache] may
+// record it with its entries.
+const ImportVersion = "1"
 
 // ImportOptions control [Import].
 type ImportOptions struct {
 	// Objects receives file content; nil means content is only hashed
 	// (enough to compute a composefs digest).
 	Objects *objstore.Store
-	// Store, when set, caches layer blobs of remote images and whole
+	// Cache, when set, keeps layer blobs of remote images and whole
 	// imports: a second import of the same layers reads no layer at all.
-	// Its object store must be Objects.
-	Store *artifacts.Store
+	// The objects of a cached import must be in Objects.
+	Cache Cache
 	// Progress, when set, is called with the compressed bytes read so far
 	// and the total.
 	Progress func(done, total int64)
@@ -61,7 +58,7 @@ type ImportResult struct {
 // Import streams the layers of img, base first, into a composefs tree:
 // each layer is read once, checked against its digest, decompressed (gzip,
 // zstd or none) and applied with OCI semantics, file content going
-// straight into opts.Objects. Call [PolicySpec.Check] first. Nothing is
+// straight into opts.Objects. Call [PolicySpec.Check] first (as [Pull] does). Nothing is
 // unpacked to disk; on error nothing but content-addressed objects (and no
 // cache entry) is left behind.
 func Import(ctx context.Context, img *Image, opts *ImportOptions) (*ImportResult, error) {
@@ -69,7 +66,7 @@ func Import(ctx context.Context, img *Image, opts *ImportOptions) (*ImportResult
 		opts = &ImportOptions{}
 	}
 	key := importKey(img)
-	if opts.Store != nil && opts.Objects != nil {
+	if opts.Cache != nil && opts.Objects != nil {
 		if res, err := cachedImport(opts, key); err == nil {
 			return res, nil
 		}
@@ -112,8 +109,8 @@ func Import(ctx context.Context, img *Image, opts *ImportOptions) (*ImportResult
 	ocilayer.SetDirLinks(tree)
 	res.Stats = ap.Stats()
 	res.Objects = treeObjects(tree)
-	if opts.Store != nil && opts.Objects != nil {
-		if err := storeImport(opts.Store, key, img, res); err != nil {
+	if opts.Cache != nil && opts.Objects != nil {
+		if err := storeImport(opts.Cache, key, img, res); err != nil {
 			return nil, err
 		}
 	}
@@ -127,7 +124,7 @@ func importLayer(ctx context.Context, img *Image, i int, ap *ocilayer.Applier, o
 	if strings.Contains(l.MediaType, "encrypted") {
 		return 0, false, fmt.Errorf("%s: encrypted layers (%s) are not supported", what, l.MediaType)
 	}
-	lr, cached, err := img.OpenLayer(ctx, i, opts.Store)
+	lr, cached, err := img.OpenLayer(ctx, i, opts.Cache)
 	if err != nil {
 		return 0, false, err
 	}
@@ -194,7 +191,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // them is checked against its digest, so equal keys mean equal layers.
 func importKey(img *Image) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "cfs-compose source import v%s\n", importVersion)
+	fmt.Fprintf(h, "cfs-compose source import v%s\n", ImportVersion)
 	for _, l := range img.Layers {
 		fmt.Fprintf(h, "layer %s\n", l.Digest)
 	}
@@ -204,36 +201,14 @@ func importKey(img *Image) string {
 // cachedImport loads an earlier import of the same layers, if its tree
 // and every object it references are still there.
 func cachedImport(opts *ImportOptions, key string) (*ImportResult, error) {
-	rec, err := opts.Store.GetRecord(key)
+	dump, objects, err := opts.Cache.Import(key)
 	if err != nil {
 		return nil, err
 	}
-	if rec.Kind != importKind {
-		return nil, fmt.Errorf("record %s is a %s record", key, rec.Kind)
-	}
-	out, ok := rec.Outputs["tree"]
-	if !ok {
-		return nil, fmt.Errorf("record %s has no tree", key)
-	}
-	if len(rec.ObjectSets) != 1 {
-		return nil, fmt.Errorf("record %s has %d object sets", key, len(rec.ObjectSets))
-	}
-	set, err := opts.Store.ReadBlob(rec.ObjectSets[0].Digest)
-	if err != nil {
-		return nil, err
-	}
-	objects := strings.Fields(string(set))
 	// Check the objects while the tree is parsed.
 	checked := make(chan error, 1)
 	go func() { checked <- checkObjects(opts.Objects, objects) }()
-	b, err := opts.Store.ReadBlob(out.Digest)
-	if err == nil && artifacts.DigestBytes(b) != out.Digest {
-		err = fmt.Errorf("cached tree %s is corrupt", out.Digest.Short())
-	}
-	var tree *composefs.Tree
-	if err == nil {
-		tree, err = composefs.ReadDumpfile(bytes.NewReader(b))
-	}
+	tree, err := composefs.ReadDumpfile(bytes.NewReader(dump))
 	if cerr := <-checked; err == nil {
 		err = cerr
 	}
@@ -241,6 +216,23 @@ func cachedImport(opts *ImportOptions, key string) (*ImportResult, error) {
 		return nil, err
 	}
 	return &ImportResult{Tree: tree, Objects: objects, Cached: true}, nil
+}
+
+// storeImport records an import in the cache.
+func storeImport(c Cache, key string, img *Image, res *ImportResult) error {
+	var dump bytes.Buffer
+	if err := composefs.WriteDumpfile(&dump, res.Tree); err != nil {
+		return fmt.Errorf("caching import of %s: %w", img.Name(), err)
+	}
+	// Keep the cached layer blobs of remote images alive with the entry.
+	var layers []Layer
+	if !img.Ref.Local() {
+		layers = img.Layers
+	}
+	if err := c.PutImport(key, dump.Bytes(), res.Objects, layers); err != nil {
+		return fmt.Errorf("caching import of %s: %w", img.Name(), err)
+	}
+	return nil
 }
 
 // checkObjects verifies that every object exists, listing each fan-out
@@ -274,47 +266,6 @@ func checkObjects(objs *objstore.Store, hexes []string) error {
 				return fmt.Errorf("object %s%s missing", dir, file)
 			}
 		}
-	}
-	return nil
-}
-
-// storeImport records an import in the store's cache.
-func storeImport(st *artifacts.Store, key string, img *Image, res *ImportResult) error {
-	w, err := st.NewBlobWriter(artifacts.MediaTypeDumpfile)
-	if err != nil {
-		return fmt.Errorf("caching import of %s: %w", img.Name(), err)
-	}
-	defer w.Abort()
-	if err := composefs.WriteDumpfile(w, res.Tree); err != nil {
-		return fmt.Errorf("caching import of %s: %w", img.Name(), err)
-	}
-	d, err := w.Commit()
-	if err != nil {
-		return fmt.Errorf("caching import of %s: %w", img.Name(), err)
-	}
-	var set []byte
-	for _, h := range res.Objects {
-		set = append(set, h...)
-		set = append(set, '\n')
-	}
-	sd, err := st.PutBytes("text/plain", set)
-	if err != nil {
-		return fmt.Errorf("caching import of %s: %w", img.Name(), err)
-	}
-	rec := &artifacts.Record{
-		Key: key, Kind: importKind, Version: importVersion, Config: []byte("null"),
-		Outputs:    map[string]artifacts.Output{"tree": {Descriptor: d}},
-		ObjectSets: []artifacts.Descriptor{sd},
-	}
-	// Keep the cached layer blobs of remote images alive with the entry.
-	for i, l := range img.Layers {
-		ld := artifacts.Descriptor{Digest: artifacts.Digest(l.Digest.String()), Size: l.Size, MediaType: artifacts.MediaTypeOctet}
-		if !img.Ref.Local() && l.Size >= 0 && st.Has(ld) {
-			rec.Outputs[fmt.Sprintf("layer-%d", i+1)] = artifacts.Output{Descriptor: ld}
-		}
-	}
-	if err := st.PutRecord(rec); err != nil {
-		return fmt.Errorf("caching import of %s: %w", img.Name(), err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package compose
+package composedir
 
 import (
 	"context"
@@ -65,6 +65,15 @@ func TestSignSums(t *testing.T) {
 	}
 }
 
+// testOutputs names the stage outputs as cmd/cfs-compose does (from
+// stages/contract), spelled out so the test does not import the stages.
+var testOutputs = Outputs{
+	Composefs: OutputRef{"composefs", "image"},
+	UKI:       OutputRef{"uki", "uki"},
+	Raw:       OutputRef{"disk", "raw"},
+	Qcow2:     OutputRef{"disk", "qcow2"},
+}
+
 // writeCompose writes a compose directory with the given compose.json.
 func writeCompose(t *testing.T, record string, files map[string]string) string {
 	t.Helper()
@@ -93,7 +102,7 @@ const goodRecord = `{"schema": 1, "targets": [{"variant": "coreos", "name": "Cor
  "extra": {"signing": {"cosign": [{"pub": "/keys/cosign.pub", "hint": "h", "targets": ["coreos/x86_64"]}], "sha256sums": {"signed": true, "hint": "h"}}}}`
 
 func TestOpen(t *testing.T) {
-	c, err := Open(writeCompose(t, goodRecord, map[string]string{}))
+	c, err := Open(writeCompose(t, goodRecord, map[string]string{}), testOutputs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +128,7 @@ func TestOpen(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Open(writeCompose(t, tc.record, map[string]string{}))
+			_, err := Open(writeCompose(t, tc.record, map[string]string{}), testOutputs)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -138,7 +147,7 @@ func TestHandoffRefusals(t *testing.T) {
 		"SHA256SUMS":           "0000000000000000000000000000000000000000000000000000000000000000  CoreOS/x86_64/images/Fedora-CoreOS-41.x86_64.cfs\n",
 		"metadata/images.json": "{}",
 	})
-	c, err := Open(dir)
+	c, err := Open(dir, testOutputs)
 	if err != nil {
 		t.Fatal(err)
 	}

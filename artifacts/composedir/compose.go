@@ -1,13 +1,23 @@
-// Package compose signs and verifies whole compose directories: it knows
-// which published files of a compose are the artifacts of each target
-// (from compose.json), signs the compose's SHA256SUMS, checks a compose end
-// to end ([Compose.Verify]) and drives the offline signing hand-off of
-// package [github.com/cfs-compose/cfs-compose/signing/handoff] over a
-// compose ([Compose.Request], [Compose.Apply], [Compose.AdoptSignedUKIs]).
+// Package composedir works on a finished compose directory as a whole: it
+// finds each target's artifacts from compose.json ([Open]), checks the
+// compose end to end ([Compose.Verify]), signs its SHA256SUMS ([SignSums])
+// and drives the offline signing hand-off of package
+// [github.com/cfs-compose/cfs-compose/signing/handoff] over it
+// ([Compose.Request], [Compose.Apply], [Compose.AdoptSignedUKIs]).
 //
-// The artifacts of a target are the published outputs named in
-// docs/stages.md: composefs/image (the composefs image), uki/uki (the UKI),
-// disk/raw and disk/qcow2 (the disk images).
+// It sits with package artifacts, which owns the compose layout and
+// compose.json ([artifacts.ComposeRecord]), and above package signing,
+// whose signers and verifiers it applies to a compose; package signing
+// itself knows nothing of composes or the pipeline.
+//
+// # Which files are artifacts
+//
+// A target's artifacts are the published outputs of four stage outputs
+// (docs/stages.md): the composefs image, the UKI, the raw and the qcow2
+// disk image. This package lies below the stages and does not spell their
+// kind or output names: the caller names them in [Outputs] (cmd/cfs-compose
+// builds it from package stages/contract), and [Open] looks them up in the
+// stage records compose.json holds.
 //
 // # Security
 //
@@ -16,40 +26,48 @@
 // SHA256SUMS, whose own signature is checked with a key the caller gives.
 // Disk images are read without mounting them (GPT and FAT parsers that
 // bound every read, and debugfs for ext4).
-package compose
+package composedir
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 
-	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/signing"
 )
 
-// Stage outputs that are a target's artifacts (docs/stages.md).
-const (
-	kindComposefs = "composefs"
-	kindUKI       = "uki"
-	kindDisk      = "disk"
-)
+// OutputRef names one stage output in compose.json: the stage kind and
+// the output's name.
+type OutputRef struct {
+	Kind string
+	Name string
+}
+
+// Outputs names the stage outputs whose published files are a target's
+// artifacts. An empty OutputRef means the compose has no such artifact.
+type Outputs struct {
+	Composefs OutputRef // the composefs image
+	UKI       OutputRef // the Unified Kernel Image
+	Raw       OutputRef // the raw disk image
+	Qcow2     OutputRef // the qcow2 disk image
+}
 
 // ErrLayout means compose.json does not describe the compose's files the
 // way this package expects.
-var ErrLayout = errors.New("compose: unexpected compose layout")
+var ErrLayout = errors.New("composedir: unexpected compose layout")
 
 // Target is one variant/arch of a compose and the compose-relative,
 // slash-separated paths of its published artifacts ("" when absent).
 type Target struct {
-	pipeline.Target
-	Composefs string // the composefs image (composefs/image)
-	UKI       string // the UKI (uki/uki)
-	Raw       string // the raw disk image (disk/raw)
-	Qcow2     string // the qcow2 disk image (disk/qcow2)
+	artifacts.Target
+	Composefs string // the composefs image ([Outputs].Composefs)
+	UKI       string // the UKI ([Outputs].UKI)
+	Raw       string // the raw disk image ([Outputs].Raw)
+	Qcow2     string // the qcow2 disk image ([Outputs].Qcow2)
 	// UKIKey is the cache key of the uki stage that made UKI.
 	UKIKey string
 }
@@ -68,16 +86,19 @@ func (t *Target) Artifacts() []string {
 // Compose is an opened compose directory.
 type Compose struct {
 	Dir     string
-	Record  *pipeline.ComposeRecord
+	Record  *artifacts.ComposeRecord
 	Targets []Target
+	// Outputs are the stage outputs Open looked the artifacts up by.
+	Outputs Outputs
 	// Signing is what the build recorded about its keys
 	// (compose.json extra["signing"]); nil when it recorded nothing.
 	Signing *Record
 }
 
 // Open reads the compose.json of the compose directory dir and locates
-// each target's artifacts.
-func Open(dir string) (*Compose, error) {
+// each target's artifacts: the published files of the stage outputs outs
+// names.
+func Open(dir string, outs Outputs) (*Compose, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening compose: %w", err)
@@ -85,11 +106,11 @@ func Open(dir string) (*Compose, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("opening compose %s: not a directory", dir)
 	}
-	rec, err := pipeline.LoadComposeRecord(filepath.Join(dir, "compose.json"))
+	rec, err := artifacts.LoadComposeRecord(filepath.Join(dir, artifacts.ComposeRecordFile))
 	if err != nil {
 		return nil, err
 	}
-	c := &Compose{Dir: dir, Record: rec}
+	c := &Compose{Dir: dir, Record: rec, Outputs: outs}
 	if raw, ok := rec.Extra[ExtraKey]; ok {
 		var r Record
 		if err := json.Unmarshal(raw, &r); err != nil {
@@ -97,13 +118,17 @@ func Open(dir string) (*Compose, error) {
 		}
 		c.Signing = &r
 	}
-	byID := map[string]*pipeline.StageRecord{}
+	byID := map[string]*artifacts.StageRecord{}
 	for i := range rec.Stages {
 		byID[rec.Stages[i].ID] = &rec.Stages[i]
 	}
 	for _, tr := range rec.Targets {
 		t := Target{Target: tr.Target}
-		find := func(kind, name string) (string, *pipeline.StageRecord, error) {
+		find := func(ref OutputRef) (string, *artifacts.StageRecord, error) {
+			kind, name := ref.Kind, ref.Name
+			if kind == "" {
+				return "", nil, nil
+			}
 			id, ok := tr.Stages[kind]
 			if !ok {
 				return "", nil, nil
@@ -116,26 +141,22 @@ func Open(dir string) (*Compose, error) {
 			if !ok || o.Publish == nil {
 				return "", sr, nil
 			}
-			sub := o.Publish.Dir
-			if sub == "" {
-				sub = "images"
-			}
-			p := path.Join(tr.Name, tr.Arch, sub, o.Publish.Filename)
-			if o.Publish.Filename == "" || path.Dir(p) != path.Join(tr.Name, tr.Arch, sub) {
-				return "", nil, fmt.Errorf("%w: target %s: %s/%s has a bad file name %q", ErrLayout, tr.Target, kind, name, o.Publish.Filename)
+			p, err := artifacts.PublishedPath(tr.Name, tr.Arch, o.Publish)
+			if err != nil {
+				return "", nil, fmt.Errorf("%w: target %s: %s/%s: %w", ErrLayout, tr.Target, kind, name, err)
 			}
 			return p, sr, nil
 		}
-		var ukiStage *pipeline.StageRecord
+		var ukiStage *artifacts.StageRecord
 		var errs []error
 		var err error
-		t.Composefs, _, err = find(kindComposefs, "image")
+		t.Composefs, _, err = find(outs.Composefs)
 		errs = append(errs, err)
-		t.UKI, ukiStage, err = find(kindUKI, "uki")
+		t.UKI, ukiStage, err = find(outs.UKI)
 		errs = append(errs, err)
-		t.Raw, _, err = find(kindDisk, "raw")
+		t.Raw, _, err = find(outs.Raw)
 		errs = append(errs, err)
-		t.Qcow2, _, err = find(kindDisk, "qcow2")
+		t.Qcow2, _, err = find(outs.Qcow2)
 		errs = append(errs, err)
 		if err := errors.Join(errs...); err != nil {
 			return nil, err

@@ -1,4 +1,4 @@
-package compose
+package composedir
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 	"github.com/cfs-compose/cfs-compose/internal/cmdline"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/debugfs"
@@ -295,7 +297,7 @@ func (v *verifier) diskUKI(t *Target, f *os.File, tbl *gpt.Table) {
 		return
 	}
 	var found, bad []string
-	for _, dir := range []string{"EFI/BOOT", "EFI/Linux"} {
+	for _, dir := range []string{bootlayout.ESPBootDir, bootlayout.ESPLinuxDir} {
 		ents, err := fs.ReadDir(vol, dir)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -322,7 +324,7 @@ func (v *verifier) diskUKI(t *Target, f *os.File, tbl *gpt.Table) {
 	}
 	switch {
 	case len(found) == 0:
-		fail("no UKI in EFI/BOOT or EFI/Linux on the ESP")
+		fail("no UKI in %s or %s on the ESP", bootlayout.ESPBootDir, bootlayout.ESPLinuxDir)
 	case len(bad) > 0:
 		fail("%s; the published UKI is %x (the UKI changed after the disk was built: rebuild the disk after an Authenticode signature is applied)", strings.Join(bad, ", "), want[:6])
 	default:
@@ -343,17 +345,21 @@ func hashFS(fsys fs.FS, name string) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// rootPartition finds the root partition as cfs-init does: by the GPT name
-// "root", else the first partition of the arch's root type.
-func rootPartition(tbl *gpt.Table, arch string) *gpt.Partition {
+// rootPartition finds the root partition as cfs-init does: by the default
+// GPT name, else the first partition of the arch's root type.
+func rootPartition(tbl *gpt.Table, archName string) *gpt.Partition {
 	for i := range tbl.Partitions {
-		if tbl.Partitions[i].Name == "root" {
+		if tbl.Partitions[i].Name == bootlayout.DefaultRootLabel {
 			return &tbl.Partitions[i]
 		}
 	}
-	typ := gpt.TypeLinuxRootX86_64
-	if arch == "aarch64" {
-		typ = gpt.TypeLinuxRootARM64
+	a, err := arch.Lookup(archName)
+	if err != nil {
+		return nil
+	}
+	typ, err := gpt.ParseGUID(a.RootPartitionType)
+	if err != nil {
+		return nil
 	}
 	for i := range tbl.Partitions {
 		if tbl.Partitions[i].Type == typ {
@@ -378,7 +384,7 @@ func (v *verifier) diskComposefs(ctx context.Context, t *Target, tbl *gpt.Table)
 	}
 	root := rootPartition(tbl, t.Arch)
 	if root == nil {
-		msg := "no root partition (GPT name \"root\" or the " + t.Arch + " root type)"
+		msg := "no root partition (GPT name \"" + bootlayout.DefaultRootLabel + "\" or the " + t.Arch + " root type)"
 		v.rep.Add(t.Raw, CheckDiskImage, false, msg)
 		v.rep.Add(t.Raw, CheckDiskObjects, false, msg)
 		return
@@ -387,12 +393,13 @@ func (v *verifier) diskComposefs(ctx context.Context, t *Target, tbl *gpt.Table)
 	if v.opts.Debugfs != "" {
 		dfs.Tool = v.opts.Debugfs
 	}
-	dirs := []string{"/composefs/images"}
+	imagesDir := "/" + bootlayout.ImagesDir
+	dirs := []string{imagesDir}
 	prefixes := map[string]bool{}
 	for o := range ci.objects {
 		if p, _, ok := strings.Cut(o, "/"); ok && isHex(p) && len(p) == 2 && !prefixes[p] {
 			prefixes[p] = true
-			dirs = append(dirs, "/composefs/objects/"+p)
+			dirs = append(dirs, "/"+bootlayout.Composefs.Object(p))
 		}
 	}
 	sort.Strings(dirs[1:])
@@ -402,7 +409,7 @@ func (v *verifier) diskComposefs(ctx context.Context, t *Target, tbl *gpt.Table)
 		v.rep.Add(t.Raw, CheckDiskObjects, false, err.Error())
 		return
 	}
-	v.diskImage(ctx, t, dfs, listing["/composefs/images"], ci.digest)
+	v.diskImage(ctx, t, dfs, listing[imagesDir], ci.digest)
 
 	objects := make([]string, 0, len(ci.objects))
 	for o := range ci.objects {
@@ -418,7 +425,7 @@ func (v *verifier) diskComposefs(ctx context.Context, t *Target, tbl *gpt.Table)
 			why = "not an object-store path"
 		} else {
 			why = "missing"
-			for _, e := range listing["/composefs/objects/"+prefix] {
+			for _, e := range listing["/"+bootlayout.Composefs.Object(prefix)] {
 				if e.Name != name {
 					continue
 				}
@@ -445,8 +452,8 @@ func (v *verifier) diskComposefs(ctx context.Context, t *Target, tbl *gpt.Table)
 		if nproblems > len(problems) {
 			more = fmt.Sprintf(", and %d more", nproblems-len(problems))
 		}
-		v.rep.Add(t.Raw, CheckDiskObjects, false, fmt.Sprintf("%d of %d objects of %s not in composefs/objects: %s%s",
-			nproblems, len(objects), path.Base(t.Composefs), strings.Join(problems, ", "), more))
+		v.rep.Add(t.Raw, CheckDiskObjects, false, fmt.Sprintf("%d of %d objects of %s not in %s: %s%s",
+			nproblems, len(objects), path.Base(t.Composefs), bootlayout.ObjectsDir, strings.Join(problems, ", "), more))
 		return
 	}
 	v.rep.Add(t.Raw, CheckDiskObjects, true, fmt.Sprintf("all %d objects of %s present", len(objects), path.Base(t.Composefs)))
@@ -458,7 +465,8 @@ func (v *verifier) diskImage(ctx context.Context, t *Target, dfs *debugfs.FS, im
 	fail := func(format string, args ...any) {
 		v.rep.Add(t.Raw, CheckDiskImage, false, fmt.Sprintf(format, args...))
 	}
-	name := "/composefs/images/" + digest
+	rel := bootlayout.Composefs.Image(digest)
+	name := "/" + rel
 	var entry *debugfs.Entry
 	for i := range images {
 		if images[i].Name == digest {
@@ -468,7 +476,7 @@ func (v *verifier) diskImage(ctx context.Context, t *Target, dfs *debugfs.FS, im
 	file := name
 	switch {
 	case entry == nil:
-		fail("composefs/images/%s is missing", digest)
+		fail("%s is missing", rel)
 		return
 	case entry.IsSymlink():
 		target, err := dfs.Readlink(ctx, name)
@@ -479,7 +487,7 @@ func (v *verifier) diskImage(ctx context.Context, t *Target, dfs *debugfs.FS, im
 		if path.IsAbs(target) {
 			file = path.Clean(target)
 		} else {
-			file = path.Join("/composefs/images", target)
+			file = path.Join("/"+bootlayout.ImagesDir, target)
 		}
 		// The target must be a regular file: list its directory.
 		l, err := dfs.ReadDirs(ctx, []string{path.Dir(file)})
@@ -492,11 +500,11 @@ func (v *verifier) diskImage(ctx context.Context, t *Target, dfs *debugfs.FS, im
 			ok = ok || (e.Name == path.Base(file) && e.IsRegular())
 		}
 		if !ok {
-			fail("composefs/images/%s links to %s, which is not a regular file", digest, target)
+			fail("%s links to %s, which is not a regular file", rel, target)
 			return
 		}
 	case !entry.IsRegular():
-		fail("composefs/images/%s is not a regular file or symbolic link", digest)
+		fail("%s is not a regular file or symbolic link", rel)
 		return
 	}
 	h := fsverity.New()
@@ -505,10 +513,10 @@ func (v *verifier) diskImage(ctx context.Context, t *Target, dfs *debugfs.FS, im
 		return
 	}
 	if got := fsverity.Hex(h.Sum()); got != digest {
-		fail("composefs/images/%s has fs-verity digest %s", digest, got)
+		fail("%s has fs-verity digest %s", rel, got)
 		return
 	}
-	v.rep.Add(t.Raw, CheckDiskImage, true, "composefs/images/"+digest+" is "+path.Base(t.Composefs))
+	v.rep.Add(t.Raw, CheckDiskImage, true, rel+" is "+path.Base(t.Composefs))
 }
 
 func isHex(s string) bool {
