@@ -1,6 +1,8 @@
 package initramfs
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
+
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 
 	"context"
@@ -21,10 +23,6 @@ import (
 
 // Version is the stage implementation version (part of every cache key).
 const Version = "1"
-
-// DefaultRootLabel is the root partition's GPT name when the manifest
-// declares no root partition label (docs/boot-layout.md).
-const DefaultRootLabel = "root"
 
 // BaseModules returns the modules the builtin initramfs always asks for:
 // the virtio disk and ext4 (the root partition), plus loop, erofs and
@@ -128,7 +126,7 @@ func publicKey(path string) (string, error) {
 }
 
 // rootLabel is the GPT name of the manifest's root partition (the disk
-// stage writes it), or [DefaultRootLabel].
+// stage writes it), or bootlayout.DefaultRootLabel.
 func rootLabel(parts []manifest.Partition) string {
 	for _, p := range parts {
 		if p.Type == manifest.PartitionRoot {
@@ -140,5 +138,5 @@ func rootLabel(parts []manifest.Partition) string {
 			}
 		}
 	}
-	return DefaultRootLabel
+	return bootlayout.DefaultRootLabel
 }
