@@ -1,12 +1,15 @@
 package main
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
+
+	"github.com/cfs-compose/cfs-compose/internal/mkcomposefs"
+
 	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,7 +18,6 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
-	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
@@ -52,6 +54,7 @@ type createOptions struct {
 	minVersion  int
 	maxVersion  int
 	useEpoch    bool
+	zeroMtimes  bool
 	skipXattrs  bool
 	userXattrs  bool
 	skipDevices bool
@@ -93,7 +96,8 @@ dumpfile input (mkcomposefs ignores them there).`,
 	f.BoolVar(&o.printDigest, "print-digest", false, "print the composefs digest of the image")
 	f.IntVar(&o.minVersion, "min-version", 0, "minimum image format version `N` (0 or 1)")
 	f.IntVar(&o.maxVersion, "max-version", 1, "maximum image format version `N` (0 or 1); 0 if only --min-version is given")
-	f.BoolVar(&o.useEpoch, "use-epoch", false, "set every mtime to 0")
+	f.BoolVar(&o.useEpoch, "use-epoch", false, "set every mtime to 0 (as mkcomposefs: not for a dumpfile SOURCE, whose times are data)")
+	f.BoolVar(&o.zeroMtimes, "zero-mtimes", false, "set every mtime to 0, a dumpfile SOURCE's too (cfs-compose's own flag)")
 	f.BoolVar(&o.skipXattrs, "skip-xattrs", false, "store no extended attributes")
 	f.BoolVar(&o.userXattrs, "user-xattrs", false, "store only user.* extended attributes")
 	f.BoolVar(&o.skipDevices, "skip-devices", false, "leave out character and block devices")
@@ -124,78 +128,65 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 	if source == "" {
 		return usageError{errors.New("empty SOURCE")}
 	}
-
-	ref := imageSource(source)
-	if ref == nil && (f.Changed("arch") || f.Changed("policy")) {
-		return usageError{errors.New("--arch and --policy apply to container image sources (oci:, oci-archive:, dir:, docker://)")}
-	}
-	var tree *composefs.Tree
-	var store *objstore.Store
-	if ref != nil {
+	opts := &mkcomposefs.Options{MinVersion: o.minVersion, MaxVersion: o.maxVersion, UseEpoch: o.useEpoch, ZeroMtimes: o.zeroMtimes,
+		SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices, Threads: o.threads}
+	var src mkcomposefs.Source
+	switch ref := imageSource(source); {
+	case ref != nil:
 		if o.fromFile || f.Changed("threads") {
 			return usageError{errors.New("--from-file and --threads do not apply to a container image SOURCE")}
 		}
-		archName := o.arch
-		if archName == "" {
-			archName = runtime.GOARCH
+		a := o.arch
+		if a == "" {
+			a = runtime.GOARCH
 		}
-		if _, err := arch.Lookup(archName); err != nil {
+		if _, err := arch.Lookup(a); err != nil {
 			return usageError{fmt.Errorf("--arch: %w", err)}
 		}
-		if o.digestStore != "" {
-			var err error
-			if store, err = objstore.Open(o.digestStore); err != nil {
-				return err
-			}
-			defer store.Close()
-		}
-		var err error
-		if tree, err = importImage(cmd, g, ref, archName, o.policy, store); err != nil {
+		ps, err := imagepull.ResolvePolicy(o.policy, "")
+		if err != nil {
 			return err
 		}
-		tree.Filter(composefs.Filter{SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices, UseEpoch: o.useEpoch})
-	} else if o.fromFile {
-		var err error
-		if tree, err = readDumpfile(g, source); err != nil {
-			return err
-		}
-		tree.Filter(composefs.Filter{SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices, UseEpoch: o.useEpoch})
-	} else {
-		if o.digestStore != "" {
-			var err error
-			if store, err = objstore.Open(o.digestStore); err != nil {
-				return err
+		src = mkcomposefs.Source{Image: ref, Arch: a, Policy: ps}
+	case f.Changed("arch") || f.Changed("policy"):
+		return usageError{errors.New("--arch and --policy apply to container image sources (oci:, oci-archive:, dir:, docker://)")}
+	case o.fromFile:
+		src.Dumpfile, src.DumpfileName = g.stdin, "<stdin>"
+		if source != "-" {
+			fh, err := os.Open(source)
+			if err != nil {
+				return fmt.Errorf("reading dumpfile: %w", err)
 			}
-			defer store.Close()
+			defer fh.Close()
+			src.Dumpfile, src.DumpfileName = fh, source
 		}
-		opts := &dirscan.Options{
-			SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices,
-			UseEpoch: o.useEpoch, Threads: o.threads,
-		}
-		if store != nil {
-			opts.Store = store
-		}
-		var err error
-		if tree, err = dirscan.Scan(cmd.Context(), source, opts); err != nil {
-			return err
-		}
-		if store != nil {
-			if err := store.Sync(); err != nil {
-				return err
-			}
-		}
+	default:
+		src.Dir = source
 	}
-
-	wopts := &composefs.WriteOptions{MinVersion: o.minVersion, MaxVersion: o.maxVersion}
-	digest := fsverity.New()
+	if o.digestStore != "" {
+		store, err := objstore.Open(o.digestStore)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		opts.Store = store
+	}
+	var res *mkcomposefs.Result
 	if err := writeImageFile(g, image, func(w io.Writer) error {
-		return composefs.WriteImage(io.MultiWriter(w, digest), tree, wopts)
+		var err error
+		res, err = mkcomposefs.Create(cmd.Context(), src, w, opts)
+		return err
 	}); err != nil {
 		return err
 	}
-	g.log.Debug().Str("image", image).Str("digest", fsverity.Hex(digest.Sum())).Int64("size", digest.Len()).Msg("wrote composefs image")
+	if p := res.Pulled; p != nil {
+		g.log.Info().Str("image", source).Str("manifest", p.Image.ManifestDigest.String()).
+			Str("instance", p.Image.InstanceDigest.String()).Int("layers", len(p.Image.Layers)).
+			Int("entries", p.Stats.Entries).Int64("bytes", p.Stats.Bytes).Msg("imported container image")
+	}
+	g.log.Debug().Str("image", image).Str("digest", fsverity.Hex(res.Digest)).Int64("size", res.Size).Msg("wrote composefs image")
 	if o.printDigest {
-		if _, err := fmt.Fprintln(g.stdout, fsverity.Hex(digest.Sum())); err != nil {
+		if _, err := fmt.Fprintln(g.stdout, fsverity.Hex(res.Digest)); err != nil {
 			return err
 		}
 	}
@@ -218,58 +209,8 @@ func imageSource(s string) *imagepull.Reference {
 	return nil
 }
 
-// importImage streams a container image into a tree, its file contents
-// into store (nil: only hashed), and syncs the store.
-func importImage(cmd *cobra.Command, g *globals, ref *imagepull.Reference, arch, policy string, store *objstore.Store) (*composefs.Tree, error) {
-	ps, err := imagepull.ResolvePolicy(policy, "")
-	if err != nil {
-		return nil, err
-	}
-	opts := &imagepull.PullOptions{Arch: arch, Policy: ps}
-	if store != nil {
-		opts.Import.Objects = store
-	}
-	p, err := imagepull.Pull(cmd.Context(), ref, opts)
-	if err != nil {
-		return nil, err
-	}
-	g.log.Info().Str("image", ref.String()).Str("manifest", p.Image.ManifestDigest.String()).
-		Str("instance", p.Image.InstanceDigest.String()).Int("layers", len(p.Image.Layers)).
-		Int("entries", p.Stats.Entries).Int64("bytes", p.Stats.Bytes).Msg("imported container image")
-	if store != nil {
-		if err := store.Sync(); err != nil {
-			return nil, err
-		}
-	}
-	return p.Tree, nil
-}
-
-// readDumpfile parses a dumpfile ("-" is standard input); errors name the
-// file, line and column.
-func readDumpfile(g *globals, name string) (*composefs.Tree, error) {
-	var r io.Reader = g.stdin
-	display := "<stdin>"
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, fmt.Errorf("reading dumpfile: %w", err)
-		}
-		defer f.Close()
-		r, display = f, name
-	}
-	tree, err := composefs.ReadDumpfile(r)
-	var de *composefs.DumpfileError
-	if errors.As(err, &de) {
-		return nil, fmt.Errorf("%s:%d:%d: %w", display, de.Line, de.Column, de.Err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading dumpfile %s: %w", display, err)
-	}
-	return tree, nil
-}
-
-// writeImageFile writes an image through a temporary file next to name,
-// synced and renamed into place; "-" writes to standard output.
+// writeImageFile writes an image atomically (internal/atomicfile); "-"
+// writes to standard output.
 func writeImageFile(g *globals, name string, write func(io.Writer) error) error {
 	if name == "-" {
 		if isTerminal(g.stdout) {
@@ -281,42 +222,19 @@ func writeImageFile(g *globals, name string, write func(io.Writer) error) error 
 		}
 		return bw.Flush()
 	}
-	dir, base := filepath.Split(name)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	f, err := atomicfile.Create(name, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing image %s: %w", name, err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := write(tmp); err != nil {
+	defer f.Abort()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := write(bw); err != nil {
+		return err // the source's own error, or a write error naming the file
+	}
+	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("writing image %s: %w", name, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing image %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing image %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing image %s: %w", name, err)
-	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
-		return fmt.Errorf("writing image %s: %w", name, err)
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return f.Commit()
 }
 
 func newComposefsDigestCmd(g *globals) *cobra.Command {
