@@ -200,6 +200,24 @@ func writeCommit(t *testing.T, sysroot, dir, ref string, cm ostree.Commit, compo
 	return c
 }
 
+// minimalTree is a bootable tree at the other edges: no initramfs (ostree
+// then boots ostree-prepare-root as init=), no device tree, a FIPS HMAC
+// file, no /etc and no /var, os-release with only an ID in usr/etc,
+// usr/lib/tmpfiles.d (no legacy var directories) and an empty file in
+// the hard-link checkout (ostree copies empty files).
+var minimalTree = []spec{
+	{path: "usr", dir: true, mode: 0o755},
+	{path: "usr/lib", dir: true, mode: 0o755},
+	{path: "usr/lib/modules", dir: true, mode: 0o755},
+	{path: "usr/lib/modules/" + kver, dir: true, mode: 0o755},
+	{path: "usr/lib/modules/" + kver + "/vmlinuz", mode: 0o644, size: 5000},
+	{path: "usr/lib/modules/" + kver + "/.vmlinuz.hmac", mode: 0o644, data: "hmac\n"},
+	{path: "usr/lib/tmpfiles.d", dir: true, mode: 0o755},
+	{path: "usr/lib/tmpfiles.d/empty.conf", mode: 0o644},
+	{path: "usr/etc", dir: true, mode: 0o755},
+	{path: "usr/etc/os-release", mode: 0o644, data: "ID='minimal'\nBROKEN=\"unterminated\n"},
+}
+
 // TestOracle lays out a sysroot with the real `ostree admin init-fs`,
 // `os-init`, `ostree commit` and `ostree admin deploy` (ostree 2025.2 of
 // Debian trixie, built without composefs; no boot loader configuration,
@@ -208,101 +226,149 @@ func writeCommit(t *testing.T, sysroot, dir, ref string, cm ostree.Commit, compo
 // file by file (see compareTrees for what is compared and what is
 // ignored). Then the real ostree must accept ours: `ostree fsck`, `ostree
 // admin status` (same output as for its own), and `ostree admin deploy`
-// of a second commit onto our sysroot.
+// of a second commit onto our sysroot, which keeps our kernel arguments.
 func TestOracle(t *testing.T) {
 	c := ostreetest.Get(t)
 	t.Logf("oracle: ostree %s in %s", c.Version, c.Dir)
-	const (
-		ref       = "testos/x86_64"
-		stateroot = "testos"
-	)
-	ts := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
-	tree, in, real, ours := t.TempDir(), t.TempDir(), sysrootDir(t), sysrootDir(t)
-	if err := makeTree(tree, deployTree); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name    string
+		tree    []spec
+		modern  bool
+		kargs   []string
+		image   ImageRef
+		version string
+	}{
+		{
+			name:    "full",
+			tree:    deployTree,
+			kargs:   []string{"quiet", "console=ttyS0,115200n8", "rd.luks=0"},
+			image:   ImageRef{Image: "quay.io/example/testos:42"},
+			version: "42.20250304.0",
+		},
+		{
+			name:   "minimal modern",
+			tree:   minimalTree,
+			modern: true,
+			kargs:  []string{"init=/sbin/init", "rw", "init=/bin/sh"},
+			image:  ImageRef{Image: "quay.io/example/testos@sha256:" + strings.Repeat("ab", 32), Verify: VerifyPolicy},
+		},
 	}
-	origin, err := ContainerOrigin(ImageRef{Image: "quay.io/example/testos:42"})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const (
+				ref       = "testos/x86_64"
+				stateroot = "testos"
+			)
+			ts := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+			tree, in, real, ours := t.TempDir(), t.TempDir(), sysrootDir(t), sysrootDir(t)
+			if err := makeTree(tree, tt.tree); err != nil {
+				t.Fatal(err)
+			}
+			origin, err := ContainerOrigin(tt.image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(in, "origin"), []byte(origin), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			binds := []ostreetest.Bind{{Host: tree, Guest: "/mnt/tree"}, {Host: in, Guest: "/mnt/in"}, {Host: real, Guest: "/mnt/real"}, {Host: ours, Guest: "/mnt/ours"}}
+			run := func(args ...string) string {
+				t.Helper()
+				out, err := c.Ostree(binds, args...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(out)
+			}
+
+			initArgs := []string{"admin", "init-fs"}
+			if tt.modern {
+				initArgs = append(initArgs, "--modern")
+			}
+			run(append(initArgs, "/mnt/real")...)
+			run("admin", "os-init", "--sysroot=/mnt/real", stateroot)
+			commitArgs := []string{"--repo=/mnt/real/ostree/repo", "commit", "--tree=dir=/mnt/tree", "--branch=" + ref,
+				"--timestamp=" + ts.Format(time.RFC3339), "-s", "subject"}
+			meta := []ostree.MetaEntry{ostree.RefBinding(ref)}
+			if tt.version != "" {
+				commitArgs = append(commitArgs, "--add-metadata-string=version="+tt.version)
+				meta = append([]ostree.MetaEntry{{Key: ostree.MetaVersion, Value: ostree.String(tt.version)}}, meta...)
+			}
+			want := strings.TrimSpace(run(commitArgs...))
+			deployArgs := []string{"admin", "deploy", "--sysroot=/mnt/real", "--os=" + stateroot, "--origin-file=/mnt/in/origin"}
+			for _, k := range append(slices.Clone(tt.kargs), KargComposefsOff) {
+				deployArgs = append(deployArgs, "--karg-append="+k)
+			}
+			t.Logf("ostree admin deploy: %s", strings.TrimSpace(run(append(deployArgs, ref)...)))
+
+			if err := Init(ours, &InitOptions{Modern: tt.modern}); err != nil {
+				t.Fatal(err)
+			}
+			if err := InitStateroot(ours, stateroot); err != nil {
+				t.Fatal(err)
+			}
+			commit := writeCommit(t, ours, tree, ref, ostree.Commit{Subject: "subject", Timestamp: ts, Metadata: meta}, false)
+			if commit.String() != want {
+				t.Fatalf("commit %s, ostree commit wrote %s", commit, want)
+			}
+			dep, err := Deploy(ours, commit, &Options{Stateroot: stateroot, Kargs: tt.kargs, Origin: origin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("deployment %+v", *dep)
+
+			compareTrees(t, real, ours, ts)
+
+			// The real ostree accepts our sysroot.
+			t.Logf("ostree fsck: %s", strings.TrimSpace(run("--repo=/mnt/ours/ostree/repo", "fsck")))
+			statusReal := run("admin", "status", "--sysroot=/mnt/real")
+			statusOurs := run("admin", "status", "--sysroot=/mnt/ours")
+			if statusReal != statusOurs {
+				t.Errorf("ostree admin status differs:\nostree's sysroot:\n%s\nours:\n%s", statusReal, statusOurs)
+			}
+			if !strings.Contains(statusOurs, stateroot+" "+commit.String()+".0") {
+				t.Errorf("ostree admin status does not list the deployment:\n%s", statusOurs)
+			}
+			t.Logf("ostree admin status:\n%s", statusOurs)
+
+			// Updatable: ostree deploys a second commit onto our sysroot
+			// and takes the kernel arguments from our entry.
+			if err := os.WriteFile(filepath.Join(tree, "usr/lib/new"), []byte("second\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			second := strings.TrimSpace(run("--repo=/mnt/ours/ostree/repo", "commit", "--tree=dir=/mnt/tree", "--branch="+ref,
+				"--timestamp="+ts.Add(time.Hour).Format(time.RFC3339), "-s", "second"))
+			t.Logf("second deploy: %s", strings.TrimSpace(run("admin", "deploy", "--sysroot=/mnt/ours", "--os="+stateroot, ref)))
+			status := run("admin", "status", "--sysroot=/mnt/ours")
+			t.Logf("ostree admin status after the second deploy:\n%s", status)
+			for _, d := range []string{second + ".0", commit.String() + ".0"} {
+				if !strings.Contains(status, stateroot+" "+d) {
+					t.Errorf("status after the second deploy lacks %s", d)
+				}
+			}
+			entry, err := os.ReadFile(filepath.Join(ours, "boot/loader/entries/ostree-2.conf"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := userKargs(string(entry)), userKargs("options "+dep.Options); got != want {
+				t.Errorf("the second deployment has kernel arguments %q, the first %q", got, want)
+			}
+			run("--repo=/mnt/ours/ostree/repo", "fsck")
+		})
 	}
-	if err := os.WriteFile(filepath.Join(in, "origin"), []byte(origin), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	binds := []ostreetest.Bind{{Host: tree, Guest: "/mnt/tree"}, {Host: in, Guest: "/mnt/in"}, {Host: real, Guest: "/mnt/real"}, {Host: ours, Guest: "/mnt/ours"}}
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := c.Ostree(binds, args...)
-		if err != nil {
-			t.Fatal(err)
+}
+
+// userKargs returns the options line of a BLS entry without the
+// arguments ostree sets per deployment (ostree=, init=).
+func userKargs(entry string) string {
+	for _, line := range strings.Split(entry, "\n") {
+		if v, ok := strings.CutPrefix(line, "options "); ok {
+			return strings.Join(slices.DeleteFunc(strings.Fields(v), func(a string) bool {
+				return strings.HasPrefix(a, "ostree=") || strings.HasPrefix(a, "init=")
+			}), " ")
 		}
-		return string(out)
 	}
-	kargs := []string{"quiet", "console=ttyS0,115200n8", "rd.luks=0"}
-
-	run("admin", "init-fs", "/mnt/real")
-	run("admin", "os-init", "--sysroot=/mnt/real", stateroot)
-	want := strings.TrimSpace(run("--repo=/mnt/real/ostree/repo", "commit", "--tree=dir=/mnt/tree", "--branch="+ref,
-		"--timestamp="+ts.Format(time.RFC3339), "-s", "subject", "--add-metadata-string=version=42.20250304.0"))
-	deployArgs := []string{"admin", "deploy", "--sysroot=/mnt/real", "--os=" + stateroot, "--origin-file=/mnt/in/origin"}
-	for _, k := range append(kargs, KargComposefsOff) {
-		deployArgs = append(deployArgs, "--karg-append="+k)
-	}
-	t.Logf("ostree admin deploy: %s", strings.TrimSpace(run(append(deployArgs, ref)...)))
-
-	if err := Init(ours, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := InitStateroot(ours, stateroot); err != nil {
-		t.Fatal(err)
-	}
-	commit := writeCommit(t, ours, tree, ref, ostree.Commit{Subject: "subject", Timestamp: ts,
-		Metadata: []ostree.MetaEntry{{Key: ostree.MetaVersion, Value: ostree.String("42.20250304.0")}, ostree.RefBinding(ref)}}, false)
-	if commit.String() != want {
-		t.Fatalf("commit %s, ostree commit wrote %s", commit, want)
-	}
-	dep, err := Deploy(ours, commit, &Options{Stateroot: stateroot, Kargs: kargs, Origin: origin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("deployment %+v", *dep)
-
-	compareTrees(t, real, ours, ts)
-
-	// The real ostree accepts our sysroot.
-	t.Logf("ostree fsck: %s", strings.TrimSpace(run("--repo=/mnt/ours/ostree/repo", "fsck")))
-	statusReal := run("admin", "status", "--sysroot=/mnt/real")
-	statusOurs := run("admin", "status", "--sysroot=/mnt/ours")
-	if statusReal != statusOurs {
-		t.Errorf("ostree admin status differs:\nostree's sysroot:\n%s\nours:\n%s", statusReal, statusOurs)
-	}
-	if !strings.Contains(statusOurs, stateroot+" "+commit.String()+".0") {
-		t.Errorf("ostree admin status does not list the deployment:\n%s", statusOurs)
-	}
-	t.Logf("ostree admin status:\n%s", statusOurs)
-
-	// Updatable: ostree deploys a second commit onto our sysroot.
-	f := filepath.Join(tree, "usr/bin/new")
-	if err := os.WriteFile(f, []byte("second\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	second := strings.TrimSpace(run("--repo=/mnt/ours/ostree/repo", "commit", "--tree=dir=/mnt/tree", "--branch="+ref,
-		"--timestamp="+ts.Add(time.Hour).Format(time.RFC3339), "-s", "second", "--add-metadata-string=version=42.20250304.1"))
-	t.Logf("second deploy: %s", strings.TrimSpace(run("admin", "deploy", "--sysroot=/mnt/ours", "--os="+stateroot, ref)))
-	status := run("admin", "status", "--sysroot=/mnt/ours")
-	t.Logf("ostree admin status after the second deploy:\n%s", status)
-	for _, d := range []string{second + ".0", commit.String() + ".0"} {
-		if !strings.Contains(status, stateroot+" "+d) {
-			t.Errorf("status after the second deploy lacks %s", d)
-		}
-	}
-	entry, err := os.ReadFile(filepath.Join(ours, "boot/loader/entries/ostree-2.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(entry), "options "+strings.Join(append(kargs, KargComposefsOff), " ")+" ostree=/ostree/boot.0/") {
-		t.Errorf("the second deployment did not keep our kernel arguments:\n%s", entry)
-	}
-	run("--repo=/mnt/ours/ostree/repo", "fsck")
+	return ""
 }
 
 // node is what compareTrees compares of one path.
