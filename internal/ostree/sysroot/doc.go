@@ -34,15 +34,17 @@
 // (no grub2, syslinux, u-boot, zipl or aboot configuration: ostree then
 // writes only BLS entries, boot/loader → loader.1); kernel files hard
 // linked into /boot when it is on the same file system, copied
-// otherwise.
+// otherwise; the repository's [sysroot] options bootc sets
+// ([Configure], [BootcConfig]: bootloader=none, bootprefix=true, which
+// puts /boot before the entry's kernel paths, readonly=true).
 //
 // Not reproduced (Deploy fails with [ErrUnsupported] where it can tell):
 // further deployments (merge deployments, the /etc three-way merge,
 // pruning, boot version swaps), staged deployments, several kernels in
 // usr/lib/modules, the legacy kernel layouts (usr/lib/ostree-boot,
 // /boot), dtb directories, aboot images, a populated /etc in the commit,
-// overlay initrds, boot loader configuration (grub2, zipl, …,
-// sysroot.bootloader and sysroot.bootprefix repository options), and
+// overlay initrds, boot loader configuration (grub2, zipl, …; the
+// repository option sysroot.bootloader may be unset or "none"), and
 // SELinux labelling by the deployment's policy: files get the attributes
 // their objects carry (libostree relabels the /etc copy, /var, the origin
 // file, the upper directory and copied kernels when the deployment has a

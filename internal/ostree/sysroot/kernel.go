@@ -280,9 +280,13 @@ func shellUnquote(s string) (string, bool) {
 // the iteration order of its hash table of keys, which depends on the
 // keys and their insertion order (see [strHashOrder]). withOptions says
 // whether the deployment started with kernel arguments ("options" then
-// is the first key).
-func bootEntry(title string, k *kernel, dep *Deployment, withOptions bool) string {
+// is the first key); bootPrefix puts "/boot" before the paths of the
+// kernel, initramfs and device tree (sysroot.bootprefix).
+func bootEntry(title string, k *kernel, dep *Deployment, withOptions, bootPrefix bool) string {
 	bd := "/" + bootDir(dep) + "/"
+	if bootPrefix {
+		bd = "/boot" + bd
+	}
 	vals := map[string]string{
 		"title":    title,
 		"version":  "1",

@@ -227,6 +227,8 @@ var minimalTree = []spec{
 // ignored). Then the real ostree must accept ours: `ostree fsck`, `ostree
 // admin status` (same output as for its own), and `ostree admin deploy`
 // of a second commit onto our sysroot, which keeps our kernel arguments.
+// The cases cover both init-fs epochs, the kernel layouts and origins
+// Deploy supports, and bootc's repository configuration.
 func TestOracle(t *testing.T) {
 	c := ostreetest.Get(t)
 	t.Logf("oracle: ostree %s in %s", c.Version, c.Dir)
@@ -237,6 +239,7 @@ func TestOracle(t *testing.T) {
 		kargs   []string
 		image   ImageRef
 		version string
+		config  Config
 	}{
 		{
 			name:    "full",
@@ -251,6 +254,15 @@ func TestOracle(t *testing.T) {
 			modern: true,
 			kargs:  []string{"init=/sbin/init", "rw", "init=/bin/sh"},
 			image:  ImageRef{Image: "quay.io/example/testos@sha256:" + strings.Repeat("ab", 32), Verify: VerifyPolicy},
+		},
+		{
+			name:    "bootc",
+			tree:    deployTree,
+			modern:  true,
+			kargs:   []string{"root=UUID=0b5f3c3e-0000-4000-8000-000000000000", "rw", "console=tty0"},
+			image:   ImageRef{Image: "registry.example/os:1", Verify: VerifyOstreeRemote, Remote: "example"},
+			version: "1",
+			config:  BootcConfig,
 		},
 	}
 	for _, tt := range tests {
@@ -286,6 +298,11 @@ func TestOracle(t *testing.T) {
 				initArgs = append(initArgs, "--modern")
 			}
 			run(append(initArgs, "/mnt/real")...)
+			for _, kv := range [][2]string{{"bootloader", tt.config.Bootloader}, {"bootprefix", fmt.Sprint(tt.config.BootPrefix)}, {"readonly", fmt.Sprint(tt.config.ReadOnly)}} {
+				if kv[1] != "" && kv[1] != "false" {
+					run("--repo=/mnt/real/ostree/repo", "config", "set", "sysroot."+kv[0], kv[1])
+				}
+			}
 			run("admin", "os-init", "--sysroot=/mnt/real", stateroot)
 			commitArgs := []string{"--repo=/mnt/real/ostree/repo", "commit", "--tree=dir=/mnt/tree", "--branch=" + ref,
 				"--timestamp=" + ts.Format(time.RFC3339), "-s", "subject"}
@@ -302,6 +319,9 @@ func TestOracle(t *testing.T) {
 			t.Logf("ostree admin deploy: %s", strings.TrimSpace(run(append(deployArgs, ref)...)))
 
 			if err := Init(ours, &InitOptions{Modern: tt.modern}); err != nil {
+				t.Fatal(err)
+			}
+			if err := Configure(ours, tt.config); err != nil {
 				t.Fatal(err)
 			}
 			if err := InitStateroot(ours, stateroot); err != nil {

@@ -208,6 +208,7 @@ type deployer struct {
 	opts    Options
 	repo    *ostree.Reader
 	copied  []string // files the hard-link checkout copied
+	config  Config   // the repository's [sysroot] configuration
 }
 
 func (d *deployer) path(rel string) string { return filepath.Join(d.sysroot, filepath.FromSlash(rel)) }
@@ -232,6 +233,9 @@ func (d *deployer) deploy(commit ostree.Checksum) (*Deployment, error) {
 	}
 	defer repo.Close()
 	d.repo = repo
+	if d.config, err = readConfig(d.path(RepoDir)); err != nil {
+		return nil, err
+	}
 	cm, err := repo.ReadCommit(commit)
 	if err != nil {
 		return nil, fmt.Errorf("sysroot: %w", err)
@@ -323,7 +327,7 @@ func (d *deployer) deploy(commit ostree.Checksum) (*Deployment, error) {
 	if err := mkdir(d.path("boot/loader.1/entries"), dirMode); err != nil {
 		return nil, err
 	}
-	if err := writeFile(d.path(dep.Entry), []byte(bootEntry(title, k, dep, len(d.kargs()) > 0)), fileMode); err != nil {
+	if err := writeFile(d.path(dep.Entry), []byte(bootEntry(title, k, dep, len(d.kargs()) > 0, d.config.BootPrefix)), fileMode); err != nil {
 		return nil, err
 	}
 	bootlink := fmt.Sprintf("ostree/boot.1.1/%s/%s", st, k.bootcsum)

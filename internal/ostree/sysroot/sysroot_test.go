@@ -243,6 +243,36 @@ func TestDeployErrors(t *testing.T) {
 			t.Fatalf("second Deploy: %v, want ErrUnsupported", err)
 		}
 	})
+	t.Run("config", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := Init(dir, &InitOptions{Modern: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Configure(dir, Config{Bootloader: "grub2"}); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("Configure grub2: %v", err)
+		}
+		if err := Configure(dir, BootcConfig); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := readConfig(filepath.Join(dir, RepoDir)); err != nil || c != BootcConfig {
+			t.Errorf("readConfig = %+v, %v", c, err)
+		}
+		if err := Configure(dir, BootcConfig); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("second Configure: %v", err)
+		}
+		cfg := filepath.Join(dir, RepoDir, "config")
+		for _, tt := range []struct{ config, err string }{
+			{ostree.Config + "[sysroot]\nbootloader=grub2\n", "sysroot.bootloader=grub2"},
+			{ostree.Config + "[sysroot]\nbootprefix=yes\n", "not a boolean"},
+		} {
+			if err := os.WriteFile(cfg, []byte(tt.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := readConfig(filepath.Join(dir, RepoDir)); err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("readConfig of %q: %v", tt.config, err)
+			}
+		}
+	})
 	t.Run("stateroot", func(t *testing.T) {
 		dir := t.TempDir()
 		if err := Init(dir, &InitOptions{Modern: true}); err != nil {
