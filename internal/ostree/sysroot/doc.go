@@ -16,6 +16,15 @@
 // deployment's .ostree.cfs and [ostree.Reader.ComposefsDigest] computes
 // the commit metadata that names it before the commit is written.
 //
+// The calls come in this order: [Init]; optionally [Configure];
+// [InitStateroot]; writing the commit with ostree.NewWriter on
+// filepath.Join(dir, [RepoDir]) (WriteTree, then for composefs
+// [ostree.Reader.ComposefsDigest] of the root and
+// [ostree.ComposefsDigestEntry] in the commit metadata, then WriteCommit);
+// then [Deploy]. After an error the sysroot is half written and should be
+// discarded. Everything runs as root on a local directory; the functions
+// are not safe for concurrent use on the same sysroot.
+//
 // # Coverage
 //
 // Reproduced: the epoch-0 and --modern (epoch 1) init-fs layouts; one
@@ -53,6 +62,10 @@
 // without it (Debian's, the oracle) plus the kernel argument that tells
 // ostree-prepare-root not to use composefs. Ownership, set-id bits and
 // security.*/trusted.* attributes need root, as for the bare repository.
+//
+// libostree writes the BLS keys it does not know by name (aboot,
+// abootcfg) in the iteration order of a GLib hash table; Deploy
+// reproduces GLib's table to get the same order.
 //
 // Modes are those ostree creates under umask 022; they are set
 // explicitly, whatever the process umask.
