@@ -60,15 +60,20 @@ type ComposefsOptions struct {
 // output; they are tested against the rules themselves and a round trip
 // through the composefs reader.
 func (r *Reader) ComposefsTree(c Checksum, opts *ComposefsOptions) (*composefs.Tree, error) {
-	if opts == nil {
-		opts = &ComposefsOptions{}
-	}
 	cm, err := r.ReadCommit(c)
 	if err != nil {
 		return nil, err
 	}
+	return r.composefsTree(Root{Contents: cm.RootContents, Meta: cm.RootMeta}, opts)
+}
+
+// composefsTree is [Reader.ComposefsTree] of the tree at root.
+func (r *Reader) composefsTree(root Root, opts *ComposefsOptions) (*composefs.Tree, error) {
+	if opts == nil {
+		opts = &ComposefsOptions{}
+	}
 	t := composefs.NewTree()
-	err = r.Walk(Root{Contents: cm.RootContents, Meta: cm.RootMeta}, func(e *Entry) error {
+	err := r.Walk(root, func(e *Entry) error {
 		ino := &composefs.Inode{}
 		var xs []Xattr
 		if e.Meta != nil {
@@ -147,6 +152,33 @@ func (r *Reader) WriteComposefs(w io.Writer, c Checksum, opts *ComposefsOptions)
 	if err != nil {
 		return [fsverity.Size]byte{}, err
 	}
+	return writeComposefs(w, t)
+}
+
+// ComposefsDigest returns the [MetaComposefsDigest] value of a commit
+// whose root directory is root, computed before the commit exists: the
+// fs-verity digest of the composefs image of that tree with
+// [ComposefsOptions.Verity], as `ostree commit
+// --generate-composefs-metadata` computes it. The tree's objects must be
+// in the repository ([Writer.WriteTree] wrote them); give the result to
+// the commit with [ComposefsDigestEntry].
+func (r *Reader) ComposefsDigest(root Root) ([fsverity.Size]byte, error) {
+	t, err := r.composefsTree(root, &ComposefsOptions{Verity: true})
+	if err != nil {
+		return [fsverity.Size]byte{}, err
+	}
+	return writeComposefs(io.Discard, t)
+}
+
+// ComposefsDigestEntry returns the commit metadata entry recording the
+// composefs digest d ([MetaComposefsDigest], a byte array).
+func ComposefsDigestEntry(d [fsverity.Size]byte) MetaEntry {
+	return MetaEntry{Key: MetaComposefsDigest, Value: Bytes(d[:])}
+}
+
+// writeComposefs writes the image of t with format versions 0 to 1 and
+// returns its fs-verity digest.
+func writeComposefs(w io.Writer, t *composefs.Tree) ([fsverity.Size]byte, error) {
 	d := fsverity.New()
 	if err := composefs.WriteImage(io.MultiWriter(w, d), t, &composefs.WriteOptions{MinVersion: 0, MaxVersion: 1}); err != nil {
 		return [fsverity.Size]byte{}, fmt.Errorf("ostree: composefs image: %w", err)

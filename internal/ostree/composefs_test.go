@@ -2,6 +2,7 @@ package ostree
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,24 @@ func TestComposefs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := openDir(t, repo)
+
+	// The digest computed from the root before the commit exists is the
+	// one of the commit's image with verity.
+	pre, err := r.ComposefsDigest(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post, err := r.WriteComposefs(io.Discard, sum, &ComposefsOptions{Verity: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pre != post {
+		t.Errorf("ComposefsDigest %x, WriteComposefs with verity %x", pre, post)
+	}
+	e := ComposefsDigestEntry(pre)
+	if b, _ := e.Value.AsBytes(); e.Key != MetaComposefsDigest || !bytes.Equal(b, pre[:]) {
+		t.Errorf("ComposefsDigestEntry = %+v", e)
+	}
 
 	for _, verity := range []bool{false, true} {
 		ct, err := r.ComposefsTree(sum, &ComposefsOptions{Verity: verity})
