@@ -128,6 +128,24 @@ func TestResolveErrors(t *testing.T) {
 	}
 }
 
+// TestPlanErrorOncePerTarget: when a stage cannot be planned, its
+// consumers are not planned either and the error names only the stage that
+// failed, once per target.
+func TestPlanErrorOncePerTarget(t *testing.T) {
+	h := newHooks()
+	m := newFake(map[string][]string{"coreos": {"x86_64", "aarch64"}})
+	stages := chain(h)
+	stages[0] = &fakeStage{kind: "src", h: h, planFn: func(*manifest.Config) (any, error) { return nil, errors.New("registry unreachable") }}
+	_, err := Resolve(context.Background(), m, stages, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if strings.Count(msg, "registry unreachable") != 2 || strings.Contains(msg, "needs stage") || strings.Count(msg, "\n") != 1 {
+		t.Errorf("want one line per target naming the failed stage, got:\n%s", msg)
+	}
+}
+
 func TestOfflinePlanKeepsUnresolvedNodes(t *testing.T) {
 	h := newHooks()
 	m := newFake(map[string][]string{"coreos": {"x86_64"}})

@@ -123,12 +123,21 @@ func Resolve(ctx context.Context, m Manifests, stages []Stage, opts *ResolveOpti
 			}
 			tn := TargetNodes{Target: t, Facts: facts, Nodes: map[string]*Node{}}
 			pc := &PlanContext{Config: cfg, Facts: facts, Compose: m.Compose(), Offline: opts.Offline, Log: opts.Log}
+			// failed holds the kinds that could not be planned for this
+			// target: their consumers are not planned either, and the
+			// error is reported once, for the stage that failed.
+			failed := map[string]bool{}
 			for _, st := range stages {
 				if !st.Used(facts) {
 					continue
 				}
+				if dependsOnFailed(st, failed) {
+					failed[st.Kind()] = true
+					continue
+				}
 				n, err := planNode(ctx, st, pc, tn.Nodes, opts.Lenient)
 				if err != nil {
+					failed[st.Kind()] = true
 					errs = append(errs, fmt.Errorf("%s: %w", t, err))
 					continue
 				}
@@ -154,6 +163,16 @@ func Resolve(ctx context.Context, m Manifests, stages []Stage, opts *ResolveOpti
 		sort.Slice(n.Targets, func(i, j int) bool { return n.Targets[i].String() < n.Targets[j].String() })
 	}
 	return p, nil
+}
+
+// dependsOnFailed reports whether one of st's inputs could not be planned.
+func dependsOnFailed(st Stage, failed map[string]bool) bool {
+	for _, d := range st.Inputs() {
+		if failed[d.Kind] {
+			return true
+		}
+	}
+	return false
 }
 
 // checkStages checks the stage table: kinds are unique and every input

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -57,10 +58,13 @@ and which published artifacts may change -- for example after
 			states := p.State(st)
 			if !o.diff {
 				if o.format == "json" {
-					return writeJSON(g.stdout, planJSON(p, states))
+					if err := writeJSON(g.stdout, planJSON(p, states)); err != nil {
+						return err
+					}
+				} else {
+					printPlan(g.stdout, p, states)
 				}
-				printPlan(g.stdout, p, states)
-				return nil
+				return unplanned(p)
 			}
 			old, err := previousCompose(st, o.against)
 			if err != nil {
@@ -210,4 +214,20 @@ func printDiff(w io.Writer, against string, changes []pipeline.Change) {
 			fmt.Fprintf(w, "      artifacts that may change: %s\n", strings.Join(c.Artifacts, ", "))
 		}
 	}
+}
+
+// unplanned is the error for a plan with stages that could not be
+// resolved: one line per target, naming the first stage that failed (the
+// stages after it cannot be planned either).
+func unplanned(p *pipeline.Plan) error {
+	var errs []error
+	for _, tn := range p.Targets {
+		for _, n := range p.Nodes {
+			if n.PlanErr != nil && tn.Nodes[n.Kind] == n {
+				errs = append(errs, fmt.Errorf("%s cannot be planned: stage %s: %w", tn.Target, n.Kind, n.PlanErr))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
