@@ -144,7 +144,7 @@ func (p *dumpParser) finish(lines int) (*Tree, error) {
 		}
 		ino, err := p.tree.Lookup(target)
 		if err != nil {
-			return nil, &DumpfileError{f.line, f.col, fmt.Errorf("hard link %s: no target %s", f.path, f.target)}
+			return nil, &DumpfileError{f.line, f.col, fmt.Errorf("hard link %s: no target %q", f.path, f.target)}
 		}
 		if ino.Mode.IsDir() {
 			return nil, &DumpfileError{f.line, f.col, fmt.Errorf("hard link %s: target %s is a directory", f.path, f.target)}
@@ -395,7 +395,13 @@ func (p *dumpParser) addEntry(pth string, ino *Inode) error {
 		if !p.haveRoot {
 			return errors.New("the root directory \"/\" must be the first entry")
 		}
-		parts, _ := splitPath(pth)
+		parts, err := splitPath(pth)
+		if err != nil {
+			return err
+		}
+		if len(parts) == 0 {
+			return fmt.Errorf("path %s names the root", pth)
+		}
 		if _, ok := p.pending[pth]; ok {
 			return fmt.Errorf("path %s already exists", pth)
 		}
@@ -433,6 +439,9 @@ func checkDumpPath(p string) error {
 			return errors.New(". and .. are not allowed")
 		case len(name) > MaxNameLen:
 			return fmt.Errorf("name longer than %d bytes", MaxNameLen)
+		case strings.IndexByte(name, 0) >= 0:
+			// mkcomposefs would silently cut the name at the NUL.
+			return errors.New("NUL character in name")
 		}
 		depth++
 	}

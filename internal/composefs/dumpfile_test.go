@@ -2,8 +2,10 @@ package composefs
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -59,4 +61,37 @@ func appendInt(b []byte, i int) []byte {
 		b = appendInt(b, i/10)
 	}
 	return append(b, byte('0'+i%10))
+}
+
+// TestReadDumpfileErrors pins the errors of malformed dumpfiles: each is a
+// [*DumpfileError] at the line and column given, never a panic.
+func TestReadDumpfileErrors(t *testing.T) {
+	const root = "/ 0 40755 2 0 0 0 0.0 - - -\n"
+	tests := []struct {
+		name      string
+		dump      string
+		line, col int
+		want      string
+	}{
+		// issue 13 item 17: an escaped NUL in a path once panicked.
+		{"escaped NUL in path", root + "/a\\x00b 0 100644 1 0 0 0 0.0 - - -\n", 2, 1, "NUL character in name"},
+		{"escaped NUL in parent", root + "/d\\x00 0 40755 2 0 0 0 0.0 - - -\n/d\\x00/f 0 100644 1 0 0 0 0.0 - - -\n", 2, 1, "NUL character in name"},
+		{"escaped NUL in hard link path", root + "/f 0 100644 1 0 0 0 0.0 - - -\n/l\\x00 0 @100644 1 0 0 0 0.0 /f - -\n", 3, 1, "NUL character in name"},
+		{"escaped NUL in hard link target", root + "/f 0 100644 1 0 0 0 0.0 - - -\n/l 0 @100644 1 0 0 0 0.0 /f\\x00 - -\n", 3, 26, `no target "/f\x00"`},
+		{"raw NUL in line", root + "/a\x00 0 100644 1 0 0 0 0.0 - - -\n", 2, 3, "NUL character in line"},
+		{"dot component", root + "/. 0 100644 1 0 0 0 0.0 - - -\n", 2, 1, ". and .. are not allowed"},
+		{"missing parent", root + "/a/b 0 100644 1 0 0 0 0.0 - - -\n", 2, 1, "parent directory of /a/b is missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadDumpfile(strings.NewReader(tc.dump))
+			var de *DumpfileError
+			if !errors.As(err, &de) {
+				t.Fatalf("error %v is not a *DumpfileError", err)
+			}
+			if de.Line != tc.line || de.Column != tc.col || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v (line %d, column %d), want line %d, column %d, %q", err, de.Line, de.Column, tc.line, tc.col, tc.want)
+			}
+		})
+	}
 }
