@@ -60,7 +60,7 @@ deps:
 # test runs every test for real; .ci/testgate fails the run when any test
 # fails *or is skipped* (here every facility the tests need is installed).
 test: deps initbins cosign fixtures
-	set -o pipefail; CFS_REQUIRE_INITBINS=1 CFS_REQUIRE_FIXTURES=1 $(GO) test -count=1 -json -timeout 30m ./... | $(GO) run ./.ci/testgate
+	set -o pipefail; CFS_REQUIRE_INITBINS=1 CFS_REQUIRE_FIXTURES=1 CFS_REQUIRE_COMPOSEFS_ASSETS=1 $(GO) test -count=1 -json -timeout 30m ./... | $(GO) run ./.ci/testgate
 
 # cosign builds the cosign CLI into bin/ for the signing interoperability
 # tests (github.com/sigstore/cosign/v2/cmd/cosign; ~5 minutes on 2 cores,

@@ -80,7 +80,10 @@ store is synced once at the end. --print-digest prints the composefs digest
 (the fs-verity digest of the image).
 
 --use-epoch, --skip-xattrs, --user-xattrs and --skip-devices also apply to
-dumpfile input (mkcomposefs ignores them there).`,
+dumpfile input (mkcomposefs ignores them there). A dumpfile is parsed with
+mkcomposefs's rules; with CFS_PARSE_STRICT set in the environment, also its
+strict ones (a final newline, RDEV 0 on non-devices, symlink SIZE equal to
+the target's length and no symlink CONTENT).`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCreate(cmd, g, &o, args[0], args[1])
@@ -256,7 +259,9 @@ func readDumpfile(g *globals, name string) (*composefs.Tree, error) {
 		defer f.Close()
 		r, display = f, name
 	}
-	tree, err := composefs.ReadDumpfile(r)
+	// As in mkcomposefs, CFS_PARSE_STRICT (any value) turns on the strict rules.
+	_, strict := g.getenv("CFS_PARSE_STRICT")
+	tree, err := composefs.ReadDumpfileOptions(r, &composefs.DumpfileOptions{Strict: strict})
 	var de *composefs.DumpfileError
 	if errors.As(err, &de) {
 		return nil, fmt.Errorf("%s:%d:%d: %w", display, de.Line, de.Column, de.Err)

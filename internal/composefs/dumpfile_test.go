@@ -3,6 +3,7 @@ package composefs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,55 @@ func TestReadDumpfileErrors(t *testing.T) {
 			}
 			if de.Line != tc.line || de.Column != tc.col || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v (line %d, column %d), want line %d, column %d, %q", err, de.Line, de.Column, tc.line, tc.col, tc.want)
+			}
+		})
+	}
+}
+
+// TestReadDumpfileStrict pins mkcomposefs's two sets of parsing rules
+// (issue 13 item 2): what the default accepts, and what
+// DumpfileOptions.Strict (CFS_PARSE_STRICT) refuses instead. dump is the
+// line after the root's; want is its dump, or the strict error.
+func TestReadDumpfileStrict(t *testing.T) {
+	const root = "/ 0 40755 2 0 0 0 0.0 - - -\n"
+	tests := []struct {
+		name        string
+		dump        string
+		lenient     string // our dump of the entry without Strict
+		strictError string // "" if Strict accepts it too
+	}{
+		{"wide mode keeps its low 16 bits", "/l 6 20720777 1 0 0 0 0.0 target - -\n", "/l 6 120777 1 0 0 0 0.0 target - -\n", ""},
+		{"no final newline", "/f 0 100644 1 0 0 0 0.0 - - -", "/f 0 100644 1 0 0 0 0.0 - - -\n", "2:30: missing newline"},
+		{"trailing space", "/f 0 100644 1 0 0 0 0.0 - - - \n", "/f 0 100644 1 0 0 0 0.0 - - -\n", ""},
+		{"line ends before CONTENT", "/l 0 120777 1 0 0 0 0.0 target\n", "/l 6 120777 1 0 0 0 0.0 target - -\n", "2:4: SIZE: 0 for a symlink target of 6 bytes"},
+		{"RDEV on a file", "/f 0 100644 1 0 0 7 0.0 - - -\n", "/f 0 100644 1 0 0 0 0.0 - - -\n", "2:19: RDEV: non-zero device number 7"},
+		{"symlink SIZE", "/l 1 120777 1 0 0 0 0.0 target - -\n", "/l 6 120777 1 0 0 0 0.0 target - -\n", "2:4: SIZE: 1 for a symlink target of 6 bytes"},
+		{"symlink CONTENT", "/l 6 120777 1 0 0 0 0.0 target abcdef -\n", "/l 6 120777 1 0 0 0 0.0 target - -\n", "2:32: CONTENT: a symlink cannot have content"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tree, err := ReadDumpfile(strings.NewReader(root + tc.dump))
+			if err != nil {
+				t.Fatalf("default rules: %v", err)
+			}
+			var out bytes.Buffer
+			if err := WriteDumpfile(&out, tree); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.SplitAfterN(out.String(), "\n", 2)[1]; got != tc.lenient {
+				t.Errorf("default rules: got %q, want %q", got, tc.lenient)
+			}
+			_, err = ReadDumpfileOptions(strings.NewReader(root+tc.dump), &DumpfileOptions{Strict: true})
+			switch {
+			case tc.strictError == "" && err != nil:
+				t.Errorf("strict rules: %v", err)
+			case tc.strictError != "" && err == nil:
+				t.Errorf("strict rules accept it, want %q", tc.strictError)
+			case tc.strictError != "":
+				var de *DumpfileError
+				if !errors.As(err, &de) || !strings.Contains(fmt.Sprintf("%d:%d: %v", de.Line, de.Column, de.Err), tc.strictError) {
+					t.Errorf("strict rules: got %v, want %q", err, tc.strictError)
+				}
 			}
 		})
 	}
