@@ -108,23 +108,20 @@ func gate(r io.Reader, w, stderr io.Writer) int {
 }
 
 // skipReason extracts a skipped test's own message from its output: the
-// lines t.Skip and t.Log printed, without go test's "=== RUN" and
-// "--- SKIP" framing or the file:line prefix.
+// last line it printed (t.Skip's message, or testscript's "skip" line),
+// without go test's "=== RUN" and "--- SKIP" framing or the file:line
+// prefix.
 func skipReason(lines []string) string {
-	var msg []string
-	for _, l := range lines {
-		t := strings.TrimSpace(l)
+	for i := len(lines) - 1; i >= 0; i-- {
+		t := strings.TrimSpace(lines[i])
 		if t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- SKIP") {
 			continue
 		}
 		// "file_test.go:12: message"
-		if i := strings.Index(t, ": "); i > 0 && strings.Contains(t[:i], ".go:") {
-			t = t[i+2:]
+		if j := strings.Index(t, ": "); j > 0 && strings.Contains(t[:j], ".go:") {
+			t = t[j+2:]
 		}
-		msg = append(msg, t)
+		return t
 	}
-	if len(msg) == 0 {
-		return "(the test gave no reason)"
-	}
-	return strings.Join(msg, " / ")
+	return "(the test gave no reason)"
 }

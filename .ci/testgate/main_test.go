@@ -50,6 +50,15 @@ func TestGate(t *testing.T) {
 			want:     []string{"  p TestQEMU: qemu-system-x86_64 not found in PATH\n"},
 		},
 		{
+			name: "a testscript skip names its skip line",
+			in: ev("output", "TestScripts/pipeline", "    testscript.go:1: # comment (0.000s)\n") +
+				ev("output", "TestScripts/pipeline", "        > [!fixtures] skip 'the fixture image is missing'\n") +
+				ev("skip", "TestScripts/pipeline", ""),
+			wantCode: 1,
+			wantLast: "0 passed, 0 failed, 1 skipped",
+			want:     []string{"  p TestScripts/pipeline: > [!fixtures] skip 'the fixture image is missing'\n"},
+		},
+		{
 			name: "a failure",
 			in: ev("output", "TestC", "    c_test.go:1: boom\n") + ev("fail", "TestC", "") +
 				ev("fail", "", ""),
