@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
@@ -98,5 +99,25 @@ func TestGate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestREADMEDescribesCI keeps the README's account of CI in step with
+// .ci/run: make lint, then make test (issue 13 item 14).
+func TestREADMEDescribesCI(t *testing.T) {
+	run, err := os.ReadFile("../run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lint, test := strings.Index(string(run), "\nmake lint\n"), strings.Index(string(run), "\nmake test\n")
+	if lint < 0 || test < 0 || lint > test {
+		t.Fatalf(".ci/run no longer runs make lint and then make test; update the README and this test:\n%s", run)
+	}
+	if !strings.Contains(string(readme), "runs `make lint` and then\n`make test`") {
+		t.Error("README.md does not say that CI (.ci/run) runs `make lint` and then `make test`")
 	}
 }
