@@ -396,6 +396,12 @@ func (l *loader) loadLocals(blocks []*hcl.Block) {
 		}
 		val, diags := lo.attr.Expr.Value(l.localContext(lo))
 		l.diags = append(l.diags, diags...)
+		if !diags.HasErrors() {
+			if d := sizeDiag(val, "local."+name, lo.attr.Expr); d != nil {
+				l.diags = append(l.diags, d)
+				diags = append(diags, d)
+			}
+		}
 		if diags.HasErrors() {
 			bad[name] = true
 			val = cty.DynamicVal

@@ -138,6 +138,11 @@ func (l *loader) decodeAttr(a *hcl.Attribute, spec *attrSpec, ctx *hcl.EvalConte
 		ly.bad = true
 		return
 	}
+	if d := sizeDiag(val, "The value of "+path, a.Expr); d != nil {
+		l.diags = append(l.diags, d)
+		ly.bad = true
+		return
+	}
 	if !val.IsWhollyKnown() {
 		// Unknown only because something it refers to already failed.
 		ly.bad = true
