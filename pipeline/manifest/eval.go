@@ -377,6 +377,9 @@ func (l *loader) loadLocals(blocks []*hcl.Block) {
 		case 2:
 			return !bad[name]
 		}
+		if l.cancelled() {
+			return false
+		}
 		state[name] = 1
 		stack = append(stack, name)
 		lo := l.locals[name]

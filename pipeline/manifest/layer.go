@@ -127,6 +127,10 @@ func (l *loader) decodeBody(body hcl.Body, spec *blockSpec, ctx *hcl.EvalContext
 
 // decodeAttr evaluates and converts one attribute.
 func (l *loader) decodeAttr(a *hcl.Attribute, spec *attrSpec, ctx *hcl.EvalContext, ly *layer, path string) {
+	if l.cancelled() {
+		ly.bad = true
+		return
+	}
 	if diags := l.checkRefs(a.Expr, true); diags.HasErrors() {
 		l.diags = append(l.diags, diags...)
 		ly.bad = true
