@@ -19,11 +19,12 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the tests and the demo need (installed by `make deps`).
 # python3 and python3-cryptography run trixie's virt-fw-vars (unpacked by
 # `make fixtures`) for Secure Boot key enrollment; binutils' objcopy
-# assembles the UKI of the testbed's disk boot test.
+# assembles the UKI of the testbed's disk boot test; libxml2-utils' xmllint
+# validates the JUnit reports against testbed/testdata/junit.xsd.
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	sbsigntool osslsigncode erofs-utils fsverity openssl \
-	python3 python3-cryptography debian-archive-keyring binutils
+	python3 python3-cryptography debian-archive-keyring binutils libxml2-utils
 
 # The cosign CLI the signing interoperability tests run (bin/cosign).
 COSIGN_VERSION := v2.6.5
