@@ -23,7 +23,9 @@ const (
 // Run implements pipeline.Stage: it boots the "disk/raw" input with
 // [Test] and stores the results, the JUnit report and the console log as
 // outputs published under <Variant>/<arch>/tests/. A failed check fails
-// the stage.
+// the stage after the outputs are added, so the failed compose still
+// carries the report (the pipeline publishes a failed stage's outputs
+// without caching them).
 func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	var c Config
 	if err := rc.DecodeConfig(&c); err != nil {
@@ -50,6 +52,18 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	if s.Report != nil {
 		s.Report(out)
 	}
+	// The reports are outputs whether or not the checks passed: a failed
+	// boot test's report and JUnit reach the (DOOMED) compose.
+	for _, o := range []struct{ name, file, media, suffix string }{
+		{"results", ResultsFile, artifacts.MediaTypeJSON, "boottest.json"},
+		{"junit", JUnitFile, mediaTypeJUnit, "junit.xml"},
+		{"console", ConsoleFile, mediaTypeConsole, ConsoleFile},
+	} {
+		pub := &artifacts.Publish{Dir: "tests", Filename: c.Name + "." + o.suffix}
+		if err := rc.AddFile(o.name, filepath.Join(out.Dir, o.file), o.media, pub); err != nil {
+			return err
+		}
+	}
 	if err := out.Err(); err != nil {
 		return err
 	}
@@ -63,16 +77,6 @@ func (s *Stage) Run(ctx context.Context, rc *pipeline.RunContext) error {
 	for k, v := range map[string]any{"result": r.Result, "outcome": r.Outcome, "checks": checks,
 		"verdict_seconds": r.VerdictSeconds, "qemu_seconds": r.QEMUSeconds, "accel": r.Accel} {
 		if err := rc.SetMeta(k, v); err != nil {
-			return err
-		}
-	}
-	for _, o := range []struct{ name, file, media, suffix string }{
-		{"results", ResultsFile, artifacts.MediaTypeJSON, "boottest.json"},
-		{"junit", JUnitFile, mediaTypeJUnit, "junit.xml"},
-		{"console", ConsoleFile, mediaTypeConsole, ConsoleFile},
-	} {
-		pub := &artifacts.Publish{Dir: "tests", Filename: c.Name + "." + o.suffix}
-		if err := rc.AddFile(o.name, filepath.Join(out.Dir, o.file), o.media, pub); err != nil {
 			return err
 		}
 	}
