@@ -109,16 +109,17 @@ func publish(c *artifacts.Compose, st *artifacts.Store, p *Plan, res *Result, re
 					logOf[n] = rel
 				}
 			}
-			if nr.Record == nil {
-				continue
+			outputs := nr.Partial // what a failed stage left, for diagnosis
+			if nr.Record != nil {
+				outputs = nr.Record.Outputs
 			}
-			names := make([]string, 0, len(nr.Record.Outputs))
-			for name := range nr.Record.Outputs {
+			names := make([]string, 0, len(outputs))
+			for name := range outputs {
 				names = append(names, name)
 			}
 			sort.Strings(names)
 			for _, name := range names {
-				if err := c.Publish(st, tn.Target.Name, tn.Target.Arch, nr.Record.Outputs[name]); err != nil {
+				if err := c.Publish(st, tn.Target.Name, tn.Target.Arch, outputs[name]); err != nil {
 					errs = append(errs, fmt.Errorf("%s %s: %w", tn.Target, kind, err))
 				}
 			}

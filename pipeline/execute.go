@@ -40,6 +40,10 @@ type NodeResult struct {
 	// Log is the stage log blob (also set for failures; nil for skipped).
 	Log  *artifacts.Descriptor
 	Wall time.Duration
+	// Partial holds the outputs a failed stage added before it failed
+	// (a boot test's report): never cached, but published into the failed
+	// compose so it can be diagnosed.
+	Partial map[string]artifacts.Output
 }
 
 // Result is the outcome of Execute, one entry per plan node in plan order.
@@ -363,6 +367,9 @@ func (e *executor) runNode(ctx context.Context, n *Node) {
 			ld = &logDesc
 		}
 		e.fail(nr, ctx, runErr, ld)
+		if nr.Status == StatusFailed && len(rc.outputs) > 0 {
+			nr.Partial = rc.outputs
+		}
 		return
 	}
 	if lerr != nil {

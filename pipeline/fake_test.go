@@ -77,6 +77,7 @@ type hooks struct {
 	running  atomic.Int32
 	maxPar   atomic.Int32
 	fail     map[string]bool          // kind -> fail
+	failLate map[string]bool          // kind -> add a published report output, then fail
 	block    map[string]chan struct{} // kind -> Run waits on it (or ctx)
 	sleep    time.Duration
 	started  chan string // kind, on Run start (buffered; optional)
@@ -84,7 +85,7 @@ type hooks struct {
 }
 
 func newHooks() *hooks {
-	return &hooks{runs: map[string]int{}, fail: map[string]bool{}, block: map[string]chan struct{}{}}
+	return &hooks{runs: map[string]int{}, fail: map[string]bool{}, failLate: map[string]bool{}, block: map[string]chan struct{}{}}
 }
 
 func (h *hooks) count(kind string) int {
@@ -124,6 +125,7 @@ func (s *fakeStage) run(ctx context.Context, rc *RunContext, config any) error {
 	h.runs[s.kind]++
 	blk := h.block[s.kind]
 	fail := h.fail[s.kind]
+	failLate := h.failLate[s.kind]
 	h.mu.Unlock()
 	n := h.running.Add(1)
 	defer h.running.Add(-1)
@@ -162,6 +164,15 @@ func (s *fakeStage) run(ctx context.Context, rc *RunContext, config any) error {
 	}
 	if fail {
 		return errors.New("fake failure")
+	}
+	if failLate {
+		// A stage that fails after writing its report (a boot test whose
+		// checks failed): the report must reach the DOOMED compose.
+		if err := rc.addBytes("report", "text/plain", []byte(s.kind+" report"),
+			&artifacts.Publish{Dir: "tests", Filename: s.kind + "-report.txt"}); err != nil {
+			return err
+		}
+		return errors.New("fake failure after the report")
 	}
 	content := fmt.Sprintf("%s %v", s.kind, cfg)
 	for _, d := range s.inputs {

@@ -591,6 +591,36 @@ func TestBuildFailedComposeKeepsLogs(t *testing.T) {
 	}
 }
 
+// TestBuildFailedComposePublishesReports: outputs a stage added before it
+// failed (a boot test's report and JUnit) are published into the DOOMED
+// compose, though not cached (issue 13 item 4).
+func TestBuildFailedComposePublishesReports(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, filepath.Join(dir, "cache"))
+	m := newFake(map[string][]string{"coreos": {"x86_64"}})
+	h := newHooks()
+	h.failLate["disk"] = true
+	rec, err := Build(context.Background(), m, chain(h), st, &BuildOptions{Out: filepath.Join(dir, "out")})
+	if err == nil || !strings.Contains(err.Error(), "fake failure after the report") {
+		t.Fatalf("err = %v", err)
+	}
+	if rec == nil || rec.Status != artifacts.StatusDoomed {
+		t.Fatalf("rec = %+v", rec)
+	}
+	b, rerr := os.ReadFile(filepath.Join(rec.Dir, "Coreos/x86_64/tests/disk-report.txt"))
+	if rerr != nil || string(b) != "disk report" {
+		t.Errorf("the failed stage's report is not in the compose: %v %q", rerr, b)
+	}
+	// Nothing of the failed run is cached: the next build runs it again.
+	h2 := newHooks()
+	if _, err := Build(context.Background(), m, chain(h2), st, &BuildOptions{Out: filepath.Join(dir, "out")}); err != nil {
+		t.Fatal(err)
+	}
+	if h2.count("disk") != 1 {
+		t.Errorf("disk ran %d times in the second build, want 1", h2.count("disk"))
+	}
+}
+
 func TestBuildCancelLeavesNoOutput(t *testing.T) {
 	dir := t.TempDir()
 	st := openStore(t, filepath.Join(dir, "cache"))

@@ -12,6 +12,9 @@
 // both generations; [GenerateCosignKeyPair] writes the current one.
 // [GenerateKeys] writes a complete development key set: the cosign pair and
 // a Secure Boot PKI (package [github.com/cfs-compose/cfs-compose/signing/secureboot]).
+// [CheckKeyFile] judges a private key file's permissions as ssh does (only
+// its owner may access it, in a directory others cannot write); the build's
+// key pre-flight warns when a key fails it.
 //
 // # Artifact signatures
 //

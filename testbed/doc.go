@@ -11,7 +11,10 @@
 // direct kernel or disk through a throwaway qcow2 overlay, a timeout),
 // captures the console with per-line timestamps, recognises firmware
 // refusals and initramfs failures and stops QEMU at once, and parses the
-// agent's report into a [BootResult]. A [Suite] then runs the registered
+// agent's report into a [BootResult]. QEMU dies with the process that
+// started it (parent-death signal, its own CPU-time limit, and pidfiles in
+// [Machine.RunDir] that the next boot reaps with [ReapStaleQEMU]). A
+// [Suite] then runs the registered
 // host checks that apply to the [Target] (its [Feature]s) against that
 // result and reports them.
 //
@@ -19,7 +22,8 @@
 // registers them in init(); import it for its side effect.
 //
 // Files: check.go (Check, Registry), match.go (selection), h.go (H),
-// suite.go (Suite), qemu.go (Machine, Boot), console.go (serial capture),
+// suite.go (Suite), qemu.go (Machine, Boot), qemuproc.go (QEMU's process
+// lifetime), console.go (serial capture),
 // firmware.go, accel.go, secureboot.go (variable store enrollment),
 // reporter*.go (Reporter and its implementations).
 package testbed

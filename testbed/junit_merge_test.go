@@ -40,12 +40,13 @@ func TestMergeJUnit(t *testing.T) {
 	var doc struct {
 		Tests    int    `xml:"tests,attr"`
 		Failures int    `xml:"failures,attr"`
-		Skipped  int    `xml:"skipped,attr"`
+		Errors   *int   `xml:"errors,attr"`
 		Time     string `xml:"time,attr"`
 		Suites   []struct {
-			Name  string `xml:"name,attr"`
-			Tests int    `xml:"tests,attr"`
-			Cases []struct {
+			Name    string `xml:"name,attr"`
+			Tests   int    `xml:"tests,attr"`
+			Skipped int    `xml:"skipped,attr"`
+			Cases   []struct {
 				Name    string `xml:"name,attr"`
 				Failure *struct {
 					Body string `xml:",chardata"`
@@ -56,7 +57,7 @@ func TestMergeJUnit(t *testing.T) {
 	if err := xml.Unmarshal(merged, &doc); err != nil {
 		t.Fatalf("merged report does not parse: %v\n%s", err, merged)
 	}
-	if doc.Tests != 5 || doc.Failures != 1 || doc.Skipped != 1 || doc.Time != "6.000" || len(doc.Suites) != 2 {
+	if doc.Tests != 5 || doc.Failures != 1 || doc.Errors == nil || *doc.Errors != 0 || doc.Time != "6.000" || len(doc.Suites) != 2 || doc.Suites[0].Skipped != 1 {
 		t.Errorf("totals: %+v", doc)
 	}
 	if doc.Suites[0].Name != "Fedora-Testbed-41.x86_64" || doc.Suites[0].Tests != 3 || len(doc.Suites[0].Cases) != 3 ||

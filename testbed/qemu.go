@@ -62,6 +62,9 @@ type Machine struct {
 	QEMU      string   // emulator binary; default qemu-system-<arch>
 	QEMUImg   string   // qemu-img binary; default qemu-img
 	ExtraArgs []string // appended to the command line
+	// RunDir records running QEMUs (one pidfile each) so that a later
+	// Boot reaps those whose build was killed; default [DefaultRunDir].
+	RunDir string
 }
 
 // Outcome is how a boot ended.
@@ -282,8 +285,11 @@ func createOverlay(ctx context.Context, qemuImg, disk, format, overlay string) e
 // since QEMU started), and waits until QEMU exits, the timeout expires, or
 // the console shows a verdict that never powers the machine off (a
 // firmware refusal, cfs-init: FATAL, a kernel panic), in which case QEMU's
-// process group is killed at once. The agent's report is parsed from the
-// console. The error is for problems of the harness itself (missing QEMU,
+// process group is killed at once. QEMU never outlives the calling
+// process, even one killed with SIGKILL: it gets the parent-death signal,
+// a CPU-time limit of its own, and a pidfile in [Machine.RunDir] from which
+// the next Boot reaps it (see qemuproc.go). The agent's report is parsed
+// from the console. The error is for problems of the harness itself (missing QEMU,
 // bad machine); what happened in the guest is in the result.
 func Boot(ctx context.Context, m Machine, outDir string) (*BootResult, error) {
 	m = m.withDefaults()
@@ -320,19 +326,20 @@ func Boot(ctx context.Context, m Machine, outDir string) (*BootResult, error) {
 	defer logf.Close()
 
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	con := newConsole(logf, start)
 	con.stopAt = m.StopAt
 	var stderr boundedBuffer
 	cmd.Stdout, cmd.Stderr = con, &stderr
-	if err := cmd.Start(); err != nil {
+	// QEMU dies with this process, is bounded in CPU time, and is recorded
+	// for reaping (qemuproc.go).
+	qp, err := startQEMU(cmd, m)
+	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	defer qp.release()
+	exited := qp.exited
+	kill := qp.kill
 	timeout := time.NewTimer(m.Timeout)
 	defer timeout.Stop()
 	var grace <-chan time.Time

@@ -7,10 +7,15 @@ import (
 	"sync"
 )
 
-// JUnitReporter writes a JUnit XML file (the schema CI systems read: one
-// <testsuite> per target, one <testcase> per check, <failure>/<skipped>
-// elements, and the console tail in the suite's <system-out> when it
-// failed) on Close.
+// JUnitReporter writes a JUnit XML file on Close: one <testsuite> per
+// target, one <testcase> per check with <failure>/<skipped> elements and
+// the check's own output in its <system-out>, and the console tail in the
+// suite's <system-out> when it failed. The file is valid under the JUnit
+// schema Jenkins' xunit plugin uses (junit-10.xsd; GitLab reads the same
+// shape): <testsuites> carries tests, failures, errors and time but no
+// skipped count (the schema rejects it; each <testsuite> has its own), and
+// every <testsuite> has the required errors attribute (always 0: a check
+// either passes, fails, warns or is skipped).
 type JUnitReporter struct {
 	path      string
 	tailLines int
@@ -25,7 +30,7 @@ type junitSuites struct {
 	XMLName  xml.Name     `xml:"testsuites"`
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
-	Skipped  int          `xml:"skipped,attr"`
+	Errors   int          `xml:"errors,attr"`
 	Time     string       `xml:"time,attr"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
@@ -34,6 +39,7 @@ type junitSuite struct {
 	Name       string          `xml:"name,attr"`
 	Tests      int             `xml:"tests,attr"`
 	Failures   int             `xml:"failures,attr"`
+	Errors     int             `xml:"errors,attr"`
 	Skipped    int             `xml:"skipped,attr"`
 	Time       string          `xml:"time,attr"`
 	Properties []junitProperty `xml:"properties>property,omitempty"`
@@ -114,7 +120,7 @@ func (j *JUnitReporter) Close() error {
 	for _, s := range j.suites {
 		all.Tests += s.Tests
 		all.Failures += s.Failures
-		all.Skipped += s.Skipped
+		all.Errors += s.Errors
 		secs += s.seconds
 	}
 	all.Time = fmt.Sprintf("%.3f", secs)
@@ -131,7 +137,7 @@ type rawSuites struct {
 	XMLName  xml.Name   `xml:"testsuites"`
 	Tests    int        `xml:"tests,attr"`
 	Failures int        `xml:"failures,attr"`
-	Skipped  int        `xml:"skipped,attr"`
+	Errors   int        `xml:"errors,attr"`
 	Time     string     `xml:"time,attr"`
 	Suites   []rawSuite `xml:"testsuite"`
 }
@@ -143,7 +149,7 @@ type rawSuite struct {
 
 // MergeJUnit merges JUnit documents (each a <testsuites> element, as
 // [JUnitReporter] writes them) into one: the suites in order, verbatim,
-// with the tests, failures, skipped and time totals summed.
+// with the tests, failures, errors and time totals summed.
 func MergeJUnit(docs ...[]byte) ([]byte, error) {
 	var all rawSuites
 	var seconds float64
@@ -154,7 +160,7 @@ func MergeJUnit(docs ...[]byte) ([]byte, error) {
 		}
 		all.Tests += doc.Tests
 		all.Failures += doc.Failures
-		all.Skipped += doc.Skipped
+		all.Errors += doc.Errors
 		var s float64
 		if _, err := fmt.Sscan(doc.Time, &s); err == nil && s > 0 {
 			seconds += s

@@ -306,9 +306,9 @@ func TestSuiteAndReporters(t *testing.T) {
 	var ju struct {
 		Tests    int `xml:"tests,attr"`
 		Failures int `xml:"failures,attr"`
-		Skipped  int `xml:"skipped,attr"`
 		Suites   []struct {
 			Name      string `xml:"name,attr"`
+			Skipped   int    `xml:"skipped,attr"`
 			SystemOut string `xml:"system-out"`
 			Cases     []struct {
 				Name    string    `xml:"name,attr"`
@@ -320,7 +320,7 @@ func TestSuiteAndReporters(t *testing.T) {
 	if err := xml.Unmarshal(b, &ju); err != nil {
 		t.Fatalf("JUnit XML: %v\n%s", err, b)
 	}
-	if ju.Tests != 9 || ju.Failures != 5 || ju.Skipped != 2 || len(ju.Suites) != 1 || !strings.Contains(ju.Suites[0].SystemOut, "Power down") {
+	if ju.Tests != 9 || ju.Failures != 5 || len(ju.Suites) != 1 || ju.Suites[0].Skipped != 2 || !strings.Contains(ju.Suites[0].SystemOut, "Power down") {
 		t.Errorf("JUnit counts: %+v", ju)
 	}
 }

@@ -84,7 +84,10 @@ store is synced once at the end. --print-digest prints the composefs digest
 (the fs-verity digest of the image).
 
 --use-epoch, --skip-xattrs, --user-xattrs and --skip-devices also apply to
-dumpfile input (mkcomposefs ignores them there).`,
+dumpfile input (mkcomposefs ignores them there). A dumpfile is parsed with
+mkcomposefs's rules; with CFS_PARSE_STRICT set in the environment, also its
+strict ones (a final newline, RDEV 0 on non-devices, symlink SIZE equal to
+the target's length and no symlink CONTENT).`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCreate(cmd, g, &o, args[0], args[1])
@@ -151,6 +154,8 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 	case f.Changed("arch") || f.Changed("policy"):
 		return usageError{errors.New("--arch and --policy apply to container image sources (oci:, oci-archive:, dir:, docker://)")}
 	case o.fromFile:
+		// As in mkcomposefs, CFS_PARSE_STRICT (any value) turns on the strict rules.
+		_, src.Strict = g.getenv("CFS_PARSE_STRICT")
 		src.Dumpfile, src.DumpfileName = g.stdin, "<stdin>"
 		if source != "-" {
 			fh, err := os.Open(source)

@@ -13,10 +13,19 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Pin the default containers policy: the host's
+	// /etc/containers/policy.json must not decide (issue 13 item 12).
+	if os.Getenv("CONTAINERS_POLICY_JSON") == "" {
+		os.Setenv("CONTAINERS_POLICY_JSON", noPolicyPath)
+	}
 	testscript.Main(testMain{m}, map[string]func(){
 		"cfs-compose": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
 }
+
+// noPolicyPath is the default containers policy of the tests: a file that
+// never exists.
+const noPolicyPath = "/nonexistent/cfs-compose-tests/policy.json"
 
 // testMain removes the shared fixtures after the tests ran.
 type testMain struct{ m *testing.M }
@@ -40,6 +49,7 @@ func TestScripts(t *testing.T) {
 		Dir: "testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("REPO", wd+"/../..")
+			env.Setenv("CONTAINERS_POLICY_JSON", os.Getenv("CONTAINERS_POLICY_JSON"))
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"exits": cmdExits, "mkuki": cmdMkUKI},

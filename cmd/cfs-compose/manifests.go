@@ -36,5 +36,5 @@ func (g *globals) loadManifests(cmd *cobra.Command) (*manifest.Manifest, hcl.Dia
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read manifests", Detail: err.Error()}}
 	}
-	return manifest.Parse(files, g.manifestOptions())
+	return manifest.ParseContext(cmd.Context(), files, g.manifestOptions())
 }

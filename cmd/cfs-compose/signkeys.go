@@ -29,6 +29,15 @@ type buildKeys struct {
 	sbOf     map[string]string                // target -> secureboot.cert path
 }
 
+// warnKeyFile warns, as ssh does, when a private key file is open to
+// other users (signing.CheckKeyFile); the build goes on.
+func (g *globals) warnKeyFile(setting, path string, users []string) {
+	var ke *signing.KeyFileError
+	if err := signing.CheckKeyFile(path); errors.As(err, &ke) {
+		g.log.Warn().Str("setting", setting).Str("targets", strings.Join(users, ", ")).Msg("unprotected private key: " + ke.Error())
+	}
+}
+
 // cosignRef is a configured cosign key pair (signing.key, signing.pub).
 type cosignRef struct{ key, pub string }
 
@@ -104,6 +113,7 @@ func (g *globals) loadBuildKeys(m pipeline.Manifests, variants, arches []string)
 				fail("signing.key", users, err)
 				continue
 			}
+			g.warnKeyFile("signing.key", ref.key, users)
 		}
 		if ck == nil {
 			continue // reported with the key's first pair
@@ -130,6 +140,7 @@ func (g *globals) loadBuildKeys(m pipeline.Manifests, variants, arches []string)
 			fail("secureboot.key/cert", sbUsers[cert], err)
 			continue
 		}
+		g.warnKeyFile("secureboot.key", key, sbUsers[cert])
 		k.sb[cert] = kp
 	}
 	if err := errors.Join(errs...); err != nil {

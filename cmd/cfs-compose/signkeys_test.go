@@ -171,3 +171,46 @@ func TestFinalizeSums(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadBuildKeysWarnsOpenKeys: the pre-flight warns, as ssh does, about
+// a private key that group or others can read, and goes on (issue 13 item 25).
+func TestLoadBuildKeysWarnsOpenKeys(t *testing.T) {
+	tests := []struct {
+		name  string
+		chmod map[string]os.FileMode // key file -> mode
+		want  []string               // substrings of the log; none: no warning
+	}{
+		{"owner-only keys", nil, nil},
+		{"readable cosign key", map[string]os.FileMode{"cosign.key": 0o644},
+			[]string{"unprotected private key", "cosign.key has permissions 0644, which are too open", "signing.key", "coreos/x86_64"}},
+		{"readable Secure Boot key", map[string]os.FileMode{"db.key": 0o640},
+			[]string{"unprotected private key", "db.key has permissions 0640", "secureboot.key"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			keys := testKeys(t)
+			if err := os.Chmod(keys, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, mode := range tc.chmod {
+				if err := os.Chmod(filepath.Join(keys, name), mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var log bytes.Buffer
+			g := testGlobals(&log)
+			m := testManifests{"coreos": {"x86_64": variantConfig("coreos", keys, true, true)}}
+			if _, err := g.loadBuildKeys(m, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if len(tc.want) == 0 && strings.Contains(log.String(), "unprotected") {
+				t.Errorf("unexpected warning:\n%s", log.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(log.String(), w) {
+					t.Errorf("log does not mention %q:\n%s", w, log.String())
+				}
+			}
+		})
+	}
+}

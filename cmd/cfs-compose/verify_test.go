@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -143,6 +144,17 @@ func TestVerifyTampered(t *testing.T) {
 			"SHA256SUMS", "sig", "signature does not verify"},
 		{"wrong db certificate", nil, []string{"--db-cert", filepath.Join(other, "db.crt")},
 			tg.UKI, "authenticode", "signer is not in the db"},
+		// issue 13 item 18: these made relic panic.
+		// The UKI is damaged and SHA256SUMS (whose signature then fails)
+		// made to list it, so the Authenticode check reads it.
+		{"UKI with an empty optional header", func(t *testing.T, d string) {
+			setOptHeaderSize(t, filepath.Join(d, tg.UKI), 0)
+			relist(t, d, tg.UKI)
+		}, []string{"--db-cert", filepath.Join(keys, "db.crt")}, tg.UKI, "authenticode", "malformed PE image"},
+		{"UKI truncated", func(t *testing.T, d string) {
+			truncateFile(t, filepath.Join(d, tg.UKI), 300)
+			relist(t, d, tg.UKI)
+		}, []string{"--db-cert", filepath.Join(keys, "db.crt")}, tg.UKI, "authenticode", "malformed PE image"},
 	}
 	_ = keys
 	for _, tc := range tests {
@@ -162,6 +174,55 @@ func TestVerifyTampered(t *testing.T) {
 				t.Errorf("no summary:\n%s", out)
 			}
 		})
+	}
+}
+
+// setOptHeaderSize sets SizeOfOptionalHeader in a PE file's COFF header.
+func setOptHeaderSize(t *testing.T, p string, n uint16) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := int(b[0x3c]) | int(b[0x3d])<<8 | int(b[0x3e])<<16 | int(b[0x3f])<<24
+	b[pe+4+16], b[pe+4+17] = byte(n), byte(n>>8)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// relist rewrites the SHA256SUMS line of rel to its current digest.
+func relist(t *testing.T, dir, rel string) {
+	t.Helper()
+	sums := filepath.Join(dir, "SHA256SUMS")
+	b, err := os.ReadFile(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	found := false
+	for i, l := range lines {
+		if strings.HasSuffix(strings.TrimSpace(l), " "+rel) || strings.HasSuffix(strings.TrimSpace(l), "*"+rel) {
+			lines[i] = fmt.Sprintf("%x  %s\n", sha256.Sum256(data), rel)
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("SHA256SUMS does not list %s:\n%s", rel, b)
+	}
+	if err := os.WriteFile(sums, []byte(strings.Join(lines, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncateFile(t *testing.T, p string, size int64) {
+	t.Helper()
+	if err := os.Truncate(p, size); err != nil {
+		t.Fatal(err)
 	}
 }
 

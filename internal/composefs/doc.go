@@ -40,10 +40,17 @@
 // do not fit the 32-bit on-disk encoding, hard-linked whiteouts, which newer
 // upstream rejects too) or writes a correct image (inline content of more
 // than one block whose tail does not fit next to its inode, where
-// mkcomposefs aborts). The dumpfile parser is stricter than mkcomposefs
-// where mkcomposefs would silently drop or misread data: numbers must be
-// plain decimal (octal for MODE) within their field's range, paths must be
-// absolute without empty, "." or ".." components, and content, payloads and
+// mkcomposefs aborts). The dumpfile parser follows mkcomposefs's parsing
+// rules, the default ones and, with [DumpfileOptions].Strict, those of
+// CFS_PARSE_STRICT, and passes mkcomposefs's own test assets (see
+// upstream_test.go). It is stricter where mkcomposefs would silently drop
+// or misread data: numbers must be plain decimal (octal for MODE) within
+// their field's range (mkcomposefs takes what strtoull makes of them and
+// truncates; MODE alone keeps mkcomposefs's truncation to its low 16 bits,
+// which upstream's assets rely on), paths must be absolute without empty,
+// "." or ".." components or NUL characters (mkcomposefs cuts the name at
+// the NUL), a file's DIGEST must be 64 hex digits (mkcomposefs stores
+// undefined bytes for a short or missing one), and content, payloads and
 // digests are only accepted on file types that can store them.
 //
 // [WriteImage] is a function rather than a Writer type: an image's layout

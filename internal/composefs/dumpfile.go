@@ -17,9 +17,11 @@ import (
 //	PATH SIZE MODE NLINK UID GID RDEV MTIME PAYLOAD CONTENT DIGEST [XATTR...]
 //
 // Fields are separated by one space, lines end with "\n" (a missing final
-// newline is accepted). PATH is absolute; parents come before their
+// newline is accepted unless [DumpfileOptions].Strict; a line may end
+// before CONTENT, and one space at its end is ignored). PATH is absolute; parents come before their
 // entries and "/" comes first. SIZE, NLINK, UID, GID and RDEV are decimal;
-// MODE is octal st_mode with the type bits, prefixed with "@" for a hard link
+// MODE is octal st_mode with the type bits (bits above the low 16 are
+// dropped, as mkcomposefs does), prefixed with "@" for a hard link
 // (whose PAYLOAD is the path of the linked file; its other fields are not
 // interpreted); MTIME is "SEC.NSEC"; PAYLOAD (symlink target or backing
 // path), CONTENT (inline content) and DIGEST (64 hex digits) are "-" when
@@ -78,16 +80,37 @@ type hardlinkFixup struct {
 // dumpParser holds the state of ReadDumpfile.
 type dumpParser struct {
 	tree     *Tree
+	strict   bool // DumpfileOptions.Strict
 	haveRoot bool
 	fixups   []hardlinkFixup
 	pending  map[string]int // path of a hard link line -> index in fixups
 }
 
-// ReadDumpfile parses a dumpfile into a new tree. Errors are
-// [*DumpfileError] values naming the line and column at fault, or errors
-// from r.
+// DumpfileOptions are the parsing rules of [ReadDumpfileOptions].
+type DumpfileOptions struct {
+	// Strict adds the checks mkcomposefs makes when the environment
+	// variable CFS_PARSE_STRICT is set: the last line must end with a
+	// newline, RDEV must be 0 except for devices, and a symlink's SIZE must
+	// be the length of its target and its CONTENT empty. Without Strict
+	// these are accepted (a symlink's SIZE and CONTENT are then ignored), as
+	// mkcomposefs does by default.
+	Strict bool
+}
+
+// ReadDumpfile parses a dumpfile into a new tree with mkcomposefs's default
+// (non-strict) rules; it is [ReadDumpfileOptions] with nil options.
 func ReadDumpfile(r io.Reader) (*Tree, error) {
+	return ReadDumpfileOptions(r, nil)
+}
+
+// ReadDumpfileOptions parses a dumpfile into a new tree; nil opts means the
+// zero [DumpfileOptions]. Errors are [*DumpfileError] values naming the
+// line and column at fault, or errors from r.
+func ReadDumpfileOptions(r io.Reader, opts *DumpfileOptions) (*Tree, error) {
 	p := &dumpParser{tree: NewTree(), pending: make(map[string]int)}
+	if opts != nil {
+		p.strict = opts.Strict
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var line []byte
 	for lineNo := 1; ; lineNo++ {
@@ -113,6 +136,9 @@ func ReadDumpfile(r io.Reader) (*Tree, error) {
 			break
 		}
 		text := bytes.TrimSuffix(line, []byte{'\n'})
+		if p.strict && len(text) == len(line) {
+			return nil, &DumpfileError{lineNo, len(text) + 1, errors.New("missing newline at the end of the last line")}
+		}
 		if err := p.parseLine(lineNo, text); err != nil {
 			return nil, err
 		}
@@ -144,7 +170,7 @@ func (p *dumpParser) finish(lines int) (*Tree, error) {
 		}
 		ino, err := p.tree.Lookup(target)
 		if err != nil {
-			return nil, &DumpfileError{f.line, f.col, fmt.Errorf("hard link %s: no target %s", f.path, f.target)}
+			return nil, &DumpfileError{f.line, f.col, fmt.Errorf("hard link %s: no target %q", f.path, f.target)}
 		}
 		if ino.Mode.IsDir() {
 			return nil, &DumpfileError{f.line, f.col, fmt.Errorf("hard link %s: target %s is a directory", f.path, f.target)}
@@ -181,10 +207,20 @@ func (p *dumpParser) parseLine(lineNo int, text []byte) error {
 		rest = rest[i+1:]
 		col += i + 1
 	}
+	// A space at the very end of a line ends the last field: mkcomposefs
+	// looks for extended attributes only while text remains.
+	if n := len(fields); n > numFixedFields && len(fields[n-1].text) == 0 {
+		fields = fields[:n-1]
+	}
 	endCol := len(text) + 1
 	get := func(i int) (field, error) {
 		if i < len(fields) {
 			return fields[i], nil
+		}
+		if i == fieldContent || i == fieldDigest {
+			// mkcomposefs reads a line that ends early as ending in empty
+			// fields; only these two can be empty.
+			return field{nil, endCol}, nil
 		}
 		return field{}, fail(endCol, "missing field %s", fieldNames[i])
 	}
@@ -208,11 +244,14 @@ func (p *dumpParser) parseLine(lineNo int, text []byte) error {
 	if isLink {
 		modeText = modeText[1:]
 	}
-	mode, err := strconv.ParseUint(string(modeText), 8, 32)
-	if err != nil || !isDigits(modeText) || mode > 0o177777 || !Mode(mode).validType() {
+	// mkcomposefs keeps the low 32 bits of MODE as st_mode and checks its
+	// file type; the image stores the low 16 bits (i_mode). Upstream's
+	// test assets rely on this ("20720777" is a symlink, mode 120777).
+	mode, err := strconv.ParseUint(string(modeText), 8, 64)
+	if err != nil || !isDigits(modeText) || !Mode(uint16(mode)).validType() {
 		return fail(mf.col, "MODE: invalid mode %q", mf.text)
 	}
-	ino := &Inode{Mode: Mode(mode)}
+	ino := &Inode{Mode: Mode(uint16(mode))}
 
 	if isLink {
 		if ino.Mode.IsDir() {
@@ -273,6 +312,8 @@ func (p *dumpParser) parseLine(lineNo int, text []byte) error {
 	ino.GID = uint32(nums[fieldGID])
 	if t := ino.Mode.Type(); t == TypeChar || t == TypeBlock {
 		ino.Rdev = nums[fieldRdev]
+	} else if p.strict && nums[fieldRdev] != 0 {
+		return fail(fields[fieldRdev].col, "RDEV: non-zero device number %d on a non-device", nums[fieldRdev])
 	}
 
 	tf, err := get(fieldMtime)
@@ -301,12 +342,24 @@ func (p *dumpParser) parseLine(lineNo int, text []byte) error {
 	if err != nil {
 		return fail(cf.col+err.(*escapeError).off, "CONTENT: %v", err)
 	}
+	if content != nil {
+		if t := ino.Mode.Type(); (t == TypeRegular || t == TypeSymlink) && int64(len(content)) != ino.Size {
+			return fail(cf.col, "CONTENT: %d bytes of content for SIZE %d", len(content), ino.Size)
+		}
+		if ino.Mode.Type() == TypeRegular && len(content) > MaxInlineContent {
+			return fail(cf.col, "CONTENT: inline content of %d bytes exceeds %d", len(content), MaxInlineContent)
+		}
+	}
 	df, err := get(fieldDigest)
 	if err != nil {
 		return err
 	}
 	var digest *[32]byte
-	if string(df.text) != "-" {
+	switch {
+	case string(df.text) == "-":
+	case len(df.text) == 0 && ino.Mode.Type() != TypeRegular:
+		// mkcomposefs ignores the (empty) digest of anything but a file.
+	default:
 		var d [32]byte
 		if len(df.text) != 64 {
 			return fail(df.col, "DIGEST: want 64 hex digits, got %q", df.text)
@@ -323,7 +376,12 @@ func (p *dumpParser) parseLine(lineNo int, text []byte) error {
 			return fail(lf.col, "PAYLOAD: symlink without a target")
 		}
 		ino.Target = string(payload)
-		if content != nil {
+		// Without Strict, a symlink's SIZE and CONTENT are ignored (the
+		// size is the target's length).
+		if p.strict && ino.Size != int64(len(payload)) {
+			return fail(fields[fieldSize].col, "SIZE: %d for a symlink target of %d bytes", ino.Size, len(payload))
+		}
+		if p.strict && len(content) > 0 {
 			return fail(cf.col, "CONTENT: a symlink cannot have content")
 		}
 		if digest != nil {
@@ -331,13 +389,7 @@ func (p *dumpParser) parseLine(lineNo int, text []byte) error {
 		}
 	case TypeRegular:
 		ino.Payload = string(payload)
-		if content != nil {
-			if len(content) > MaxInlineContent {
-				return fail(cf.col, "CONTENT: inline content of %d bytes exceeds %d", len(content), MaxInlineContent)
-			}
-			if int64(len(content)) != ino.Size {
-				return fail(cf.col, "CONTENT: %d bytes of content for SIZE %d", len(content), ino.Size)
-			}
+		if len(content) > 0 {
 			ino.Content = content
 		}
 		ino.Digest = digest
@@ -345,7 +397,7 @@ func (p *dumpParser) parseLine(lineNo int, text []byte) error {
 		if payload != nil {
 			return fail(lf.col, "PAYLOAD: only symlinks and regular files have a payload")
 		}
-		if content != nil {
+		if len(content) > 0 {
 			return fail(cf.col, "CONTENT: only regular files have content")
 		}
 		if digest != nil {
@@ -395,7 +447,13 @@ func (p *dumpParser) addEntry(pth string, ino *Inode) error {
 		if !p.haveRoot {
 			return errors.New("the root directory \"/\" must be the first entry")
 		}
-		parts, _ := splitPath(pth)
+		parts, err := splitPath(pth)
+		if err != nil {
+			return err
+		}
+		if len(parts) == 0 {
+			return fmt.Errorf("path %s names the root", pth)
+		}
 		if _, ok := p.pending[pth]; ok {
 			return fmt.Errorf("path %s already exists", pth)
 		}
@@ -433,6 +491,9 @@ func checkDumpPath(p string) error {
 			return errors.New(". and .. are not allowed")
 		case len(name) > MaxNameLen:
 			return fmt.Errorf("name longer than %d bytes", MaxNameLen)
+		case strings.IndexByte(name, 0) >= 0:
+			// mkcomposefs would silently cut the name at the NUL.
+			return errors.New("NUL character in name")
 		}
 		depth++
 	}

@@ -351,3 +351,37 @@ func FuzzReader(f *testing.F) {
 		})
 	})
 }
+
+// TestCheckSize pins the smallest volume NewWriter accepts, which the
+// manifest checks use for ESP sizes (issue 13 item 24).
+func TestCheckSize(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		size int64
+		ok   bool
+	}{
+		{0, false},
+		{1 * mib, false},
+		{32 * mib, false},
+		{33 * mib, true},
+		{64 * mib, true},
+		{2 << 40, false}, // over the FAT32 limit
+	}
+	for _, tc := range tests {
+		err := CheckSize(tc.size)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckSize(%d) = %v, want ok %v", tc.size, err, tc.ok)
+		}
+		if tc.ok {
+			if _, err := NewWriter(discardAt{}, tc.size, Options{}); err != nil {
+				t.Errorf("NewWriter(%d): %v", tc.size, err)
+			}
+		} else if tc.size < 2<<40 && !errors.Is(err, ErrTooSmall) {
+			t.Errorf("CheckSize(%d) = %v, want ErrTooSmall", tc.size, err)
+		}
+	}
+}
+
+type discardAt struct{}
+
+func (discardAt) WriteAt(p []byte, _ int64) (int, error) { return len(p), nil }

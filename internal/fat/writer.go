@@ -104,6 +104,15 @@ func NewWriter(w io.WriterAt, size int64, opts Options) (*Writer, error) {
 	return fw, nil
 }
 
+// CheckSize reports whether a volume of size bytes can hold a FAT32 file
+// system as [NewWriter] lays it out: nil, or the error NewWriter would
+// return (wrapping [ErrTooSmall] for a volume with too few clusters). With
+// the cluster sizes used, the smallest whole-MiB volume is 33 MiB.
+func CheckSize(size int64) error {
+	_, err := newGeometry(size)
+	return err
+}
+
 // labelBytes returns the 11-byte padded volume label.
 func labelBytes(label string) ([11]byte, error) {
 	var b [11]byte

@@ -31,29 +31,42 @@ type PolicySpec struct {
 	SignedBy string `json:"signed_by,omitempty"`
 	// SignedByDigest is the sha256 of the key file's content.
 	SignedByDigest string `json:"signed_by_digest,omitempty"`
+
+	searched []string // where ResolvePolicyIn looked, for Check's message
 }
 
-// DefaultPolicyPaths returns where the user's policy.json is looked for,
-// in order: $CONTAINERS_POLICY_JSON, $XDG_CONFIG_HOME/containers/policy.json
-// (or ~/.config/containers/policy.json), /etc/containers/policy.json.
+// SystemPolicyPath is the system-wide containers-policy.json.
+const SystemPolicyPath = "/etc/containers/policy.json"
+
+// DefaultPolicyPaths returns where the user's policy.json is looked for:
+// $CONTAINERS_POLICY_JSON alone when it is set (it pins the policy, present
+// or not: tests and callers that must not depend on the host set it);
+// otherwise $XDG_CONFIG_HOME/containers/policy.json (or
+// ~/.config/containers/policy.json), then [SystemPolicyPath].
 func DefaultPolicyPaths() []string {
-	var out []string
 	if p := os.Getenv("CONTAINERS_POLICY_JSON"); p != "" {
-		out = append(out, p)
+		return []string{p}
 	}
+	var out []string
 	if d, err := os.UserConfigDir(); err == nil {
 		out = append(out, filepath.Join(d, "containers", "policy.json"))
 	}
-	return append(out, "/etc/containers/policy.json")
+	return append(out, SystemPolicyPath)
 }
 
-// ResolvePolicy finds the policy file (explicit, or the first default
-// that exists) and fingerprints it and the signed-by key.
+// ResolvePolicy is [ResolvePolicyIn] with the [DefaultPolicyPaths].
 func ResolvePolicy(explicit, signedBy string) (PolicySpec, error) {
-	var ps PolicySpec
+	return ResolvePolicyIn(explicit, signedBy, DefaultPolicyPaths())
+}
+
+// ResolvePolicyIn finds the policy file (explicit, or else the first of
+// defaults that exists; none is no policy) and fingerprints it and the
+// signed-by key.
+func ResolvePolicyIn(explicit, signedBy string, defaults []string) (PolicySpec, error) {
+	ps := PolicySpec{searched: defaults}
 	path := explicit
 	if path == "" {
-		for _, p := range DefaultPolicyPaths() {
+		for _, p := range defaults {
 			if fileExists(p) {
 				path = p
 				break
@@ -115,8 +128,12 @@ func (ps PolicySpec) Check(ctx context.Context, img *Image) error {
 		}
 		groups = append(groups, group{"policy " + ps.Path, []*signature.Policy{pol}})
 	} else if ps.SignedBy == "" && !img.Ref.Local() {
+		searched := ps.searched
+		if searched == nil {
+			searched = DefaultPolicyPaths()
+		}
 		return fmt.Errorf("%w: %s: no containers policy.json found (looked in %v); create one or set source.policy or source.signed_by",
-			ErrRejected, img.Name(), DefaultPolicyPaths())
+			ErrRejected, img.Name(), searched)
 	}
 	if ps.SignedBy != "" {
 		d, err := fileSHA256(ps.SignedBy)

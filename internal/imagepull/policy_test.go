@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -106,21 +107,19 @@ func TestPolicy(t *testing.T) {
 		{name: "policy rejects though signed_by accepts", ref: "dir:" + signed, policy: rejectAll, signedBy: goodPub, wantErr: "rejected by policy"},
 		{name: "both accept", ref: "dir:" + signed, policy: goodPolicy, signedBy: goodPub},
 		{name: "no policy: local images accepted", ref: ociRef},
-		{name: "no policy: docker images rejected", ref: "docker://127.0.0.1:1/x:1", wantErr: "no containers policy.json found"},
+		{name: "no policy: docker images rejected", ref: "docker://127.0.0.1:1/x:1", wantErr: "no containers policy.json found (looked in [" + filepath.Join(tmp, "absent.json") + "])"},
 	}
-	t.Setenv("CONTAINERS_POLICY_JSON", filepath.Join(tmp, "absent.json"))
-	t.Setenv("XDG_CONFIG_HOME", tmp)
+	// The default places are pinned to a file that does not exist, so
+	// the host's /etc/containers/policy.json cannot decide (issue 13 item 12).
+	noDefault := []string{filepath.Join(tmp, "absent.json")}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ps, err := ResolvePolicy(tc.policy, tc.signedBy)
+			ps, err := ResolvePolicyIn(tc.policy, tc.signedBy, noDefault)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.policy == "" && ps.Path != "" && !strings.HasPrefix(ps.Path, "/etc/") {
-				t.Fatalf("unexpected default policy %s", ps.Path)
-			}
 			if tc.policy == "" && ps.Path != "" {
-				t.Skipf("SKIPPED LOUDLY: this machine has %s, which decides instead of the no-policy rule under test", ps.Path)
+				t.Fatalf("unexpected default policy %s", ps.Path)
 			}
 			r, err := ParseReference(tc.ref)
 			if err != nil {
@@ -181,5 +180,39 @@ func TestPolicyResolve(t *testing.T) {
 		if _, err := ResolvePolicy(tc.policy, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ResolvePolicy(%q, %q) err = %v, want %q", tc.policy, tc.key, err, tc.want)
 		}
+	}
+}
+
+// TestDefaultPolicyPaths pins where the default policy is looked for: a
+// set $CONTAINERS_POLICY_JSON is the only place, so a host's system policy
+// cannot leak into tests that pin theirs (issue 13 item 12).
+func TestDefaultPolicyPaths(t *testing.T) {
+	tmp := t.TempDir()
+	present := filepath.Join(tmp, "present.json")
+	os.WriteFile(present, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644)
+	absent := filepath.Join(tmp, "absent.json")
+	tests := []struct {
+		name     string
+		env      string
+		want     []string
+		defaults []string // for ResolvePolicyIn
+		wantPath string
+	}{
+		{name: "env pins an absent file", env: absent, want: []string{absent}, defaults: []string{absent}, wantPath: ""},
+		{name: "env pins a present file", env: present, want: []string{present}, defaults: []string{absent, present}, wantPath: present},
+		{name: "unset: user then system", env: "", want: []string{filepath.Join(tmp, "containers", "policy.json"), SystemPolicyPath}, defaults: nil, wantPath: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CONTAINERS_POLICY_JSON", tc.env)
+			t.Setenv("XDG_CONFIG_HOME", tmp)
+			if got := DefaultPolicyPaths(); !slices.Equal(got, tc.want) {
+				t.Errorf("DefaultPolicyPaths() = %v, want %v", got, tc.want)
+			}
+			ps, err := ResolvePolicyIn("", "", tc.defaults)
+			if err != nil || ps.Path != tc.wantPath {
+				t.Errorf("ResolvePolicyIn(%v) = %q, %v; want %q", tc.defaults, ps.Path, err, tc.wantPath)
+			}
+		})
 	}
 }

@@ -33,6 +33,9 @@ type Source struct {
 	// Dumpfile is a composefs dumpfile; DumpfileName names it in errors.
 	Dumpfile     io.Reader
 	DumpfileName string
+	// Strict parses the dumpfile with mkcomposefs's strict rules
+	// (CFS_PARSE_STRICT).
+	Strict bool
 	// Image is a container image; Arch picks the instance of a
 	// multi-arch image and Policy is its signature policy.
 	Image  *imagepull.Reference
@@ -110,7 +113,7 @@ func buildTree(ctx context.Context, src Source, opts *Options) (*composefs.Tree,
 		if opts.Store != nil {
 			return nil, nil, errors.New("mkcomposefs: a dumpfile has no file contents for an object store")
 		}
-		tree, err := composefs.ReadDumpfile(src.Dumpfile)
+		tree, err := composefs.ReadDumpfileOptions(src.Dumpfile, &composefs.DumpfileOptions{Strict: src.Strict})
 		var de *composefs.DumpfileError
 		if errors.As(err, &de) {
 			return nil, nil, fmt.Errorf("%s:%d:%d: %w", src.DumpfileName, de.Line, de.Column, de.Err)

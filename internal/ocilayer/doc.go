@@ -20,7 +20,17 @@
 //   - "DIR/.wh.NAME" removes NAME from DIR, and "DIR/.wh..wh..opq" removes
 //     every entry of DIR, except for paths the same layer itself created
 //     (whatever order the entries come in). Whiteout entries never appear
-//     in the tree.
+//     in the tree, whatever their entry type (a directory named
+//     ".wh..wh..opq" is the opaque marker too).
+//   - No name in the tree starts with ".wh." (image-spec, "Whiteouts"). A
+//     whiteout that names no entry ("DIR/.wh.", and "DIR/.wh.." or
+//     "DIR/.wh...", which would remove DIR or its parent) is an error
+//     wrapping [ErrWhiteout], as the specification asks and as
+//     containers/storage's overlay driver fails on it. Entries below a
+//     ".wh..wh." name (AUFS metadata such as ".wh..wh.plnk", or below a
+//     directory named like the opaque marker) are skipped, as
+//     containers/storage skips AUFS metadata; entries below any other
+//     ".wh." name are an [ErrWhiteout] error.
 //   - Hard links become independent copies of their target (nlink 1), as
 //     in a directory scan by mkcomposefs, which does not detect hard
 //     links. The target must exist and not be a directory.

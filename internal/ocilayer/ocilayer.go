@@ -25,6 +25,7 @@ var (
 	ErrLoop        = errors.New("ocilayer: too many levels of symbolic links")
 	ErrHeader      = errors.New("ocilayer: invalid tar header")
 	ErrUnsupported = errors.New("ocilayer: unsupported tar entry type")
+	ErrWhiteout    = errors.New("ocilayer: invalid whiteout")
 )
 
 // maxLinkHops bounds symbolic link resolution while resolving the parent
@@ -38,6 +39,9 @@ const xattrPrefix = "SCHILY.xattr."
 const (
 	whiteoutPrefix = ".wh."
 	opaqueName     = ".wh..wh..opq"
+	// metaPrefix marks AUFS metadata (".wh..wh.plnk", ".wh..wh.aufs"),
+	// which containers/storage skips; the opaque marker shares it.
+	metaPrefix = ".wh..wh."
 )
 
 // ObjectStore receives file content. It reads r to the end and returns the
@@ -241,14 +245,33 @@ func (a *Applier) entry(hdr *tar.Header, r io.Reader) error {
 		return a.setDirMeta(a.tree.Root(), hdr)
 	}
 	dirName, file := path.Split(clean)
+	// No name in a tree can start with ".wh." (image-spec, "Whiteouts"),
+	// so nothing can live below one: entries under AUFS metadata
+	// directories (and under a directory named like the opaque marker)
+	// are skipped, entries under any other ".wh." name are an error.
+	for _, c := range strings.Split(strings.Trim(dirName, "/"), "/") {
+		switch {
+		case strings.HasPrefix(c, metaPrefix):
+			return nil
+		case strings.HasPrefix(c, whiteoutPrefix):
+			return fmt.Errorf("%w: entry inside %q, a whiteout name", ErrWhiteout, c)
+		}
+	}
 	dir, err := a.resolveDir(dirName)
 	if err != nil {
 		return err
 	}
 	if woName, ok := strings.CutPrefix(file, whiteoutPrefix); ok {
 		a.stats.Whiteouts++
-		if file == opaqueName {
+		switch {
+		case file == opaqueName:
 			return a.whiteout(dir, true)
+		case strings.HasPrefix(file, metaPrefix):
+			return nil // other AUFS metadata
+		case woName == "" || woName == "." || woName == "..":
+			// A whiteout of no name must not remove its directory (or,
+			// with "..", the directory's parent).
+			return fmt.Errorf("%w: %q names no entry to remove", ErrWhiteout, file)
 		}
 		return a.whiteout(path.Join(dir, woName), false)
 	}

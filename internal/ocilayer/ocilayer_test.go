@@ -305,6 +305,17 @@ func TestApplyHostile(t *testing.T) {
 			rawTar(t, hdr(tar.TypeReg, "alias/.wh.f", "")),
 		}, want: []string{"/alias", "/real"}, wantNot: []string{"/real/f"}},
 		{name: "opaque marker on a missing directory", layers: [][]byte{rawTar(t, hdr(tar.TypeReg, "nope/.wh..wh..opq", ""))}, wantNot: []string{"/nope"}},
+		// issue 13 item 23: whiteouts that name no entry, and names below whiteouts.
+		{name: "whiteout of no name", layers: [][]byte{rawTar(t, hdr(tar.TypeDir, "d0", ""), hdr(tar.TypeReg, "d0/f", "")), rawTar(t, hdr(tar.TypeReg, "d0/.wh.", ""))}, err: ErrWhiteout, errText: `entry "d0/.wh.": ocilayer: invalid whiteout: ".wh." names no entry to remove`},
+		{name: "whiteout of dot", layers: [][]byte{rawTar(t, hdr(tar.TypeDir, "d0", "")), rawTar(t, hdr(tar.TypeReg, "d0/.wh..", ""))}, err: ErrWhiteout, errText: `".wh.." names no entry`},
+		{name: "whiteout of dotdot", layers: [][]byte{rawTar(t, hdr(tar.TypeDir, "d0/d1", "")), rawTar(t, hdr(tar.TypeReg, "d0/d1/.wh...", ""))}, err: ErrWhiteout, errText: `".wh..." names no entry`},
+		{name: "whiteout of no name at the root", layers: [][]byte{rawTar(t, hdr(tar.TypeReg, ".wh.", ""))}, err: ErrWhiteout},
+		{name: "directory named like the opaque marker", layers: [][]byte{
+			rawTar(t, hdr(tar.TypeDir, "d", ""), hdr(tar.TypeReg, "d/keep", "")),
+			rawTar(t, hdr(tar.TypeDir, "d/.wh..wh..opq/", ""), hdr(tar.TypeReg, "d/.wh..wh..opq/x", ""), hdr(tar.TypeDir, "d/.wh..wh..opq/sub/", ""), hdr(tar.TypeReg, "d/new", "")),
+		}, want: []string{"/d", "/d/new"}, wantNot: []string{"/d/.wh..wh..opq", "/d/keep"}},
+		{name: "AUFS metadata is skipped", layers: [][]byte{rawTar(t, hdr(tar.TypeDir, ".wh..wh.plnk/", ""), hdr(tar.TypeReg, ".wh..wh.plnk/123", ""), hdr(tar.TypeReg, ".wh..wh.aufs", ""), hdr(tar.TypeReg, "f", ""))}, want: []string{"/f"}, wantNot: []string{"/.wh..wh.plnk", "/.wh..wh.aufs", "/.wh.plnk"}},
+		{name: "entry below a whiteout name", layers: [][]byte{rawTar(t, hdr(tar.TypeReg, "d/.wh.x/f", ""))}, err: ErrWhiteout, errText: `entry inside ".wh.x", a whiteout name`},
 	}
 	for _, tc := range tests {
 		for _, workers := range concurrency {

@@ -12,6 +12,8 @@ import (
 	"unicode/utf16"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/cfs-compose/cfs-compose/internal/fat"
 )
 
 // References cited by the semantic checks.
@@ -342,6 +344,10 @@ func (k *checker) disk() {
 			k.errorAt(sizePath, "Partition size not MiB-aligned", refDocs,
 				"partition %q has size %s, which is not a whole number of MiB; partitions are 1 MiB-aligned.", p.Name, FormatSize(p.Size))
 		}
+		if p.FS == FilesystemVFAT && p.Size > 0 && p.Size%mib == 0 && fat.CheckSize(p.Size) != nil {
+			k.add(hcl.DiagError, k.rangeOfPart(p.Name, "size"), "Partition too small for FAT32", refDocs,
+				"partition %q has fs = \"vfat\" and size %s; the disk stage formats it as FAT32, which needs at least %s.", p.Name, FormatSize(p.Size), FormatSize(minFATSize()))
+		}
 		if p.Size == 0 {
 			rest = append(rest, p.Name)
 			if len(rest) == 2 {
@@ -406,7 +412,32 @@ func (k *checker) disk() {
 	case len(rest) > 0 && d.Size-need < mib:
 		k.errorAt("disk.size", "No room for the rest partition", refDocs,
 			"Partition %q has size 0 (the rest of the disk), but the other partitions (%s, plus %s for the GPT) leave less than 1MiB of the %s disk.", rest[0], partSizes(d.Partitions), FormatSize(gptOverhead), FormatSize(d.Size))
+	case len(rest) == 1:
+		if p := partNamed(d.Partitions, rest[0]); p != nil && p.FS == FilesystemVFAT && fat.CheckSize(d.Size-need) != nil {
+			k.errorAt("disk.size", "Partition too small for FAT32", refDocs,
+				"Partition %q has fs = \"vfat\" and size 0 (the rest of the disk), which leaves it %s (%s disk, minus %s, minus %s for the GPT); the disk stage formats it as FAT32, which needs at least %s.",
+				p.Name, FormatSize(d.Size-need), FormatSize(d.Size), partSizes(d.Partitions), FormatSize(gptOverhead), FormatSize(minFATSize()))
+		}
 	}
+}
+
+func partNamed(ps []Partition, name string) *Partition {
+	for i := range ps {
+		if ps[i].Name == name {
+			return &ps[i]
+		}
+	}
+	return nil
+}
+
+// minFATSize is the smallest whole-MiB partition internal/fat can format
+// as FAT32 (the disk stage's writer).
+func minFATSize() int64 {
+	size := int64(mib)
+	for fat.CheckSize(size) != nil && size < 1<<30 {
+		size += mib
+	}
+	return size
 }
 
 func partSizes(ps []Partition) string {

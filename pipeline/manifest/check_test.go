@@ -134,3 +134,48 @@ func TestChecksSkippedAfterErrors(t *testing.T) {
 		t.Fatalf("want only the typo:\n%s", diagText(diags))
 	}
 }
+
+// TestFATPartitionSize pins the FAT32 minimum for vfat partitions, checked
+// in validate at the partition's size attribute instead of failing in the
+// disk stage (issue 13 item 24).
+func TestFATPartitionSize(t *testing.T) {
+	disk := func(esp, diskSize string) string {
+		return "compose {\n  release = \"43\"\n}\ndefaults {\n  disk {\n    size = \"" + diskSize + "\"\n" +
+			"    partition \"esp\" {\n" + esp + "    }\n    partition \"root\" {\n      size = \"512MiB\"\n    }\n  }\n}\n"
+	}
+	tests := []struct {
+		name      string
+		file      string
+		line, col int // of the diagnostic; 0: no error
+		detail    string
+	}{
+		{"1 MiB ESP", disk("      size = \"1MiB\"\n", "1GiB"), 8, 7, `partition "esp" has fs = "vfat" and size 1MiB; the disk stage formats it as FAT32, which needs at least 33MiB`},
+		{"32 MiB ESP", disk("      size = \"32MiB\"\n", "1GiB"), 8, 7, "needs at least 33MiB"},
+		{"33 MiB ESP", disk("      size = \"33MiB\"\n", "1GiB"), 0, 0, ""},
+		{"rest-of-disk ESP too small", disk("      size = 0\n", "530MiB"), 6, 5, `Partition "esp" has fs = "vfat" and size 0 (the rest of the disk), which leaves it 16MiB`},
+		{"rest-of-disk ESP large enough", disk("      size = 0\n", "1GiB"), 0, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := parse(t, map[string]string{"m.hcl": tc.file + simpleVariant}, nil)
+			var got *hcl.Diagnostic
+			for _, d := range diags {
+				if d.Summary == "Partition too small for FAT32" {
+					got = d
+				}
+			}
+			if tc.line == 0 {
+				if got != nil || diags.HasErrors() {
+					t.Fatalf("unexpected: %v", diags)
+				}
+				return
+			}
+			if got == nil {
+				t.Fatalf("no FAT32 size error: %v", diags)
+			}
+			if got.Subject == nil || got.Subject.Filename != "m.hcl" || got.Subject.Start.Line != tc.line || got.Subject.Start.Column != tc.col || !strings.Contains(got.Detail, tc.detail) {
+				t.Errorf("got %s: %s\nwant m.hcl:%d:%d: %s", got.Subject, got.Detail, tc.line, tc.col, tc.detail)
+			}
+		})
+	}
+}

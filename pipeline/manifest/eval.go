@@ -377,6 +377,9 @@ func (l *loader) loadLocals(blocks []*hcl.Block) {
 		case 2:
 			return !bad[name]
 		}
+		if l.cancelled() {
+			return false
+		}
 		state[name] = 1
 		stack = append(stack, name)
 		lo := l.locals[name]
@@ -392,23 +395,44 @@ func (l *loader) loadLocals(blocks []*hcl.Block) {
 		state[name] = 2
 		if !ok || bad[name] {
 			bad[name] = true
-			l.publishLocals()
 			return false
 		}
-		val, diags := lo.attr.Expr.Value(l.evalContext(lo.attr.Range.Filename))
+		val, diags := lo.attr.Expr.Value(l.localContext(lo))
 		l.diags = append(l.diags, diags...)
+		if !diags.HasErrors() {
+			if d := sizeDiag(val, "local."+name, lo.attr.Expr); d != nil {
+				l.diags = append(l.diags, d)
+				diags = append(diags, d)
+			}
+		}
 		if diags.HasErrors() {
 			bad[name] = true
 			val = cty.DynamicVal
 		}
 		lo.value, lo.done = val, true
-		l.publishLocals()
 		return !bad[name]
 	}
 	for _, name := range order {
 		visit(name)
 	}
 	l.publishLocals()
+}
+
+// localContext is the context a local is evaluated in: its file's
+// context with a `local` object of only the locals it refers to (all
+// evaluated by then). Publishing every local for each one made evaluation
+// quadratic in the number of locals; this keeps it linear in the number of
+// references.
+func (l *loader) localContext(lo *local) *hcl.EvalContext {
+	parent := l.evalContext(lo.attr.Range.Filename)
+	deps := make(map[string]cty.Value, len(lo.deps))
+	for _, d := range lo.deps {
+		deps[d] = l.locals[d].value
+	}
+	ctx := parent.NewChild()
+	ctx.Functions = parent.Functions // hcl suggests function names from the innermost context
+	ctx.Variables = map[string]cty.Value{"local": cty.ObjectVal(deps)}
+	return ctx
 }
 
 func (l *loader) publishLocals() {

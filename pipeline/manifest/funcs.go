@@ -25,9 +25,10 @@ const maxFileSize = 1 << 20
 // go-cty's standard library minus functions that can make huge values from
 // tiny input (range, setproduct, indent) or depend on the clock, plus try,
 // can, startswith, endswith, basename and dirname. file() is added per
-// directory by [fileFunctions].
+// directory by [fileFunctions]. Every function is bounded
+// ([boundedFunctions]).
 func functions() map[string]function.Function {
-	return map[string]function.Function{
+	return boundedFunctions(map[string]function.Function{
 		"abs":             stdlib.AbsoluteFunc,
 		"basename":        basenameFunc,
 		"can":             tryfunc.CanFunc,
@@ -90,7 +91,7 @@ func functions() map[string]function.Function {
 		"upper":           stdlib.UpperFunc,
 		"values":          stdlib.ValuesFunc,
 		"zipmap":          stdlib.ZipmapFunc,
-	}
+	})
 }
 
 // functionNames lists the functions manifests may call, sorted.
@@ -103,7 +104,7 @@ func functionNames() []string {
 // fileFunctions returns the functions that depend on the directory of the
 // manifest file being evaluated.
 func fileFunctions(dir string) map[string]function.Function {
-	return map[string]function.Function{"file": fileFunc(dir)}
+	return boundedFunctions(map[string]function.Function{"file": fileFunc(dir)})
 }
 
 // fileFunc reads a UTF-8 text file; a relative path is taken against dir.

@@ -127,6 +127,10 @@ func (l *loader) decodeBody(body hcl.Body, spec *blockSpec, ctx *hcl.EvalContext
 
 // decodeAttr evaluates and converts one attribute.
 func (l *loader) decodeAttr(a *hcl.Attribute, spec *attrSpec, ctx *hcl.EvalContext, ly *layer, path string) {
+	if l.cancelled() {
+		ly.bad = true
+		return
+	}
 	if diags := l.checkRefs(a.Expr, true); diags.HasErrors() {
 		l.diags = append(l.diags, diags...)
 		ly.bad = true
@@ -135,6 +139,11 @@ func (l *loader) decodeAttr(a *hcl.Attribute, spec *attrSpec, ctx *hcl.EvalConte
 	val, diags := a.Expr.Value(ctx)
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
+		ly.bad = true
+		return
+	}
+	if d := sizeDiag(val, "The value of "+path, a.Expr); d != nil {
+		l.diags = append(l.diags, d)
 		ly.bad = true
 		return
 	}

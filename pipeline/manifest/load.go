@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"os"
@@ -29,6 +30,8 @@ var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
 
 // loader holds the state of one Parse call.
 type loader struct {
+	ctx     context.Context // loading stops when it is done
+	stopped bool            // ctx was found done (and reported)
 	opts    *Options
 	workDir string
 	names   []string             // file names, sorted
@@ -61,6 +64,7 @@ func newLoader(files map[string][]byte, opts *Options) *loader {
 		wd, _ = os.Getwd()
 	}
 	l := &loader{
+		ctx:      context.Background(),
 		opts:     opts,
 		workDir:  wd,
 		names:    slices.Sorted(maps.Keys(files)),
@@ -87,6 +91,9 @@ func (l *loader) run() {
 	var top topBlocks
 	syntaxErrors := false
 	for _, name := range l.names {
+		if l.cancelled() {
+			return
+		}
 		f, diags := hclsyntax.ParseConfig(l.src[name], name, hcl.InitialPos)
 		l.diags = append(l.diags, diags...)
 		if f == nil {
@@ -121,15 +128,38 @@ func (l *loader) run() {
 	}
 	l.loadVariables(top.variables)
 	l.loadLocals(top.locals)
+	if l.cancelled() {
+		return
+	}
 	l.loadCompose(top.compose)
 	l.loadDefaults(top.defaults)
 	for _, b := range top.variants {
+		if l.cancelled() {
+			return
+		}
 		l.loadVariant(b)
+	}
+	if l.cancelled() {
+		return
 	}
 	if len(top.variants) == 0 && !l.diags.HasErrors() {
 		l.errorf(nil, "No variants", "The manifest set declares no variant \"NAME\" { } block, so there is nothing to build.")
 	}
 	l.finish()
+}
+
+// cancelled reports whether l.ctx is done; the first time it is, it adds
+// the "Loading cancelled" diagnostic.
+func (l *loader) cancelled() bool {
+	if l.stopped {
+		return true
+	}
+	if l.ctx.Err() == nil {
+		return false
+	}
+	l.stopped = true
+	l.errorf(nil, "Loading cancelled", "Loading the manifests was cancelled: %v.", context.Cause(l.ctx))
+	return true
 }
 
 // errorf appends an error diagnostic.

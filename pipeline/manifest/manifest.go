@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"os"
@@ -144,11 +145,16 @@ func ReadDir(dir string) (map[string][]byte, error) {
 // together with [Parse]. File names in diagnostics are filepath.Join(dir,
 // name). A directory that cannot be read is reported as a diagnostic.
 func Load(dir string, opts *Options) (*Manifest, hcl.Diagnostics) {
+	return LoadContext(context.Background(), dir, opts)
+}
+
+// LoadContext is [Load] that stops when ctx is done (see [ParseContext]).
+func LoadContext(ctx context.Context, dir string, opts *Options) (*Manifest, hcl.Diagnostics) {
 	files, err := ReadDir(dir)
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read manifests", Detail: err.Error()}}
 	}
-	return Parse(files, opts)
+	return ParseContext(ctx, files, opts)
 }
 
 // Parse parses, evaluates and validates a manifest set: files maps file
@@ -158,10 +164,19 @@ func Load(dir string, opts *Options) (*Manifest, hcl.Diagnostics) {
 // Parse reads no manifest file itself, but the file() function and
 // Options.VarFiles read from disk.
 func Parse(files map[string][]byte, opts *Options) (*Manifest, hcl.Diagnostics) {
+	return ParseContext(context.Background(), files, opts)
+}
+
+// ParseContext is [Parse] that stops when ctx is done: between files,
+// locals, attributes and variants (a single file's syntax is parsed in one
+// piece). It then returns a nil *Manifest and an error diagnostic
+// "Loading cancelled" carrying the context's cause.
+func ParseContext(ctx context.Context, files map[string][]byte, opts *Options) (*Manifest, hcl.Diagnostics) {
 	if opts == nil {
 		opts = &Options{}
 	}
 	l := newLoader(files, opts)
+	l.ctx = ctx
 	l.run()
 	sortDiagnostics(l.diags)
 	if l.diags.HasErrors() {

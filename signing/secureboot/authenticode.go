@@ -43,7 +43,17 @@ var (
 // read from r (the hash over the image excluding its checksum field, its
 // certificate table directory entry and the certificate table itself).
 func ImageDigest(r io.Reader) ([]byte, error) {
-	pd, err := authenticode.DigestPE(r, crypto.SHA256, false)
+	var pd *authenticode.PEDigest
+	var err error
+	if rs, ok := r.(io.ReadSeeker); ok {
+		pd, err = digestPE(rs)
+	} else {
+		err = guard("hashing", func() error {
+			var err error
+			pd, err = authenticode.DigestPE(r, crypto.SHA256, false)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("secureboot: hashing PE image: %w", err)
 	}
@@ -91,7 +101,7 @@ func Prepare(ctx context.Context, path string, cert *x509.Certificate) (*Pending
 		return nil, fmt.Errorf("preparing signature: %w", err)
 	}
 	defer f.Close()
-	pd, err := authenticode.DigestPE(f, crypto.SHA256, false)
+	pd, err := digestPE(f)
 	if err != nil {
 		return nil, fmt.Errorf("preparing %s: secureboot: hashing PE image: %w", path, err)
 	}
@@ -103,7 +113,10 @@ func Prepare(ctx context.Context, path string, cert *x509.Certificate) (*Pending
 	// Cross-check against what relic will ask the key to sign: run its
 	// signer up to the key operation and capture the digest.
 	c := &capture{pub: cert.PublicKey}
-	_, _, err = pd.Sign(ctx, &certloader.Certificate{Leaf: cert, Certificates: []*x509.Certificate{cert}, PrivateKey: c}, &authenticode.OpusParams{})
+	err = guard("signing", func() error {
+		_, _, err := pd.Sign(ctx, &certloader.Certificate{Leaf: cert, Certificates: []*x509.Certificate{cert}, PrivateKey: c}, &authenticode.OpusParams{})
+		return err
+	})
 	if !errors.Is(err, errCaptured) {
 		return nil, fmt.Errorf("preparing %s: secureboot: building SignerInfo: %w", path, err)
 	}
@@ -221,12 +234,17 @@ func signPE(ctx context.Context, in, out string, cert *x509.Certificate, key cry
 		return err
 	}
 	defer src.Close()
-	pd, err := authenticode.DigestPE(src, crypto.SHA256, false)
+	pd, err := digestPE(src)
 	if err != nil {
 		return fmt.Errorf("secureboot: hashing PE image: %w", err)
 	}
 	c := &certloader.Certificate{Leaf: cert, Certificates: []*x509.Certificate{cert}, PrivateKey: key}
-	patch, _, err := pd.Sign(ctx, c, &authenticode.OpusParams{})
+	var patch *binpatch.PatchSet
+	err = guard("signing", func() error {
+		var err error
+		patch, _, err = pd.Sign(ctx, c, &authenticode.OpusParams{})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("secureboot: making signature: %w", err)
 	}
@@ -242,7 +260,7 @@ func signPE(ctx context.Context, in, out string, cert *x509.Certificate, key cry
 	if err := applyPatch(dst.File, src, patch); err != nil {
 		return fmt.Errorf("writing %s: %w", dst.Name(), err)
 	}
-	if err := authenticode.FixPEChecksum(dst.File); err != nil {
+	if err := guard("fixing the checksum", func() error { return authenticode.FixPEChecksum(dst.File) }); err != nil {
 		return fmt.Errorf("secureboot: fixing PE checksum of %s: %w", dst.Name(), err)
 	}
 	if _, err := VerifyPE(dst.File, []*x509.Certificate{cert}); err != nil {
@@ -293,10 +311,23 @@ type Signature struct {
 // r: each signature must be a valid PKCS#7 SignedData over the image's
 // current hash, and its signer must chain to one of the db certificates
 // (directly, or through certificates embedded in the signature). Errors
-// wrap [ErrNotSigned], [ErrBadSignature] or [ErrUntrusted]. db may be
-// empty only to check integrity; then every signer is [ErrUntrusted].
+// wrap [ErrMalformed], [ErrNotSigned], [ErrBadSignature] or [ErrUntrusted].
+// db may be empty only to check integrity; then every signer is
+// [ErrUntrusted]. The PE structure is checked before the image reaches the
+// Authenticode library, and a panic in it becomes an [ErrMalformed] error.
 func VerifyPE(r io.ReadSeeker, db []*x509.Certificate) ([]Signature, error) {
-	sigs, err := authenticode.VerifyPE(r, false)
+	if err := checkPE(r); err != nil {
+		return nil, err
+	}
+	var sigs []authenticode.PESignature
+	err := guard("verifying", func() error {
+		var err error
+		sigs, err = authenticode.VerifyPE(r, false)
+		return err
+	})
+	if errors.Is(err, ErrMalformed) {
+		return nil, err
+	}
 	if err != nil {
 		var ns sigerrors.NotSignedError
 		if errors.As(err, &ns) {

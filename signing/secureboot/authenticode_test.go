@@ -368,31 +368,3 @@ func sameSubject(t *testing.T, c *x509.Certificate) *x509.Certificate {
 	}
 	return out
 }
-
-// FuzzVerifyPE feeds arbitrary bytes, seeded with a real signed stub and
-// its unsigned original, to the verifier: it must return an error or
-// signatures, never panic.
-func FuzzVerifyPE(f *testing.F) {
-	p, _ := pkis(f)
-	dir := f.TempDir()
-	unsigned := stubFile(f, dir, "stub.efi")
-	signed := filepath.Join(dir, "signed.efi")
-	if err := SignPE(context.Background(), p.DB, unsigned, signed); err != nil {
-		f.Fatal(err)
-	}
-	for _, path := range []string{unsigned, signed} {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Add([]byte("MZ"))
-	db := []*x509.Certificate{p.DB.Cert}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		sigs, err := VerifyPE(bytes.NewReader(data), db)
-		if err == nil && len(sigs) == 0 {
-			t.Fatal("no error and no signatures")
-		}
-	})
-}

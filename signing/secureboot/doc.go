@@ -32,7 +32,12 @@
 //
 // # Security
 //
-// PE images given to [VerifyPE] may be hostile: relic's parser bounds
-// every table by the file size, and signatures are only trusted after the
-// image hash and the chain both check out.
+// PE images given to [VerifyPE] may be hostile. relic's parser takes some
+// header fields for granted (it slices the optional header by its declared
+// size and divides by FileAlignment), so the PE structure is checked first
+// (DOS and COFF headers, optional header size and magic, data directories,
+// FileAlignment, section table and certificate table within the file;
+// failures wrap [ErrMalformed]), and every call into relic recovers a panic
+// as an [ErrMalformed] error. FuzzVerifyPE fuzzes the verifier. Signatures
+// are only trusted after the image hash and the chain both check out.
 package secureboot

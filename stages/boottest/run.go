@@ -16,7 +16,9 @@ import (
 
 // run boots the disk image with [Test] and stores the results, the JUnit
 // report and the console log as outputs published under
-// <Variant>/<arch>/tests/. A failed check fails the stage.
+// <Variant>/<arch>/tests/. A failed check fails the stage after the
+// outputs are added, so the failed compose still carries the report (the
+// pipeline publishes a failed stage's outputs without caching them).
 func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*Outcome)) error {
 	disk, err := contract.DiskRaw.Path(rc)
 	if err != nil {
@@ -41,6 +43,21 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 	if report != nil {
 		report(out)
 	}
+	// The reports are outputs whether or not the checks passed: a failed
+	// boot test's report and JUnit reach the (DOOMED) compose.
+	for _, o := range []struct {
+		out          pipeline.Output
+		file, suffix string
+	}{
+		{contract.BootTestResults.Output, ResultsFile, "boottest.json"},
+		{contract.BootTestJUnit, JUnitFile, "junit.xml"},
+		{contract.BootTestConsole, ConsoleFile, ConsoleFile},
+	} {
+		pub := &artifacts.Publish{Dir: "tests", Filename: c.Name + "." + o.suffix}
+		if err := o.out.AddFile(rc, filepath.Join(out.Dir, o.file), pub); err != nil {
+			return err
+		}
+	}
 	if err := out.Err(); err != nil {
 		return err
 	}
@@ -54,19 +71,6 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 	for k, v := range map[string]any{"result": r.Result, "outcome": r.Outcome, "checks": checks,
 		"verdict_seconds": r.VerdictSeconds, "qemu_seconds": r.QEMUSeconds, "accel": r.Accel} {
 		if err := rc.SetMeta(k, v); err != nil {
-			return err
-		}
-	}
-	for _, o := range []struct {
-		out          pipeline.Output
-		file, suffix string
-	}{
-		{contract.BootTestResults.Output, ResultsFile, "boottest.json"},
-		{contract.BootTestJUnit, JUnitFile, "junit.xml"},
-		{contract.BootTestConsole, ConsoleFile, ConsoleFile},
-	} {
-		pub := &artifacts.Publish{Dir: "tests", Filename: c.Name + "." + o.suffix}
-		if err := o.out.AddFile(rc, filepath.Join(out.Dir, o.file), pub); err != nil {
 			return err
 		}
 	}

@@ -268,6 +268,12 @@ func TestStageFails(t *testing.T) {
 	if failed, _, _ := strings.Cut(msg, " (boot "); strings.Contains(failed, "composefs-root") {
 		t.Errorf("composefs-root is named as failed: %s", failed)
 	}
+	// The reports are still outputs, for the DOOMED compose (issue 13 item 4).
+	for _, name := range []string{"results", "junit", "console"} {
+		if o, ok := nr.Partial[name]; !ok || o.Publish == nil {
+			t.Errorf("the failed stage left no published %s output: %+v", name, nr.Partial)
+		}
+	}
 }
 
 // bootTarget boots a prepared image with a stage config (through

@@ -374,13 +374,18 @@ func TestSecureBootState(t *testing.T) {
 		state  string
 		setup  string
 		status protocol.Status
+		detail string
 	}{
-		{"no efi", nil, false, "unsupported", "", protocol.Skip},
-		{"enabled", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 1}, "SetupMode": {6, 0, 0, 0, 0}}, true, "enabled", "0", protocol.Pass},
-		{"disabled setup mode", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 0}, "SetupMode": {6, 0, 0, 0, 1}}, true, "disabled", "1", protocol.Pass},
-		{"no variable", map[string][]byte{"BootOrder": {7, 0, 0, 0, 1, 0}}, true, "disabled", "", protocol.Pass},
-		{"efivarfs not mounted", map[string][]byte{}, true, "", "", protocol.Fail},
-		{"corrupt", map[string][]byte{"SecureBoot": {6}}, true, "", "", protocol.Fail},
+		{"no efi", nil, false, "unsupported", "", protocol.Skip, "not booted through UEFI"},
+		{"enabled", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 1}, "SetupMode": {6, 0, 0, 0, 0}}, true, "enabled", "0", protocol.Pass, "Secure Boot enabled (SetupMode=0)"},
+		{"disabled setup mode", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 0}, "SetupMode": {6, 0, 0, 0, 1}}, true, "disabled", "1", protocol.Pass, "Secure Boot disabled (SetupMode=1)"},
+		// issue 13 item 4: trixie's OVMF_CODE_4M.fd has no Secure Boot
+		// code and defines neither variable; the detail said "SetupMode=".
+		{"firmware without Secure Boot", map[string][]byte{"BootOrder": {7, 0, 0, 0, 1, 0}}, true, "disabled", "", protocol.Pass,
+			"Secure Boot disabled (the firmware has no SetupMode variable: built without Secure Boot support)"},
+		{"efivarfs not mounted", map[string][]byte{}, true, "", "", protocol.Fail, "efivarfs not mounted"},
+		{"corrupt", map[string][]byte{"SecureBoot": {6}}, true, "", "", protocol.Fail, "shorter than the 4-byte attribute header"},
+		{"corrupt SetupMode", map[string][]byte{"SecureBoot": {6, 0, 0, 0, 0}, "SetupMode": {6, 0, 0, 0, 7}}, true, "", "", protocol.Fail, "SetupMode: efivar: boolean value 0x7"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -396,8 +401,8 @@ func TestSecureBootState(t *testing.T) {
 			if tt.status != protocol.Fail && (err != nil || state != tt.state || setup != tt.setup) {
 				t.Errorf("state %q setup %q err %v", state, setup, err)
 			}
-			if o := checkSecureBoot(e, modePlain); o.status != tt.status {
-				t.Errorf("check = %+v, want %s", o, tt.status)
+			if o := checkSecureBoot(e, modePlain); o.status != tt.status || !strings.Contains(o.detail, tt.detail) || strings.HasSuffix(o.detail, "SetupMode=)") {
+				t.Errorf("check = %+v, want %s with %q", o, tt.status, tt.detail)
 			}
 		})
 	}

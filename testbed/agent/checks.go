@@ -159,6 +159,10 @@ func checkComposefsDigest(e *env, _ mode) outcome {
 
 // secureBootState reads SecureBoot and SetupMode from efivarfs. state is
 // "enabled", "disabled" or "unsupported" (not booted through UEFI).
+// setupMode is "0", "1", or "" when the firmware defines no SetupMode
+// variable: firmware built without Secure Boot support defines neither
+// variable (Debian's OVMF_CODE_4M.fd since edk2 2023.11-7, so trixie's;
+// bookworm's still had it), and Secure Boot is then disabled.
 func secureBootState(e *env) (state string, setupMode string, err error) {
 	if _, err := os.Stat(e.path("/sys/firmware/efi")); err != nil {
 		return "unsupported", "", nil
@@ -192,11 +196,15 @@ func secureBootState(e *env) (state string, setupMode string, err error) {
 	if sb {
 		state = "enabled"
 	}
-	if sm, err := read("SetupMode"); err == nil {
+	sm, err := read("SetupMode")
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return "", "", fmt.Errorf("SetupMode: %w", err)
+	case sm:
+		setupMode = "1"
+	default:
 		setupMode = "0"
-		if sm {
-			setupMode = "1"
-		}
 	}
 	return state, setupMode, nil
 }
@@ -208,6 +216,10 @@ func checkSecureBoot(e *env, _ mode) outcome {
 	}
 	if state == "unsupported" {
 		return skip("not booted through UEFI (no /sys/firmware/efi)")
+	}
+	if setup == "" {
+		// Printing "SetupMode=" with nothing after it hid this case.
+		return pass("Secure Boot %s (the firmware has no SetupMode variable: built without Secure Boot support)", state)
 	}
 	return pass("Secure Boot %s (SetupMode=%s)", state, setup)
 }

@@ -2,6 +2,9 @@ package checks
 
 import (
 	"context"
+	"encoding/xml"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -229,5 +232,59 @@ func TestRegistered(t *testing.T) {
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("registered %v", got)
+	}
+}
+
+// TestJUnitCaseOutput: each check's output sits in its own JUnit test
+// case: uefi-boot carries the guest Secure Boot check's text,
+// secureboot-disabled (which logs nothing when it passes) has none
+// (issue 13 item 4).
+func TestJUnitCaseOutput(t *testing.T) {
+	facts := map[string]string{"mode": "plain", "secureboot": "disabled", "setupmode": "1", "arch": "x86_64"}
+	lines := agent(facts, nil)
+	lines = append(lines[:len(lines)-1], "CFS-CHECK secureboot PASS Secure Boot disabled (SetupMode=1)", "CFS-TEST-END pass=1 fail=0 skip=0")
+	b := boot(testbed.OutcomePoweredOff, "", lines...)
+	p := filepath.Join(t.TempDir(), "junit.xml")
+	s := testbed.Suite{Checks: []string{"uefi-boot", "secureboot-disabled"}, Reporters: testbed.Reporters{testbed.NewJUnitReporter(p)}}
+	tg := testbed.Target{Name: "Fedora-Testbed-43.x86_64", Features: []testbed.Feature{testbed.FeatureUEFI}}
+	if _, err := s.CheckBoot(context.Background(), tg, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reporters.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Suites []struct {
+			Cases []struct {
+				Name      string  `xml:"name,attr"`
+				SystemOut *string `xml:"system-out"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(data, &doc); err != nil || len(doc.Suites) != 1 {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	want := map[string]string{"uefi-boot": "guest check secureboot: Secure Boot disabled (SetupMode=1)", "secureboot-disabled": ""}
+	for _, c := range doc.Suites[0].Cases {
+		w, ok := want[c.Name]
+		if !ok {
+			t.Errorf("unexpected case %s", c.Name)
+			continue
+		}
+		delete(want, c.Name)
+		got := ""
+		if c.SystemOut != nil {
+			got = *c.SystemOut
+		}
+		if got != w {
+			t.Errorf("case %s has output %q, want %q", c.Name, got, w)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("missing cases %v\n%s", want, data)
 	}
 }

@@ -25,6 +25,19 @@ import (
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
 
+// NoPolicyPath is where the stage tests pin the default containers policy:
+// a file that never exists, so the source stage's no-policy rule applies
+// whatever /etc/containers/policy.json the host has (issue 13 item 12).
+const NoPolicyPath = "/nonexistent/cfs-compose-tests/policy.json"
+
+// init pins the default containers policy of every test that imports this
+// package, unless the test run set one itself.
+func init() {
+	if os.Getenv("CONTAINERS_POLICY_JSON") == "" {
+		os.Setenv("CONTAINERS_POLICY_JSON", NoPolicyPath)
+	}
+}
+
 // CosignPassword encrypts the test cosign keys; Build hands it to stages
 // as CFS_SIGNING_PASSWORD.
 const CosignPassword = "test-pass"
