@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 
 	"bytes"
@@ -53,7 +54,7 @@ func TestPinnedOutputs(t *testing.T) {
 		t.Skip("SKIPPING in -short mode: builds four disk images")
 	}
 	stagetest.FixtureLayout(t)
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	_ "github.com/cfs-compose/cfs-compose/testbed/checks"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
@@ -105,7 +106,7 @@ var prepMu sync.Mutex
 
 func newBootEnv() (*bootEnv, error) {
 	ctx := context.Background()
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		return nil, err
 	}

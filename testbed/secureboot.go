@@ -33,7 +33,7 @@ type VirtFwVars struct {
 // FindVirtFwVars locates virt-fw-vars: the executable named by
 // $CFS_VIRT_FW_VARS, else virt-fw-vars in PATH. `make fixtures` unpacks
 // trixie's python3-virt-firmware and writes a wrapper that runs it on the
-// host's Python (testbed/fixtures/cache/host/bin/virt-fw-vars).
+// host's Python (host/bin/virt-fw-vars in the fixture cache).
 func FindVirtFwVars() (*VirtFwVars, error) {
 	if p := os.Getenv("CFS_VIRT_FW_VARS"); p != "" {
 		if _, err := exec.LookPath(p); err != nil {
@@ -43,7 +43,7 @@ func FindVirtFwVars() (*VirtFwVars, error) {
 	}
 	p, err := exec.LookPath("virt-fw-vars")
 	if err != nil {
-		return nil, fmt.Errorf("testbed: virt-fw-vars not found: set CFS_VIRT_FW_VARS to testbed/fixtures/cache/host/bin/virt-fw-vars (made by `make fixtures`) or install python3-virt-firmware: %w", err)
+		return nil, fmt.Errorf("testbed: virt-fw-vars not found: set CFS_VIRT_FW_VARS to host/bin/virt-fw-vars in the fixture cache (made by `make fixtures`) or install python3-virt-firmware: %w", err)
 	}
 	return &VirtFwVars{Argv: []string{p}}, nil
 }

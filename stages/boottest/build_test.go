@@ -18,6 +18,7 @@ package boottest
 // root partition.
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 
 	"bytes"
@@ -139,7 +140,7 @@ func build(t testing.TB) *built {
 
 func runBuild() (*built, error) {
 	ctx := context.Background()
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ package uki_test
 import (
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 
 	"bytes"
@@ -47,7 +48,7 @@ func requireBoot(t *testing.T) *fixtures.Tools {
 		t.Skip("SKIPPING REAL BOOT TEST: the disk stage needs root (device nodes and owners in the root partition); CI runs as root")
 	}
 	fixtureLayout(t)
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@
 package stagetest
 
 import (
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 
 	"bytes"
@@ -71,7 +72,7 @@ func FixtureContent(t testing.TB) *fixtures.Content {
 	t.Helper()
 	FixtureLayout(t)
 	contentOnce.Do(func() {
-		cache, err := fixtures.DefaultCacheDir()
+		cache, err := debfetch.CacheDir()
 		if err != nil {
 			contentErr = err
 			return
