@@ -415,7 +415,7 @@ func writeBootJSON(res *BootResult) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(res.OutputDir, "boot.json"), b)
+	return writeFile(filepath.Join(res.OutputDir, "boot.json"), b)
 }
 
 // boundedBuffer keeps the first 64 KiB written to it.

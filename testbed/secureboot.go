@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // ErrUnformattedVars means a UEFI variable store template is all zeros
@@ -89,11 +91,7 @@ func (v *VirtFwVars) Enroll(ctx context.Context, template, out, pk string, kek, 
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, out); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.Publish(tmp, out)
 }
 
 // Print returns virt-fw-vars' listing of a variable store (-i FILE --print
@@ -204,5 +202,5 @@ func FormatVars(ctx context.Context, arch string, fw Firmware, out, scratch stri
 	if err := copyFile(vars, out+".tmp"); err != nil {
 		return err
 	}
-	return os.Rename(out+".tmp", out)
+	return atomicfile.Publish(out+".tmp", out)
 }

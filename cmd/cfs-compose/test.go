@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/boottest"
@@ -209,25 +210,7 @@ func writeJUnit(path string, outcomes []collected) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(tmp.Name(), 0o644)
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.WriteFileWith(path, b, 0o644, &atomicfile.Options{NoSync: true})
 }
 
 // listChecks prints the registered checks: name, tags, what they need.
