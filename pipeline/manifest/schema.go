@@ -1,13 +1,13 @@
 package manifest
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
 	"github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 )
 
 // This file is the manifest schema: every block and attribute a variant,
