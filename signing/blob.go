@@ -41,7 +41,7 @@ var ErrBadSignature = errors.New("signing: signature does not verify")
 func HashFile(path string) ([]byte, error) {
 	sum, _, err := filehash.SHA256(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hashing: %w", err)
 	}
 	return sum[:], nil
 }
