@@ -115,7 +115,9 @@ demo: deps fixtures build
 
 # fixtures fetches the testbed's Debian packages (trixie 6.12 cloud kernel,
 # busybox-static, systemd EFI stubs, virt-firmware, OVMF/AAVMF) through a
-# private apt configuration into testbed/fixtures/cache/debs/ and builds the
+# private apt configuration into the fixture cache outside the checkout
+# ($CFS_FIXTURES_CACHE, else /var/cache/cfs-compose/fixtures as root, else
+# ~/.cache/cfs-compose/fixtures; internal/debfetch.CacheDir) and builds the
 # fixture OCI layout oci:testbed/fixtures/build/oci:testbed. Offline once
 # the cache is complete.
 fixtures:

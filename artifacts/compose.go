@@ -1,8 +1,6 @@
 package artifacts
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // Compose status values, as Pungi writes them to STATUS.
@@ -298,7 +298,7 @@ func (c *Compose) Finish(status string) error {
 	if err := syncTree(c.work); err != nil {
 		return fmt.Errorf("syncing compose: %w", err)
 	}
-	if err := os.Rename(c.work, c.final); err != nil {
+	if err := atomicfile.PublishKeep(c.work, c.final); err != nil {
 		return fmt.Errorf("finishing compose %s: %w", c.ID, err)
 	}
 	c.release()
@@ -343,25 +343,19 @@ func copySparse(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	tmp := dst + ".tmp-" + randHex()
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	// No fsync: the compose is synced once (syncfs) when it is finished.
+	out, err := atomicfile.CreateWith(dst, 0o444, &atomicfile.Options{NoSync: true})
 	if err != nil {
 		return err
 	}
-	err = copyData(in, out, info.Size())
-	if err == nil {
-		err = out.Truncate(info.Size())
+	defer out.Abort()
+	if err := copyData(in, out.File, info.Size()); err != nil {
+		return err
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	if err := out.Truncate(info.Size()); err != nil {
+		return err
 	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return out.Commit()
 }
 
 func copyData(in, out *os.File, size int64) error {
@@ -396,12 +390,6 @@ func copyData(in, out *os.File, size int64) error {
 		off = hole
 	}
 	return nil
-}
-
-func randHex() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // productmd structures (schema 1.2).

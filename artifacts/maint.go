@@ -2,8 +2,6 @@ package artifacts
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/filehash"
 )
 
 // ComposeRef records which cache entries one compose used; gc --keep keeps
@@ -344,11 +344,11 @@ func (s *Store) Verify(ov ObjectVerifier) (VerifyResult, error) {
 	for _, de := range des {
 		res.Blobs++
 		p := filepath.Join(bdir, de.Name())
-		sum, err := fileSHA256(p)
+		sum, _, err := HashFile(p)
 		if err != nil {
 			res.Problems = append(res.Problems, Problem{p, err.Error()})
-		} else if sum != de.Name() {
-			res.Problems = append(res.Problems, Problem{p, "content digest is sha256:" + sum})
+		} else if sum.Hex() != de.Name() {
+			res.Problems = append(res.Problems, Problem{p, "content digest is " + string(sum)})
 		}
 	}
 	tdir := filepath.Join(s.root, "trees", "sha256")
@@ -419,15 +419,9 @@ func (s *Store) Verify(ov ObjectVerifier) (VerifyResult, error) {
 // HashFile returns the sha256 digest and size of a file; used to checksum
 // published artifacts.
 func HashFile(p string) (Digest, int64, error) {
-	f, err := os.Open(p)
+	sum, n, err := filehash.SHA256(p)
 	if err != nil {
 		return "", 0, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("hashing %s: %w", p, err)
-	}
-	return Digest("sha256:" + hex.EncodeToString(h.Sum(nil))), n, nil
+	return NewDigest(sum[:]), n, nil
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // RecordSchema is the schema version of stage records.
@@ -139,14 +141,11 @@ func (s *Store) writeAtomic(p string, b []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
 	if err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("writing %s: %w", p, err)
 	}
-	return nil
+	return atomicfile.Publish(f.Name(), p)
 }
 
 // KeyLock is held while a stage with a given cache key runs, so that two

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // ErrNotFound reports a missing blob, tree or record.
@@ -272,7 +274,7 @@ func (s *Store) install(tmp, dst string) error {
 	if _, err := os.Lstat(dst); err == nil {
 		return os.Remove(tmp)
 	}
-	return os.Rename(tmp, dst)
+	return atomicfile.PublishKeep(tmp, dst)
 }
 
 // PutBytes stores b as a blob.
@@ -292,17 +294,10 @@ func (s *Store) PutBytes(mediaType string, b []byte) (Descriptor, error) {
 // [Store.TempDir] (the same filesystem), and moves it into the store. Sparse
 // files stay sparse. The file is gone from path afterwards.
 func (s *Store) AddFile(path, mediaType string) (Descriptor, error) {
-	f, err := os.Open(path)
+	d, n, err := HashFile(path)
 	if err != nil {
 		return Descriptor{}, fmt.Errorf("adding %s: %w", path, err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return Descriptor{}, fmt.Errorf("adding %s: %w", path, err)
-	}
-	d := NewDigest(h.Sum(nil))
 	if err := s.install(path, s.BlobPath(d)); err != nil {
 		return Descriptor{}, fmt.Errorf("adding %s: %w", path, err)
 	}

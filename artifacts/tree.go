@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // TreeDigest computes the digest of a directory tree: the sha256 of a
@@ -34,12 +36,12 @@ func TreeDigest(dir string) (Digest, int64, error) {
 		line := strconv.Quote(rel) + " " + strconv.FormatUint(uint64(info.Mode()), 8)
 		switch {
 		case info.Mode().IsRegular():
-			sum, err := fileSHA256(p)
+			sum, _, err := HashFile(p)
 			if err != nil {
 				return err
 			}
 			total += info.Size()
-			line += " " + strconv.FormatInt(info.Size(), 10) + " " + sum
+			line += " " + strconv.FormatInt(info.Size(), 10) + " " + sum.Hex()
 		case info.Mode()&fs.ModeSymlink != 0:
 			t, err := os.Readlink(p)
 			if err != nil {
@@ -61,19 +63,6 @@ func TreeDigest(dir string) (Digest, int64, error) {
 	return NewDigest(h.Sum(nil)), total, nil
 }
 
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%x", h.Sum(nil)), nil
-}
-
 // AddTree moves a directory built under [Store.TempDir] into the store as an
 // immutable tree and returns its descriptor.
 func (s *Store) AddTree(dir, mediaType string) (Descriptor, error) {
@@ -86,7 +75,7 @@ func (s *Store) AddTree(dir, mediaType string) (Descriptor, error) {
 		if err := os.RemoveAll(dir); err != nil {
 			return Descriptor{}, fmt.Errorf("adding tree %s: %w", dir, err)
 		}
-	} else if err := os.Rename(dir, dst); err != nil {
+	} else if err := atomicfile.PublishKeep(dir, dst); err != nil {
 		// Another process may have installed the same tree meanwhile.
 		if _, serr := os.Lstat(dst); serr != nil {
 			return Descriptor{}, fmt.Errorf("adding tree %s: %w", dir, err)

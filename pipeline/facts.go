@@ -1,11 +1,10 @@
 package pipeline
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"fmt"
 
 	"github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 

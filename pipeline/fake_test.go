@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 

@@ -10,11 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
+	"github.com/cfs-compose/cfs-compose/internal/filehash"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
@@ -39,16 +39,11 @@ var ErrBadSignature = errors.New("signing: signature does not verify")
 // HashFile returns the SHA-256 digest of the file at path, read once in a
 // streaming pass.
 func HashFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	sum, _, err := filehash.SHA256(path)
 	if err != nil {
 		return nil, fmt.Errorf("hashing: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return h.Sum(nil), nil
+	return sum[:], nil
 }
 
 func sha256Sum(b []byte) []byte {

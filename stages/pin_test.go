@@ -1,8 +1,6 @@
 package stages
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -19,8 +17,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
@@ -53,7 +53,7 @@ func TestPinnedOutputs(t *testing.T) {
 		t.Skip("SKIPPING in -short mode: builds four disk images")
 	}
 	stagetest.FixtureLayout(t)
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}

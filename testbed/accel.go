@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 )
 
 // Accelerators.
@@ -23,11 +25,11 @@ func DetectAccel(guestArch string) (accel, reason string) {
 }
 
 func detectAccel(root, hostGOARCH, guestArch string) (string, string) {
-	hostArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[hostGOARCH]
-	if hostArch != guestArch {
+	host, err := arch.Lookup(hostGOARCH)
+	if err != nil || host.Name != guestArch {
 		return AccelTCG, "guest " + guestArch + " differs from host " + hostGOARCH
 	}
-	if guestArch != "x86_64" {
+	if host != arch.X86_64 {
 		return AccelTCG, "KVM detection is only implemented for x86_64 hosts"
 	}
 	var module string

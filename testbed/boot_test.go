@@ -35,6 +35,8 @@ import (
 	"testing"
 	"time"
 
+	archpkg "github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	_ "github.com/cfs-compose/cfs-compose/testbed/checks"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
@@ -105,7 +107,7 @@ var prepMu sync.Mutex
 
 func newBootEnv() (*bootEnv, error) {
 	ctx := context.Background()
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		return nil, err
 	}
@@ -126,11 +128,11 @@ func (e *bootEnv) prepare(arch string) (*archBoot, error) {
 	if ab, ok := e.arch[arch]; ok {
 		return ab, nil
 	}
-	deb, err := fixtures.DebianArch(arch)
+	a, err := archpkg.Lookup(arch)
 	if err != nil {
 		return nil, err
 	}
-	c, err := fixtures.LoadContent(context.Background(), e.cache, e.lock, deb)
+	c, err := fixtures.LoadContent(context.Background(), e.cache, e.lock, a.Debian)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 )
 
 // ErrNoFirmware means no UEFI firmware files were found.
@@ -33,41 +35,31 @@ func FirmwareDirs(extra ...string) []string {
 	return append(dirs, "/usr/share/OVMF", "/usr/share/AAVMF", "/usr/share/qemu-efi-aarch64")
 }
 
-// firmwareCandidates lists (code, vars) file names per arch and mode, in
-// order of preference.
-var firmwareCandidates = map[string]map[bool][][2]string{
-	"x86_64": {
-		false: {{"OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd"}, {"OVMF_CODE.fd", "OVMF_VARS.fd"}},
-		true:  {{"OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.fd"}, {"OVMF_CODE.secboot.fd", "OVMF_VARS.fd"}},
-	},
-	"aarch64": {
-		false: {{"AAVMF_CODE.no-secboot.fd", "AAVMF_VARS.fd"}, {"AAVMF_CODE.fd", "AAVMF_VARS.fd"}},
-		// bookworm's AAVMF_CODE.fd enforces Secure Boot once keys are enrolled
-		true: {{"AAVMF_CODE.secboot.fd", "AAVMF_VARS.fd"}, {"AAVMF_CODE.fd", "AAVMF_VARS.fd"}},
-	},
-}
-
 // FindFirmware returns the first complete firmware for arch ("x86_64" or
 // "aarch64") in dirs (see [FirmwareDirs]). With secureBoot it returns a
 // Secure Boot build; its VarsTemplate holds no keys yet (enroll them with
 // [EnrollSecureBoot] and set VarsTemplate to the result).
-func FindFirmware(arch string, secureBoot bool, dirs []string) (Firmware, error) {
-	cands, ok := firmwareCandidates[arch]
-	if !ok {
-		return Firmware{}, fmt.Errorf("testbed: no firmware known for arch %q", arch)
+func FindFirmware(archName string, secureBoot bool, dirs []string) (Firmware, error) {
+	a, err := arch.Lookup(archName)
+	if err != nil || a.Name != archName {
+		return Firmware{}, fmt.Errorf("testbed: no firmware known for arch %q", archName)
+	}
+	cands := a.Firmware
+	if secureBoot {
+		cands = a.SecureBootFirmware
 	}
 	var tried []string
 	for _, d := range dirs {
-		for _, c := range cands[secureBoot] {
+		for _, c := range cands {
 			code, vars := filepath.Join(d, c[0]), filepath.Join(d, c[1])
 			tried = append(tried, code)
 			if isFile(code) && isFile(vars) {
-				return Firmware{Code: code, VarsTemplate: vars, SMM: secureBoot && arch == "x86_64"}, nil
+				return Firmware{Code: code, VarsTemplate: vars, SMM: secureBoot && a.SecureBootSMM}, nil
 			}
 		}
 	}
 	return Firmware{}, fmt.Errorf("%w for %s (secure boot %v); tried %s (install ovmf / qemu-efi-aarch64 or set CFS_FIRMWARE_DIRS)",
-		ErrNoFirmware, arch, secureBoot, strings.Join(tried, ", "))
+		ErrNoFirmware, archName, secureBoot, strings.Join(tried, ", "))
 }
 
 func isFile(p string) bool {

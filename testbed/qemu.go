@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/cfs-compose/cfs-compose/testbed/protocol"
 )
 
@@ -144,11 +146,11 @@ func (b *BootResult) Find(s string) (ConsoleLine, bool) {
 
 // DefaultConsole returns the kernel console argument for an arch
 // ("console=ttyS0" or "console=ttyAMA0").
-func DefaultConsole(arch string) string {
-	if arch == "aarch64" {
-		return "console=ttyAMA0"
+func DefaultConsole(name string) string {
+	if a, err := arch.Lookup(name); err == nil {
+		return a.KernelConsole()
 	}
-	return "console=ttyS0"
+	return arch.X86_64.KernelConsole()
 }
 
 // panicGrace is how long QEMU runs on after a kernel panic line, to
@@ -171,8 +173,8 @@ func (m Machine) withDefaults() Machine {
 	if m.DiskFormat == "" {
 		m.DiskFormat = "raw"
 	}
-	if m.QEMU == "" {
-		m.QEMU = "qemu-system-" + m.Arch
+	if a, err := arch.Lookup(m.Arch); m.QEMU == "" && err == nil {
+		m.QEMU = a.QEMU
 	}
 	if m.QEMUImg == "" {
 		m.QEMUImg = "qemu-img"
@@ -182,8 +184,8 @@ func (m Machine) withDefaults() Machine {
 
 func (m Machine) validate() error {
 	switch {
-	case m.Arch != "x86_64" && m.Arch != "aarch64":
-		return fmt.Errorf("testbed: unsupported arch %q (want x86_64 or aarch64)", m.Arch)
+	case !slices.Contains(arch.Names(), m.Arch):
+		return fmt.Errorf("testbed: unsupported arch %q (want %s)", m.Arch, strings.Join(arch.Names(), " or "))
 	case m.Kernel == "" && m.Disk == "":
 		return fmt.Errorf("testbed: machine has neither a kernel nor a disk to boot")
 	case m.Firmware == nil && m.Kernel == "":
@@ -209,9 +211,9 @@ func (m Machine) args(ctx context.Context, outDir, accel string) ([]string, erro
 	a := []string{"-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio",
 		"-m", fmt.Sprint(m.MemoryMiB), "-smp", fmt.Sprint(m.CPUs), "-accel", accel}
 	cpu := m.CPU
-	switch m.Arch {
-	case "x86_64":
-		machine := "q35"
+	switch ar, _ := arch.Lookup(m.Arch); ar {
+	case arch.X86_64:
+		machine := ar.QEMUMachine
 		if m.Firmware != nil && m.Firmware.SMM {
 			machine += ",smm=on"
 			a = append(a, "-global", "driver=cfi.pflash01,property=secure,value=on")
@@ -220,8 +222,8 @@ func (m Machine) args(ctx context.Context, outDir, accel string) ([]string, erro
 		if cpu == "" && accel == AccelKVM {
 			cpu = "host"
 		}
-	case "aarch64":
-		a = append(a, "-machine", "virt")
+	case arch.Aarch64:
+		a = append(a, "-machine", ar.QEMUMachine)
 		if cpu == "" {
 			cpu = "max,pauth-impdef=on" // plain max is 2.5x slower under TCG (QARMA)
 			if accel == AccelKVM {
@@ -422,7 +424,7 @@ func writeBootJSON(res *BootResult) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(res.OutputDir, "boot.json"), b)
+	return writeFile(filepath.Join(res.OutputDir, "boot.json"), b)
 }
 
 // boundedBuffer keeps the first 64 KiB written to it.

@@ -38,7 +38,7 @@ func (j *JSONReporter) Close() error {
 	if err != nil {
 		return fmt.Errorf("encoding JSON report: %w", err)
 	}
-	return writeFileAtomic(j.path, append(b, '\n'))
+	return writeFile(j.path, append(b, '\n'))
 }
 
 func jsonMarshalIndent(v any) ([]byte, error) {

@@ -128,7 +128,7 @@ func (j *JUnitReporter) Close() error {
 	if err != nil {
 		return fmt.Errorf("encoding JUnit report: %w", err)
 	}
-	return writeFileAtomic(j.path, append([]byte(xml.Header), append(b, '\n')...))
+	return writeFile(j.path, append([]byte(xml.Header), append(b, '\n')...))
 }
 
 // rawSuites is a JUnit document whose suites are kept verbatim, for

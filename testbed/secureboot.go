@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // ErrUnformattedVars means a UEFI variable store template is all zeros
@@ -33,7 +35,7 @@ type VirtFwVars struct {
 // FindVirtFwVars locates virt-fw-vars: the executable named by
 // $CFS_VIRT_FW_VARS, else virt-fw-vars in PATH. `make fixtures` unpacks
 // trixie's python3-virt-firmware and writes a wrapper that runs it on the
-// host's Python (testbed/fixtures/cache/host/bin/virt-fw-vars).
+// host's Python (host/bin/virt-fw-vars in the fixture cache).
 func FindVirtFwVars() (*VirtFwVars, error) {
 	if p := os.Getenv("CFS_VIRT_FW_VARS"); p != "" {
 		if _, err := exec.LookPath(p); err != nil {
@@ -43,7 +45,7 @@ func FindVirtFwVars() (*VirtFwVars, error) {
 	}
 	p, err := exec.LookPath("virt-fw-vars")
 	if err != nil {
-		return nil, fmt.Errorf("testbed: virt-fw-vars not found: set CFS_VIRT_FW_VARS to testbed/fixtures/cache/host/bin/virt-fw-vars (made by `make fixtures`) or install python3-virt-firmware: %w", err)
+		return nil, fmt.Errorf("testbed: virt-fw-vars not found: set CFS_VIRT_FW_VARS to host/bin/virt-fw-vars in the fixture cache (made by `make fixtures`) or install python3-virt-firmware: %w", err)
 	}
 	return &VirtFwVars{Argv: []string{p}}, nil
 }
@@ -89,11 +91,7 @@ func (v *VirtFwVars) Enroll(ctx context.Context, template, out, pk string, kek, 
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, out); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.Publish(tmp, out)
 }
 
 // Print returns virt-fw-vars' listing of a variable store (-i FILE --print
@@ -204,5 +202,5 @@ func FormatVars(ctx context.Context, arch string, fw Firmware, out, scratch stri
 	if err := copyFile(vars, out+".tmp"); err != nil {
 		return err
 	}
-	return os.Rename(out+".tmp", out)
+	return atomicfile.Publish(out+".tmp", out)
 }

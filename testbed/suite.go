@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // Target is one boot to test: the machine to start and what the image is
@@ -144,35 +146,11 @@ func runCheck(ctx context.Context, t *Target, b *BootResult, c Check) CheckResul
 		Duration: time.Since(start), Output: append([]string(nil), h.logs...)}
 }
 
-// writeFileAtomic writes b to p through a temporary file and a rename.
-func writeFileAtomic(p string, b []byte) error {
+// writeFile writes a report file atomically, creating its directory (no
+// fsync: reports are rewritten on the next run).
+func writeFile(p string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(b)
-	cerr := f.Close()
-	if werr != nil || cerr != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", p, errOr(werr, cerr))
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	return nil
-}
-
-func errOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
+	return atomicfile.WriteFileWith(p, b, 0o644, &atomicfile.Options{NoSync: true})
 }

@@ -8,10 +8,6 @@ package main
 // real sign stage, finalized by the build verb's finalizer.
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -26,18 +22,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/diskimage"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/internal/uki"
 	"github.com/cfs-compose/cfs-compose/internal/uki/ukitest"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/sign"
-	"github.com/rs/zerolog"
 )
 
 // testPass is the passphrase of the fixture's cosign.key.

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
-
-	"github.com/cfs-compose/cfs-compose/internal/mkcomposefs"
-
 	"bufio"
 	"errors"
 	"fmt"
@@ -17,9 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/imagepull"
+	"github.com/cfs-compose/cfs-compose/internal/mkcomposefs"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 )
 

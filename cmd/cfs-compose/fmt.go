@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 
@@ -98,7 +99,12 @@ func runFmt(g *globals, o *fmtOptions, files []string) error {
 			fmt.Fprint(g.stdout, d)
 		}
 		if !o.check {
-			if err := writeFileAtomic(name, out); err != nil {
+			// Replace the file keeping its permission bits.
+			st, err := os.Stat(name)
+			if err != nil {
+				return err
+			}
+			if err := atomicfile.WriteFile(name, out, st.Mode().Perm()); err != nil {
 				return err
 			}
 		}

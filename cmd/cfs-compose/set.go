@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 
@@ -77,7 +78,12 @@ func runSet(g *globals, file, assignment string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(file, out); err != nil {
+	// Replace the file keeping its permission bits.
+	st, err := os.Stat(file)
+	if err != nil {
+		return fmt.Errorf("set: %w", err)
+	}
+	if err := atomicfile.WriteFile(file, out, st.Mode().Perm()); err != nil {
 		return fmt.Errorf("set: %w", err)
 	}
 	_, err = fmt.Fprint(g.stdout, d)

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,12 +11,15 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/boottest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/testbed"
-	"github.com/spf13/cobra"
 )
 
 type testOptions struct {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
 )
 
@@ -61,7 +62,7 @@ func TestTestCommand(t *testing.T) {
 		t.Skip("SKIPPING REAL BOOT TEST: the disk stage needs root (device nodes and owners in the root partition); CI runs as root")
 	}
 	ctx := context.Background()
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}

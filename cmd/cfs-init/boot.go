@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
-
 	"bytes"
 	"encoding/hex"
 	"errors"
@@ -18,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 	"github.com/cfs-compose/cfs-compose/internal/cmdline"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 )

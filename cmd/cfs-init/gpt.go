@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/arch"
-
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -10,6 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"unicode/utf16"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 )
 
 // rootType is the Discoverable Partitions Specification root partition

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
-
 	"path"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 )
 
 // Where things are mounted inside the initramfs. /run moves into the new

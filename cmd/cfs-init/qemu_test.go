@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
-
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/internal/initramfs"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"

@@ -15,7 +15,12 @@ import (
 // WriteFile writes data to name atomically with permission perm. On error
 // the destination is unchanged and no temporary file is left behind.
 func WriteFile(name string, data []byte, perm os.FileMode) error {
-	f, err := Create(name, perm)
+	return WriteFileWith(name, data, perm, nil)
+}
+
+// WriteFileWith is [WriteFile] with options; nil means the defaults.
+func WriteFileWith(name string, data []byte, perm os.FileMode, opts *Options) error {
+	f, err := CreateWith(name, perm, opts)
 	if err != nil {
 		return err
 	}
@@ -93,7 +98,7 @@ func (f *File) Abort() {
 	os.Remove(f.Name())
 }
 
-// Options control [CreateWith].
+// Options control [CreateWith] and [WriteFileWith].
 type Options struct {
 	// NoSync skips the fsync before the rename, for callers that sync the
 	// whole filesystem once at the end (a content store writing many

@@ -97,3 +97,17 @@ func TestPublish(t *testing.T) {
 		t.Errorf("content %q", b)
 	}
 }
+
+func TestWriteFileWithNoSync(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "blob")
+	if err := WriteFileWith(p, []byte("data"), 0o444, &Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || string(got) != "data" {
+		t.Fatalf("content = %q, %v", got, err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o444 {
+		t.Errorf("mode = %o, want 444", st.Mode().Perm())
+	}
+}

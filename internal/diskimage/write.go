@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/internal/fat"
 )
 
@@ -51,21 +52,12 @@ func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
 		}
 		trees[i] = st
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	af, err := atomicfile.Create(path, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("diskimage: creating %s: %w", path, err)
+		return nil, fmt.Errorf("diskimage: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer af.Abort()
+	f, tmp := af.File, af.Name()
 	if err := f.Truncate(s.Size); err != nil {
 		return nil, fmt.Errorf("diskimage: sizing %s: %w", tmp, err)
 	}
@@ -113,17 +105,8 @@ func Write(ctx context.Context, s *Spec, path string) (l *Layout, err error) {
 			return nil, e
 		}
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return nil, fmt.Errorf("diskimage: %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("diskimage: syncing %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("diskimage: closing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("diskimage: renaming %s to %s: %w", tmp, path, err)
+	if err := af.Commit(); err != nil {
+		return nil, fmt.Errorf("diskimage: %w", err)
 	}
 	return l, nil
 }
@@ -195,8 +178,8 @@ func ConvertQcow2(ctx context.Context, src, dst string) (err error) {
 	if err := os.Chmod(tmp, 0o644); err != nil {
 		return fmt.Errorf("diskimage: %w", err)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("diskimage: renaming %s to %s: %w", tmp, dst, err)
+	if err := atomicfile.PublishKeep(tmp, dst); err != nil {
+		return fmt.Errorf("diskimage: %w", err)
 	}
 	return nil
 }

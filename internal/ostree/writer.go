@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 )
 
@@ -695,8 +696,7 @@ func (w *Writer) SetRef(name string, c Checksum) error {
 	if err := os.WriteFile(tmp, []byte(c.String()+"\n"), 0o644); err != nil {
 		return w.fail(fmt.Errorf("ostree: ref %s: %w", name, err))
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Publish(tmp, p); err != nil {
 		return w.fail(fmt.Errorf("ostree: ref %s: %w", name, err))
 	}
 	return nil

@@ -1,8 +1,6 @@
 package manifest
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"fmt"
 	"path"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/cfs-compose/cfs-compose/internal/fat"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 )
 
 // References cited by the semantic checks.

@@ -14,7 +14,8 @@ import "time"
 // Values are plain data and JSON-serializable; the json tags are the
 // canonical field names used by `explain --format=json` and by stage plans.
 
-// Arch names as Fedora spells them.
+// Arch names as Fedora spells them: the names of [arch.X86_64] and
+// [arch.Aarch64] (internal/arch), as constants.
 const (
 	ArchX86_64  = "x86_64"
 	ArchAarch64 = "aarch64"

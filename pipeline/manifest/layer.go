@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 )
 
 // A layer is the settings one body sets: the defaults block, an arch
@@ -322,11 +324,19 @@ func convertValue(spec *attrSpec, val cty.Value, dir string) (any, *valueError) 
 	return out, nil
 }
 
-// enumAliases are other spellings of enumeration values.
-var enumAliases = map[string]string{
-	"arm64": ArchAarch64, "amd64": ArchX86_64, "x86-64": ArchX86_64, "x64": ArchX86_64,
-	"fat": FilesystemVFAT, "fat32": FilesystemVFAT, "efi": PartitionESP,
-}
+// enumAliases are other spellings of enumeration values: the Go and Debian
+// names of each architecture ([arch.Lookup] accepts them too) and a few
+// common misspellings.
+var enumAliases = func() map[string]string {
+	m := map[string]string{
+		"x86-64": ArchX86_64, "x64": ArchX86_64,
+		"fat": FilesystemVFAT, "fat32": FilesystemVFAT, "efi": PartitionESP,
+	}
+	for _, a := range arch.All() {
+		m[a.GOARCH], m[a.Debian] = a.Name, a.Name
+	}
+	return m
+}()
 
 func describe(v cty.Value) string {
 	if v.Type() == cty.String && v.IsKnown() && !v.IsNull() {

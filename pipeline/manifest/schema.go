@@ -1,12 +1,13 @@
 package manifest
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 )
 
 // This file is the manifest schema: every block and attribute a variant,
@@ -114,7 +115,7 @@ func (b *blockSpec) names() (attrs, blocks []string) {
 
 // Enumerations accepted by the schema.
 var (
-	arches          = []string{ArchX86_64, ArchAarch64}
+	arches          = arch.Names()
 	verityModes     = []string{initconfig.VerityNone, initconfig.VerityEnable, initconfig.VerityRequire}
 	sourceKinds     = []string{SourceContainer, SourceOstree}
 	initramfsKinds  = []string{InitramfsBuiltin, InitramfsImage}

@@ -18,8 +18,6 @@ package boottest
 // root partition.
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"bytes"
 	"context"
 	"debug/pe"
@@ -34,6 +32,8 @@ import (
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
@@ -139,7 +139,7 @@ func build(t testing.TB) *built {
 
 func runBuild() (*built, error) {
 	ctx := context.Background()
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,13 @@
 package boottest
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"encoding/json"
 	"os"
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
 // TestPipeline checks the boot tests of the shared build (build_test.go):

@@ -1,21 +1,15 @@
 package boottest
 
 import (
-	"github.com/cfs-compose/cfs-compose/artifacts"
-
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
+	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	_ "github.com/cfs-compose/cfs-compose/testbed/checks" // registers the checks Resolve validates against
 )
@@ -100,27 +94,16 @@ func resolveFirmware(mc *manifest.Config, f *pipeline.Facts) (*Firmware, error) 
 		// only run with SMM.
 		fw.SMM = f.Arch.SecureBootSMM && (t.SecureBoot || strings.Contains(fw.Code, "secboot"))
 	}
-	var err error
-	if fw.CodeSHA256, err = fileSHA256(fw.Code); err != nil {
+	code, _, err := artifacts.HashFile(fw.Code)
+	if err != nil {
 		return nil, fmt.Errorf("boottest: firmware code: %w", err)
 	}
-	if fw.VarsSHA256, err = fileSHA256(fw.Vars); err != nil {
+	vars, _, err := artifacts.HashFile(fw.Vars)
+	if err != nil {
 		return nil, fmt.Errorf("boottest: firmware variable template: %w", err)
 	}
+	fw.CodeSHA256, fw.VarsSHA256 = code.Hex(), vars.Hex()
 	return fw, nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("reading %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func checkNames() string {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
@@ -41,7 +42,7 @@ func TestResolve(t *testing.T) {
 	cert := writeCert(t, t.TempDir(), pki.DB)
 	custom := filepath.Join(t.TempDir(), "MY_CODE.secboot.fd")
 	write(t, custom, []byte("custom code"), 0o644)
-	sum := func(s string) string { h, _ := fileSHA256(writeTemp(t, s)); return h }
+	sum := func(s string) string { d, _, _ := artifacts.HashFile(writeTemp(t, s)); return d.Hex() }
 
 	tests := []struct {
 		name    string

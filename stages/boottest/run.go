@@ -1,8 +1,6 @@
 package boottest
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"bytes"
 	"context"
 	"path/filepath"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/rs/zerolog"
 )
 

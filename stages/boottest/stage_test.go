@@ -1,10 +1,6 @@
 package boottest
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -18,9 +14,11 @@ import (
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/cfs-compose/cfs-compose/testbed"
 )
@@ -166,7 +167,7 @@ func Test(ctx context.Context, c *Config, disk, digest, dir string, log io.Write
 	if err != nil {
 		return nil, fmt.Errorf("boottest: booting %s: %w", c.Name, err)
 	}
-	if err := os.Rename(b.ConsoleLog, filepath.Join(dir, ConsoleFile)); err != nil {
+	if err := atomicfile.PublishKeep(b.ConsoleLog, filepath.Join(dir, ConsoleFile)); err != nil {
 		return nil, fmt.Errorf("boottest: console log: %w", err)
 	}
 	// Reports name the console by its published file name.

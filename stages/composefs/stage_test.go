@@ -1,19 +1,17 @@
 package composefs_test
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
-
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"context"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/stages/composefs"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 
 var _ pipeline.Keyer = &composefs.Config{}

@@ -5,12 +5,6 @@
 package disk
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
-
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
-	"github.com/cfs-compose/cfs-compose/internal/arch"
-
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,13 +17,17 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 	cfs "github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/diskimage"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
-	"golang.org/x/sys/unix"
 )
 
 // Version is the implementation version (part of every cache key).

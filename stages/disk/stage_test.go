@@ -1,8 +1,6 @@
 package disk_test
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,6 +19,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
 	cfsstage "github.com/cfs-compose/cfs-compose/stages/composefs"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/stages/source"

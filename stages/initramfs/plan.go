@@ -1,10 +1,6 @@
 package initramfs
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
-
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -14,10 +10,12 @@ import (
 	"os"
 	"slices"
 
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs/initbin"
 )
 

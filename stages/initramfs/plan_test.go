@@ -2,18 +2,15 @@ package initramfs
 
 import (
 	"context"
-
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
 func planConfig() *manifest.Config {

@@ -1,8 +1,6 @@
 package initramfs
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +16,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 

@@ -1,13 +1,8 @@
 package initramfs_test
 
 import (
-	"context"
-
-	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
-
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -22,7 +17,9 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )

@@ -1,8 +1,6 @@
 package sign
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 

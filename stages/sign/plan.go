@@ -1,13 +1,12 @@
 package sign
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
 	"fmt"
 
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
 // Version is the stage implementation version (part of every cache key).

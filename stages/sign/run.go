@@ -1,8 +1,6 @@
 package sign
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
 // run decrypts the key and signs every present input; see the package

@@ -1,8 +1,6 @@
 package sign
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -18,6 +16,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 )
 

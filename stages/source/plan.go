@@ -1,15 +1,14 @@
 package source
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/imagepull"
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
 	"errors"
 	"fmt"
 
+	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/types"
 )

@@ -1,20 +1,18 @@
 package source
 
 import (
-	"encoding/json"
-
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"context"
-
+	"encoding/json"
 	"fmt"
 	"strings"
+
+	"go.podman.io/image/v5/types"
 
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/pipeline"
-	"go.podman.io/image/v5/types"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
 // run pulls the planned image, imports it into the object store,

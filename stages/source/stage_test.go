@@ -1,10 +1,6 @@
 package source
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,8 +11,10 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )

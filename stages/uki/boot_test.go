@@ -6,10 +6,6 @@ package uki_test
 // mounts the root and the fixture's test agent reports the checks.
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"bytes"
 	"context"
 	"os"
@@ -19,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	_ "github.com/cfs-compose/cfs-compose/testbed/checks"
@@ -47,7 +46,7 @@ func requireBoot(t *testing.T) *fixtures.Tools {
 		t.Skip("SKIPPING REAL BOOT TEST: the disk stage needs root (device nodes and owners in the root partition); CI runs as root")
 	}
 	fixtureLayout(t)
-	cache, err := fixtures.DefaultCacheDir()
+	cache, err := debfetch.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}

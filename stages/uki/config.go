@@ -2,7 +2,6 @@ package uki
 
 import (
 	"github.com/cfs-compose/cfs-compose/internal/arch"
-
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 

@@ -1,11 +1,11 @@
 package uki
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/arch"
-
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 )
 
 func TestCommandLine(t *testing.T) {

@@ -1,12 +1,6 @@
 package uki
 
 import (
-	"github.com/cfs-compose/cfs-compose/artifacts"
-
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
-	"github.com/cfs-compose/cfs-compose/internal/arch"
-
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -17,9 +11,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/cfs-compose/cfs-compose/internal/cmdline"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
 // Version is the stage implementation version (part of every cache key).

@@ -1,8 +1,6 @@
 package uki
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -21,6 +19,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/uki"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
 )
 

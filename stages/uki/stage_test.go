@@ -1,12 +1,8 @@
 package uki_test
 
 import (
-	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
-
-	"context"
-	"github.com/cfs-compose/cfs-compose/stages/contract"
-
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
@@ -24,7 +20,9 @@ import (
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	cfsstage "github.com/cfs-compose/cfs-compose/stages/composefs"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 	ukistage "github.com/cfs-compose/cfs-compose/stages/uki"
 	"github.com/cfs-compose/cfs-compose/testbed/fixtures"

@@ -1,7 +1,8 @@
 // Package ostreetest provides the reference ostree CLI for tests and
 // benchmarks: Debian trixie's ostree (2025.2) in a chroot built with
 // mmdebstrap, cached outside the checkout in
-// ${CFS_FIXTURES_CACHE:-/var/cache/cfs-compose/fixtures}/ostree-trixie and
+// the fixture cache (internal/debfetch.CacheDir: $CFS_FIXTURES_CACHE, else
+// /var/cache/cfs-compose/fixtures as root), in ostree-trixie, and
 // rebuilt when missing or when its recipe changes.
 //
 // Building needs root, mmdebstrap (make deps installs it) and the Debian
@@ -14,7 +15,6 @@
 package ostreetest
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -26,6 +26,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
 )
 
 // Suite is the Debian release the chroot is built from.
@@ -44,45 +47,6 @@ type Chroot struct {
 	Dir string
 	// Version is the ostree version (`ostree --version`), e.g. "2025.2".
 	Version string
-}
-
-// CacheDir returns $CFS_FIXTURES_CACHE, else /var/cache/cfs-compose/fixtures.
-func CacheDir() string {
-	if d := os.Getenv("CFS_FIXTURES_CACHE"); d != "" {
-		if abs, err := filepath.Abs(d); err == nil {
-			return abs
-		}
-		return d
-	}
-	return "/var/cache/cfs-compose/fixtures"
-}
-
-// Mirror returns the Debian mirror of the host: the first URIs: line of
-// /etc/apt/sources.list.d/debian.sources, else the first deb line of
-// /etc/apt/sources.list, else http://deb.debian.org/debian.
-func Mirror() string {
-	if f, err := os.Open("/etc/apt/sources.list.d/debian.sources"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "URIs:"); ok {
-				if fields := strings.Fields(v); len(fields) > 0 {
-					return fields[0]
-				}
-			}
-		}
-	}
-	if b, err := os.ReadFile("/etc/apt/sources.list"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			fields := strings.Fields(line)
-			for i, f := range fields {
-				if i > 0 && fields[0] == "deb" && strings.Contains(f, "://") {
-					return f
-				}
-			}
-		}
-	}
-	return "http://deb.debian.org/debian"
 }
 
 // Build returns the cached chroot under cache, building it first if it is
@@ -109,7 +73,7 @@ func Build(cache string, log io.Writer) (*Chroot, error) {
 		if err := os.RemoveAll(tmp); err != nil {
 			return nil, err
 		}
-		cmd := exec.Command("mmdebstrap", "--variant=apt", "--include=ostree", Suite, tmp, Mirror())
+		cmd := exec.Command("mmdebstrap", "--variant=apt", "--include=ostree", Suite, tmp, debfetch.Mirror())
 		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Run(); err != nil {
 			os.RemoveAll(tmp)
@@ -121,7 +85,7 @@ func Build(cache string, log io.Writer) (*Chroot, error) {
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
 		}
-		if err := os.Rename(tmp, dir); err != nil {
+		if err := atomicfile.PublishKeep(tmp, dir); err != nil {
 			return nil, err
 		}
 	}
@@ -147,7 +111,10 @@ func Get(tb testing.TB) *Chroot {
 	if os.Getuid() != 0 {
 		tb.Skip("SKIPPING: the ostree oracle (a Debian trixie chroot with ostree) needs root to build and to run bare-mode commits; CI runs as root")
 	}
-	cache := CacheDir()
+	cache, err := debfetch.CacheDir()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if b, err := os.ReadFile(filepath.Join(cache, "ostree-trixie", stampFile)); (err != nil || string(b) != recipe) && testing.Short() {
 		tb.Skipf("SKIPPING: -short and the ostree chroot is not cached in %s (building it takes ~35 s)", cache)
 	}

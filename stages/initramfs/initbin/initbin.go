@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 )
 
 // files holds whatever `make initbins` left in this directory (and the
@@ -19,12 +22,11 @@ var files embed.FS
 // ErrNotBuilt means the binary was built without the init binaries.
 var ErrNotBuilt = errors.New("initbin: built without the init binaries; run make initbins")
 
-// Binary returns the cfs-init executable for goarch ("amd64" or "arm64").
+// Binary returns the cfs-init executable for goarch, the GOARCH of one of
+// the architectures of internal/arch ("amd64" or "arm64").
 func Binary(goarch string) ([]byte, error) {
-	switch goarch {
-	case "amd64", "arm64":
-	default:
-		return nil, fmt.Errorf("initbin: no cfs-init for architecture %q (want amd64 or arm64)", goarch)
+	if a, err := arch.Lookup(goarch); err != nil || a.GOARCH != goarch {
+		return nil, fmt.Errorf("initbin: no cfs-init for architecture %q (want %s)", goarch, strings.Join(goarchs(), " or "))
 	}
 	b, err := files.ReadFile("cfs-init-" + goarch)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -34,4 +36,12 @@ func Binary(goarch string) ([]byte, error) {
 		return nil, fmt.Errorf("initbin: %w", err)
 	}
 	return b, nil
+}
+
+func goarchs() []string {
+	var names []string
+	for _, a := range arch.All() {
+		names = append(names, a.GOARCH)
+	}
+	return names
 }

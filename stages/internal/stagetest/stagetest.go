@@ -4,8 +4,6 @@
 package stagetest
 
 import (
-	"github.com/cfs-compose/cfs-compose/internal/initconfig"
-
 	"bytes"
 	"context"
 	"errors"
@@ -18,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/debfetch"
+	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs/initbin"
@@ -84,7 +84,7 @@ func FixtureContent(t testing.TB) *fixtures.Content {
 	t.Helper()
 	FixtureLayout(t)
 	contentOnce.Do(func() {
-		cache, err := fixtures.DefaultCacheDir()
+		cache, err := debfetch.CacheDir()
 		if err != nil {
 			contentErr = err
 			return
