@@ -87,8 +87,13 @@ func TestWriteVerifiesWithHostTools(t *testing.T) {
 	}
 
 	t.Run("gpt", func(t *testing.T) {
-		if out := run(t, "sgdisk", "-v", img); !strings.Contains(out, "No problems found") {
-			t.Errorf("sgdisk -v:\n%s", out)
+		if out := run(t, "sgdisk", "-v", img); !strings.Contains(out, "No problems found") || strings.Contains(out, "Caution") {
+			t.Errorf("sgdisk -v (partitions must start and end on 1 MiB boundaries):\n%s", out)
+		}
+		for _, p := range l.Partitions {
+			if p.Offset%(1<<20) != 0 || p.Size%(1<<20) != 0 {
+				t.Errorf("partition %s at %d, %d bytes: not on 1 MiB boundaries", p.Name, p.Offset, p.Size)
+			}
 		}
 		f, err := os.Open(img)
 		if err != nil {

@@ -309,8 +309,11 @@ func (s *Spec) Layout() (*Layout, error) {
 			for _, q := range l.Partitions[i+1:] {
 				after += (q.Size + alignment - 1) / alignment * alignment
 			}
+			// Round down to a whole MiB so that the partition also ends on
+			// a 1 MiB boundary (sgdisk -v cautions otherwise); the backup
+			// table lives in the last MiB.
 			avail := int64(last+1-lba)*sectorSize - after
-			pl.Size = avail / fsBlock * fsBlock
+			pl.Size = avail / alignment * alignment
 			if pl.Size <= 0 {
 				return nil, fmt.Errorf("%w: partition %q (size 0, the rest of the disk) gets no space: the disk has %d bytes, the other partitions take %d",
 					ErrSpec, pl.Name, s.Size, fixed)
