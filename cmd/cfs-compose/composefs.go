@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -68,7 +69,7 @@ func newComposefsCreateCmd(g *globals) *cobra.Command {
 		Short: "Build a composefs image from a directory, a dumpfile or a container image (mkcomposefs)",
 		Long: `Build a composefs image from SOURCE, a directory, or with --from-file a
 dumpfile ("-" reads standard input), or a container image reference:
-oci:DIR[:TAG], oci-archive:FILE[:TAG], dir:DIR or docker://NAME[:TAG|@DIGEST]
+oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE (podman save), dir:DIR or docker://NAME[:TAG|@DIGEST]
 (an existing path of that name is taken as a directory). An image is
 streamed layer by layer, never unpacked: --arch picks the instance of a
 multi-arch image (x86_64/amd64 or aarch64/arm64; default: this machine's),
@@ -132,7 +133,11 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 	opts := &mkcomposefs.Options{MinVersion: o.minVersion, MaxVersion: o.maxVersion, UseEpoch: o.useEpoch, ZeroMtimes: o.zeroMtimes,
 		SkipXattrs: o.skipXattrs, UserXattrs: o.userXattrs, SkipDevices: o.skipDevices, Threads: o.threads}
 	var src mkcomposefs.Source
-	switch ref := imageSource(source); {
+	ref, err := imageSource(source)
+	if err != nil {
+		return err
+	}
+	switch {
 	case ref != nil:
 		if o.fromFile || f.Changed("threads") {
 			return usageError{errors.New("--from-file and --threads do not apply to a container image SOURCE")}
@@ -150,7 +155,7 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 		}
 		src = mkcomposefs.Source{Image: ref, Arch: a, Policy: ps}
 	case f.Changed("arch") || f.Changed("policy"):
-		return usageError{errors.New("--arch and --policy apply to container image sources (oci:, oci-archive:, dir:, docker://)")}
+		return usageError{errors.New("--arch and --policy apply to container image sources (oci:, oci-archive:, docker-archive:, dir:, docker://)")}
 	case o.fromFile:
 		// As in mkcomposefs, CFS_PARSE_STRICT (any value) turns on the strict rules.
 		_, src.Strict = g.getenv("CFS_PARSE_STRICT")
@@ -197,20 +202,22 @@ func runCreate(cmd *cobra.Command, g *globals, o *createOptions, source, image s
 }
 
 // imageSource parses SOURCE as a container image reference, unless it
-// names an existing path (or is not a reference at all).
-func imageSource(s string) *imagepull.Reference {
+// names an existing path. A SOURCE that is not a path but looks like
+// TRANSPORT:NAME is a reference: an unknown or malformed one is an error
+// (not a directory that does not exist).
+func imageSource(s string) (*imagepull.Reference, error) {
 	if _, err := os.Lstat(s); err == nil {
-		return nil
+		return nil, nil
 	}
-	for _, p := range []string{"docker://", "oci:", "oci-archive:", "dir:"} {
-		if strings.HasPrefix(s, p) {
-			if ref, err := imagepull.ParseReference(s); err == nil {
-				return ref
-			}
-		}
+	if !transportLike.MatchString(s) {
+		return nil, nil
 	}
-	return nil
+	return imagepull.ParseReference(s)
 }
+
+// transportLike matches "docker://…", "oci-archive:…" and other
+// TRANSPORT:NAME forms.
+var transportLike = regexp.MustCompile(`^[a-z][a-z0-9-]*:`)
 
 // writeImageFile writes an image atomically (internal/atomicfile); "-"
 // writes to standard output.

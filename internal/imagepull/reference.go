@@ -13,6 +13,7 @@ import (
 
 	// The transports cfs-compose reads from; each registers itself.
 	_ "go.podman.io/image/v5/directory"
+	_ "go.podman.io/image/v5/docker/archive"
 	_ "go.podman.io/image/v5/oci/archive"
 	_ "go.podman.io/image/v5/oci/layout"
 )
@@ -23,7 +24,16 @@ const (
 	TransportOCI        = "oci"
 	TransportOCIArchive = "oci-archive"
 	TransportDir        = "dir"
+	// TransportDockerArchive is what `podman save` and
+	// `skopeo copy … docker-archive:FILE` write: a docker-save tarball.
+	TransportDockerArchive = "docker-archive"
 )
+
+// Transports lists the transports ParseReference accepts, in the form a
+// reference starts with.
+func Transports() []string {
+	return []string{TransportDocker + "://", TransportOCI + ":", TransportOCIArchive + ":", TransportDockerArchive + ":", TransportDir + ":"}
+}
 
 // ErrBadReference reports an image reference that cannot be parsed.
 var ErrBadReference = errors.New("imagepull: invalid image reference")
@@ -49,13 +59,13 @@ type Reference struct {
 
 // ParseReference parses "TRANSPORT:REST" as written in a manifest or on the
 // command line: "docker://quay.io/fedora/fedora-coreos:stable",
-// "docker://quay.io/x@sha256:…", "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]"
-// or "dir:DIR". A trailing "@sha256:<hex>" pins any transport to a manifest
+// "docker://quay.io/x@sha256:…", "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]",
+// "docker-archive:FILE[:NAME:TAG]" or "dir:DIR". A trailing "@sha256:<hex>" pins any transport to a manifest
 // digest. Relative paths are kept as written.
 func ParseReference(s string) (*Reference, error) {
 	name, rest, ok := strings.Cut(s, ":")
 	if !ok || name == "" {
-		return nil, fmt.Errorf("%w %q: want TRANSPORT:NAME (docker://…, oci:DIR[:TAG], oci-archive:FILE[:TAG], dir:DIR)", ErrBadReference, s)
+		return nil, fmt.Errorf("%w %q: want TRANSPORT:NAME (docker://…, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, dir:DIR)", ErrBadReference, s)
 	}
 	r := &Reference{Transport: name}
 	switch name {
@@ -85,7 +95,7 @@ func ParseReference(s string) (*Reference, error) {
 		}
 		r.Ref = ref
 		return r, nil
-	case TransportOCI, TransportOCIArchive, TransportDir:
+	case TransportOCI, TransportOCIArchive, TransportDockerArchive, TransportDir:
 		if i := strings.LastIndex(rest, "@sha256:"); i >= 0 {
 			d, err := digest.Parse(rest[i+1:])
 			if err != nil {
@@ -108,7 +118,7 @@ func ParseReference(s string) (*Reference, error) {
 		r.Ref = ref
 		return r, nil
 	default:
-		return nil, fmt.Errorf("%w %q: unknown transport %q (want docker, oci, oci-archive or dir)", ErrBadReference, s, name)
+		return nil, fmt.Errorf("%w %q: unknown transport %q (want docker, oci, oci-archive, docker-archive or dir)", ErrBadReference, s, name)
 	}
 }
 

@@ -362,10 +362,10 @@ func absPath(p, dir string) string {
 }
 
 // imageTransports are the containers-image transports a source may use.
-var imageTransports = []string{"docker://", "oci:", "oci-archive:", "dir:"}
+var imageTransports = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "dir:"}
 
 // imageRef checks a containers-image reference and makes the path of a
-// local transport (oci:, oci-archive:, dir:) absolute.
+// local transport (oci:, oci-archive:, docker-archive:, dir:) absolute.
 func imageRef(s, dir string) (string, *valueError) {
 	switch {
 	case strings.HasPrefix(s, "docker://"):
@@ -374,7 +374,7 @@ func imageRef(s, dir string) (string, *valueError) {
 			return "", valErr("%q is not a registry reference (docker://REGISTRY/REPO:TAG).", s)
 		}
 		return s, nil
-	case strings.HasPrefix(s, "oci:"), strings.HasPrefix(s, "oci-archive:"):
+	case strings.HasPrefix(s, "oci:"), strings.HasPrefix(s, "oci-archive:"), strings.HasPrefix(s, "docker-archive:"):
 		transport, rest, _ := strings.Cut(s, ":")
 		p, tag, hasTag := strings.Cut(rest, ":")
 		if p == "" {

@@ -164,7 +164,7 @@ func upperFirst(s string) string {
 var settingBlocks = []*blockSpec{
 	{name: "source", doc: "where the bootable container image comes from", attrs: []*attrSpec{
 		{name: "image", kind: kindImage, required: true, field: func(c *Config, _ *Partition) any { return &c.Source.Image },
-			doc: `containers-image reference: "docker://REF", "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]" or "dir:DIR"`},
+			doc: `containers-image reference: "docker://REF", "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]", "docker-archive:FILE" or "dir:DIR"`},
 		{name: "policy", kind: kindPath, dflt: "", field: func(c *Config, _ *Partition) any { return &c.Source.Policy },
 			doc: "containers-policy.json file; empty means the user's default policy"},
 		{name: "signed_by", kind: kindPath, dflt: "", field: func(c *Config, _ *Partition) any { return &c.Source.SignedBy },
