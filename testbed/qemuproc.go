@@ -174,7 +174,9 @@ func startQEMU(cmd *exec.Cmd, m Machine) (*qemuProcess, error) {
 	}
 	pid := cmd.Process.Pid
 	lim := cpuLimit(m)
-	if err := unix.Prlimit(pid, unix.RLIMIT_CPU, &unix.Rlimit{Cur: lim, Max: lim + 5}, nil); err != nil {
+	// ESRCH: QEMU has already exited (it failed at once); its exit status
+	// tells why.
+	if err := unix.Prlimit(pid, unix.RLIMIT_CPU, &unix.Rlimit{Cur: lim, Max: lim + 5}, nil); err != nil && !errors.Is(err, unix.ESRCH) {
 		qp.kill()
 		<-qp.exited
 		return nil, fmt.Errorf("testbed: limiting QEMU's CPU time: %w", err)
