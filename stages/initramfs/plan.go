@@ -1,7 +1,6 @@
 package initramfs
 
 import (
-
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 
 	"context"
