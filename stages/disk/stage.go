@@ -1,7 +1,8 @@
-// Package disk is the disk stage: it lays out the root partition (the
-// composefs repository, or with composefs disabled a plain deployment tree;
-// docs/boot-layout.md), puts the UKI on the ESP, and writes a reproducible
-// GPT disk image (raw, and qcow2 when the manifest asks).
+// Package disk is the disk stage: it lays out the root partition (with the
+// composefs backend the composefs repository, or with composefs disabled a
+// plain deployment tree; with the ostree backend the ostree stage's sysroot
+// tree as it is; docs/boot-layout.md), puts the UKI on the ESP, and writes
+// a reproducible GPT disk image (raw, and qcow2 when the manifest asks).
 package disk
 
 import (
