@@ -56,7 +56,8 @@ func readOutput(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeli
 // clean, `ostree admin status` lists the deployment, and `ostree admin
 // deploy` of a second commit (committed with `ostree commit` into the
 // disk's repository) succeeds, after which status lists both. Both states
-// of composefs.
+// of composefs; each is built twice to check that the sysroot and the disk
+// are reproducible.
 func TestHostChecks(t *testing.T) {
 	ch := ostreetest.Get(t)
 	kver := stagetest.FixtureContent(t).Kernel.Version
@@ -68,6 +69,20 @@ func TestHostChecks(t *testing.T) {
 				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
 			if err != nil {
 				t.Fatal(err)
+			}
+			// Deterministic: a second build in a fresh store gives the same
+			// sysroot tree and disk bytes.
+			st2 := stagetest.OpenStore(t)
+			p2, res2, err := stagetest.Build(t, st2, ostreeConfig(image, composefs),
+				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []pipeline.Output{contract.OstreeSysroot, contract.DiskRaw} {
+				a, b := stagetest.Output(t, p, res, o.Kind, o.Name), stagetest.Output(t, p2, res2, o.Kind, o.Name)
+				if a.Digest != b.Digest {
+					t.Errorf("%s differs between two builds: %s, %s", o, a.Digest, b.Digest)
+				}
 			}
 			if p.Targets[0].Nodes[contract.Composefs] != nil {
 				t.Error("the composefs stage is planned with the ostree backend")
