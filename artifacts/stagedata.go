@@ -1,6 +1,9 @@
 package artifacts
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // This file holds the schemas of the artifacts stages hand to each other,
 // so that a stage can read another's output without importing it. Stage
@@ -177,6 +180,61 @@ func (d *ComposefsDigest) Validate() error {
 	}
 	if d.Version < 0 || d.Version > 1 {
 		return fmt.Errorf("composefs image format version %d: want 0 or 1", d.Version)
+	}
+	return nil
+}
+
+// OstreeDeploymentSchema is the schema version of [OstreeDeployment].
+const OstreeDeploymentSchema = 1
+
+// OstreeDeployment is the ostree stage's "deployment" output (JSON): the
+// commit written into the sysroot's repository and the deployment of it,
+// for the stages that boot it (the UKI's command line) and for people.
+// Paths are relative to the sysroot (the root partition).
+type OstreeDeployment struct {
+	Schema int `json:"schema"`
+	// Commit is the commit checksum (64 lower-case hex digits); Ref the
+	// repository ref pointing at it besides ostree's own ostree/1/1/0.
+	Commit string `json:"commit"`
+	Ref    string `json:"ref"`
+	// Stateroot is the deployment's stateroot ("--os").
+	Stateroot string `json:"stateroot"`
+	// Dir is the deployment directory, ostree/deploy/STATEROOT/deploy/COMMIT.0.
+	Dir string `json:"dir"`
+	// BootCsum names boot/ostree/STATEROOT-BOOTCSUM (hex SHA-256 of the
+	// kernel, initramfs and device tree).
+	BootCsum      string `json:"boot_csum"`
+	KernelVersion string `json:"kernel_version"`
+	// Entry is the BLS entry, boot/loader.1/entries/ostree-1.conf.
+	Entry string `json:"entry"`
+	// Cmdline is the entry's kernel command line, ostree= included: the
+	// UKI boots straight into the deployment with it.
+	Cmdline string `json:"cmdline"`
+	// ComposefsDigest is the fs-verity digest of the deployment's
+	// .ostree.cfs (the commit's ostree.composefs.digest.v0); empty without
+	// composefs.
+	ComposefsDigest string `json:"composefs_digest,omitempty"`
+	// Origin is the deployment's origin file.
+	Origin string `json:"origin"`
+}
+
+// Validate checks the schema version, the checksums and that the command
+// line names the deployment.
+func (d *OstreeDeployment) Validate() error {
+	if d.Schema != OstreeDeploymentSchema {
+		return fmt.Errorf("ostree deployment schema %d, want %d", d.Schema, OstreeDeploymentSchema)
+	}
+	if !IsHexSHA256(d.Commit) || !IsHexSHA256(d.BootCsum) {
+		return fmt.Errorf("ostree deployment: commit %q and boot checksum %q must be 64 lower-case hex digits", d.Commit, d.BootCsum)
+	}
+	if d.ComposefsDigest != "" && !IsHexSHA256(d.ComposefsDigest) {
+		return fmt.Errorf("ostree deployment: composefs digest %q is not 64 lower-case hex digits", d.ComposefsDigest)
+	}
+	if d.Stateroot == "" || d.Dir == "" || d.Entry == "" || d.KernelVersion == "" {
+		return fmt.Errorf("ostree deployment: stateroot, dir, entry and kernel version must be set")
+	}
+	if !strings.Contains(" "+d.Cmdline+" ", " ostree=/ostree/boot.") {
+		return fmt.Errorf("ostree deployment: command line %q has no ostree= argument", d.Cmdline)
 	}
 	return nil
 }

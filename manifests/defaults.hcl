@@ -40,6 +40,17 @@ defaults {
     signed = false
   }
 
+  deploy {
+    # The Fedora images deploy as ostree sysroots, as `bootc install` lays
+    # them out: their own dracut initramfs (initramfs.source = "image"
+    # below) boots them through ostree-prepare-root, and `bootc upgrade` /
+    # `ostree admin` keep working on the installed system. cfs-compose's own
+    # composefs layout (backend = "composefs") needs the builtin initramfs,
+    # which the testbed variant uses. See docs/boot-layout.md.
+    backend   = "ostree"
+    stateroot = "fedora"
+  }
+
   kernel {
     cmdline = local.console.x86_64
     # kdump does not work with composefs yet (Red Hat bug 2284097);
@@ -48,7 +59,8 @@ defaults {
   }
 
   initramfs {
-    # The image's own dracut initramfs knows how to mount composefs.
+    # The image's own dracut initramfs: ostree-prepare-root mounts the
+    # deployment (and its composefs image) from the ostree sysroot.
     source = "image"
   }
 

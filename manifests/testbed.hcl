@@ -19,6 +19,12 @@ variant "testbed" {
     verity  = "enable"
   }
 
+  deploy {
+    # cfs-compose's own composefs layout, booted by cfs-init. The fixture
+    # image has no dracut initramfs, so it cannot boot an ostree sysroot.
+    backend = "composefs"
+  }
+
   initramfs {
     # cfs-compose's own /init plus the modules it needs from the image.
     source = "builtin"

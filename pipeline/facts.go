@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cfs-compose/cfs-compose/internal/arch"
+	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
@@ -26,6 +27,18 @@ type Facts struct {
 	// ComposefsSigned binds the composefs digest with a signature the
 	// initramfs checks (never without composefs).
 	ComposefsSigned bool
+	// Backend is the deployment backend, manifest.BackendComposefs or
+	// manifest.BackendOstree: which layout the root partition gets and
+	// whether the ostree stage runs.
+	Backend string
+	// Stateroot is the ostree stateroot (ostree backend only, else "").
+	Stateroot string
+	// RootLabel is the GPT name and file system label of the root
+	// partition (the manifest's type = "root" partition: its label, else
+	// its name; bootlayout.DefaultRootLabel without one). The disk stage
+	// writes it, cfs-init finds the partition by it and the ostree
+	// deployment's root= argument names it.
+	RootLabel string
 	// Initramfs is manifest.InitramfsBuiltin or manifest.InitramfsImage.
 	Initramfs string
 	// UKI: the uki stage builds a Unified Kernel Image.
@@ -48,11 +61,16 @@ func FactsOf(t Target, c *manifest.Config) (*Facts, error) {
 		Target:    t,
 		Arch:      a,
 		Composefs: c.Composefs.Enabled,
+		Backend:   c.Deploy.Backend,
+		RootLabel: rootLabel(c.Disk.Partitions),
 		Verity:    initconfig.VerityNone,
 		Initramfs: c.Initramfs.Source,
 		UKI:       c.UKI.Enabled,
 		Sign:      c.Signing.Key != "",
 		BootTest:  c.Test.Boot,
+	}
+	if f.Backend == manifest.BackendOstree {
+		f.Stateroot = c.Deploy.Stateroot
 	}
 	if f.Composefs {
 		f.Verity = c.Composefs.Verity
@@ -62,4 +80,23 @@ func FactsOf(t Target, c *manifest.Config) (*Facts, error) {
 		f.SigningKey, f.SigningPub = c.Signing.Key, c.Signing.Pub
 	}
 	return f, nil
+}
+
+// Ostree reports whether the target uses the ostree deployment backend.
+func (f *Facts) Ostree() bool { return f.Backend == manifest.BackendOstree }
+
+// rootLabel is the GPT name of the manifest's root partition, or
+// bootlayout.DefaultRootLabel.
+func rootLabel(parts []manifest.Partition) string {
+	for _, p := range parts {
+		if p.Type == manifest.PartitionRoot {
+			if p.Label != "" {
+				return p.Label
+			}
+			if p.Name != "" {
+				return p.Name
+			}
+		}
+	}
+	return bootlayout.DefaultRootLabel
 }

@@ -63,6 +63,22 @@ func (o Output) AddFile(rc *RunContext, path string, pub *artifacts.Publish) err
 	return rc.addFile(o.Name, path, o.MediaType, pub)
 }
 
+// AddTree moves a finished directory tree from rc.TempDir into the store
+// as this output of the running stage (artifacts.Store.AddTree: the tree
+// is named by the digest of its listing, owners, extended attributes and
+// hard links included). Consumers read it at [Output.Path] and must not
+// modify it.
+func (o Output) AddTree(rc *RunContext, dir string, pub *artifacts.Publish) error {
+	if err := o.producer(rc); err != nil {
+		return err
+	}
+	d, err := rc.store.AddTree(dir, o.MediaType)
+	if err != nil {
+		return fmt.Errorf("stage %s: output %s: %w", rc.node.Kind, o.Name, err)
+	}
+	return rc.addOutput(o.Name, d, pub)
+}
+
 // Create returns a writer for streaming this output; its Commit registers
 // it.
 func (o Output) Create(rc *RunContext, pub *artifacts.Publish) (*OutputWriter, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/composefs"
 	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
+	"github.com/cfs-compose/cfs-compose/stages/ostree"
 	"github.com/cfs-compose/cfs-compose/stages/sign"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 	"github.com/cfs-compose/cfs-compose/stages/uki"
@@ -23,6 +24,7 @@ func All() []pipeline.Stage {
 		source.New(),
 		composefs.New(),
 		initramfs.New(),
+		ostree.New(),
 		uki.New(),
 		disk.New(),
 		sign.New(),

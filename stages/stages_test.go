@@ -23,7 +23,7 @@ func TestAll(t *testing.T) {
 		seen[s.Kind()] = true
 		kinds = append(kinds, s.Kind())
 	}
-	if got, want := strings.Join(kinds, " "), "source composefs initramfs uki disk sign boottest"; got != want {
+	if got, want := strings.Join(kinds, " "), "source composefs initramfs ostree uki disk sign boottest"; got != want {
 		t.Errorf("stage table %q, want %q", got, want)
 	}
 }

@@ -24,6 +24,7 @@ const (
 	refSBAT       = "https://github.com/rhboot/shim/blob/main/SBAT.md"
 	refUKI        = "https://uapi-group.org/specifications/specs/unified_kernel_image/"
 	refDocs       = "docs/manifest-language.md#semantic-checks"
+	refBootLayout = "docs/boot-layout.md"
 )
 
 const mib = 1 << 20
@@ -74,6 +75,7 @@ func check(r *resolved, opts *Options) []finding {
 	k.composefs()
 	k.rootfs()
 	k.kernel()
+	k.deploy()
 	k.boot()
 	k.keys()
 	k.archPaths()
@@ -224,6 +226,63 @@ func (k *checker) kernel() {
 		k.warnAt("initramfs.modules", "initramfs.modules ignored", refDocs,
 			"initramfs.modules lists modules for the builtin initramfs, but initramfs.source = \"image\" uses the image's own initramfs unchanged; the list is ignored.")
 	}
+}
+
+// deploy checks that the deployment backend can boot with the initramfs
+// and boot loader chosen.
+func (k *checker) deploy() {
+	c := k.c
+	if c.Deploy.Backend != BackendOstree {
+		if c.Initramfs.Source == InitramfsImage {
+			k.errorAt("initramfs.source", "The image's initramfs cannot boot the composefs backend", refBootLayout,
+				"initramfs.source = \"image\" boots with the image's own initramfs, which cannot mount cfs-compose's root layout (composefs/images/<digest> or state/deploy/plain on the root partition) of deploy.backend = %q. Use source = \"builtin\", or deploy { backend = \"ostree\" }, whose ostree sysroot the image's initramfs (ostree-prepare-root) boots.", c.Deploy.Backend)
+		}
+		return
+	}
+	if c.Initramfs.Source != InitramfsImage {
+		k.errorAt("deploy.backend", "The builtin initramfs cannot boot the ostree backend", refBootLayout,
+			"deploy.backend = \"ostree\" lays out an ostree sysroot, but initramfs.source = %q: cfs-init (the builtin initramfs) does not know ostree's layout yet. Set initramfs { source = \"image\" } (the image's own initramfs with ostree-prepare-root) or use backend = \"composefs\".", c.Initramfs.Source)
+	}
+	switch c.Bootloader.Type {
+	case BootloaderSystemdBoot:
+		k.errorAt("bootloader.type", "systemd-boot with the ostree backend", refBootLayout,
+			"bootloader.type = \"systemd-boot\" is not supported with deploy.backend = \"ostree\" for now: ostree writes its boot entries to /boot on the ext4 root partition, which systemd-boot cannot read without an EFI file system driver. Use type = \"uki\" (the firmware boots a UKI carrying the deployment's command line).")
+	case BootloaderOstreeGrub2:
+		k.errorAt("bootloader.type", "ostree-grub2 with the ostree backend", refBootLayout,
+			"bootloader.type = \"ostree-grub2\" is not supported yet: the ostree backend writes BLS entries only (ostree's boot loader \"none\", as bootc sets it). Use type = \"uki\".")
+	}
+	if c.Composefs.Enabled && c.Composefs.Signed {
+		k.errorAt("composefs.signed", "Signed composefs with the ostree backend", refBootLayout,
+			"composefs.signed = true signs cfs-compose's composefs digest for cfs-init; the ostree backend boots through ostree-prepare-root, which checks signed commits instead, and the pipeline does not sign ostree commits yet. Set signed = false or use backend = \"composefs\".")
+	}
+	if c.Composefs.Enabled && c.Composefs.Verity == initconfig.VerityRequire {
+		k.errorAt("composefs.verity", "verity = \"require\" with the ostree backend", refBootLayout,
+			"composefs.verity = \"require\" is enforced by cfs-init; with deploy.backend = \"ostree\" the image's /usr/lib/ostree/prepare-root.conf decides, and the disk's ostree objects carry no fs-verity when it is written. Use verity = \"enable\" or \"none\".")
+	}
+	if !validStateroot(c.Deploy.Stateroot) {
+		k.errorAt("deploy.stateroot", "Invalid stateroot", refBootLayout,
+			"deploy.stateroot %q is not a valid ostree stateroot name: it must be 1 to 255 letters, digits, '_', '-' or '.', not starting with '.' or '-'.", c.Deploy.Stateroot)
+	}
+	for _, arg := range c.Kernel.Cmdline {
+		if arg == "--" || strings.ContainsAny(arg, " \t") {
+			k.errorAt("kernel.cmdline", "Kernel argument ostree cannot keep", refBootLayout,
+				"Kernel argument %q cannot be used with deploy.backend = \"ostree\": ostree stores kernel arguments as single words in its boot entry and appends ostree= at the end, so arguments with white space and init arguments after \"--\" are not possible.", arg)
+		}
+	}
+}
+
+// validStateroot reports whether s is a stateroot name ostree accepts and
+// a safe directory name (ostree/deploy/NAME).
+func validStateroot(s string) bool {
+	if s == "" || len(s) > 255 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func (k *checker) boot() {

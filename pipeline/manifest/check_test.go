@@ -51,6 +51,19 @@ func TestSemanticChecks(t *testing.T) {
 			{E, "Invalid root-level directory", `"data/x" is not one`}}},
 		{"standard extra dir", "  rootfs {\n    extra_dirs = [\"/opt\"]\n  }", Options{}, []want{
 			{W, "Standard root-level directory declared", `"/opt" is already part`}}},
+		{"image initramfs with the composefs backend", "  initramfs {\n    source = \"image\"\n  }", Options{}, []want{
+			{E, "The image's initramfs cannot boot the composefs backend", `deploy { backend = "ostree" }`}}},
+		{"ostree backend with the image initramfs", "  deploy {\n    backend = \"ostree\"\n    stateroot = \"fedora\"\n  }\n  initramfs {\n    source = \"image\"\n  }", Options{}, nil},
+		{"ostree backend with the builtin initramfs", "  deploy {\n    backend = \"ostree\"\n  }", Options{}, []want{
+			{E, "The builtin initramfs cannot boot the ostree backend", "cfs-init (the builtin initramfs) does not know ostree's layout yet"}}},
+		{"ostree backend with systemd-boot", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  bootloader {\n    type = \"systemd-boot\"\n  }", Options{}, []want{
+			{E, "systemd-boot with the ostree backend", "without an EFI file system driver"}}},
+		{"ostree backend with a bad stateroot", "  deploy {\n    backend = \"ostree\"\n    stateroot = \"a/b\"\n  }\n  initramfs {\n    source = \"image\"\n  }", Options{}, []want{
+			{E, "Invalid stateroot", `"a/b"`}}},
+		{"ostree backend with signed composefs", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  composefs {\n    signed = true\n  }\n  signing {\n    key = \"/k/cosign.key\"\n  }\n  secureboot {\n    key  = \"/k/db.key\"\n    cert = \"/k/db.crt\"\n  }", Options{}, []want{
+			{E, "Signed composefs with the ostree backend", "does not sign ostree commits yet"}}},
+		{"ostree backend with init arguments", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  kernel {\n    cmdline = [\"quiet\", \"--\", \"single\"]\n  }", Options{}, []want{
+			{E, "Kernel argument ostree cannot keep", `"--"`}}},
 		{"pipeline kernel argument", "  kernel {\n    cmdline = [\"quiet\", \"root=/dev/sda2\"]\n  }", Options{}, []want{
 			{E, "Kernel argument set by the pipeline", `"root=/dev/sda2"`}}},
 		{"stub for every arch", "  arches = [\"x86_64\", \"aarch64\"]\n  uki {\n    stub = \"/stubs/linuxx64.efi.stub\"\n  }", Options{}, []want{
@@ -91,7 +104,7 @@ func TestSemanticChecks(t *testing.T) {
 			{E, "Invalid UKI name", "must not end in .efi"}}},
 		{"sbat", "  uki {\n    sbat = \"cfs,1,Fedora\\n\"\n  }", Options{}, []want{
 			{E, "Invalid SBAT line", "has 3 fields"}}},
-		{"modules ignored", "  initramfs {\n    source = \"image\"\n    modules = [\"virtio_blk\"]\n  }", Options{}, []want{
+		{"modules ignored", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n    modules = [\"virtio_blk\"]\n  }", Options{}, []want{
 			{W, "initramfs.modules ignored", "uses the image's own initramfs"}}},
 		{"empty formats", "  disk {\n    formats = []\n  }", Options{}, []want{
 			{E, "No disk format", "raw"}}},

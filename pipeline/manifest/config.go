@@ -40,6 +40,18 @@ const (
 	BootloaderOstreeGrub2 = "ostree-grub2" // ostree's grub2 integration; incompatible with composefs
 )
 
+// Deployment backends (deploy { backend = ... }).
+const (
+	// BackendComposefs is cfs-compose's own layout: the composefs
+	// repository (or the plain tree) on the root partition, booted by the
+	// builtin initramfs (cfs-init); docs/boot-layout.md.
+	BackendComposefs = "composefs"
+	// BackendOstree is an ostree sysroot (bare repository, stateroot and
+	// one deployment, as bootc installs it), booted by the image's own
+	// initramfs (ostree-prepare-root).
+	BackendOstree = "ostree"
+)
+
 // Config is the resolved configuration of one variant on one arch.
 type Config struct {
 	Variant     string `json:"variant"`     // the variant block label, e.g. "coreos"
@@ -49,6 +61,7 @@ type Config struct {
 
 	Source     Source     `json:"source"`
 	Composefs  Composefs  `json:"composefs"`
+	Deploy     Deploy     `json:"deploy"`
 	Kernel     Kernel     `json:"kernel"`
 	Initramfs  Initramfs  `json:"initramfs"`
 	Bootloader Bootloader `json:"bootloader"`
@@ -91,6 +104,15 @@ type Composefs struct {
 	// FormatVersion is the minimum composefs image format version (0 or 1,
 	// default 0; mkcomposefs --min-version). The maximum is always 1.
 	FormatVersion int `json:"format_version"`
+}
+
+// Deploy selects how the root partition is laid out and booted.
+type Deploy struct {
+	// Backend is BackendComposefs (default) or BackendOstree.
+	Backend string `json:"backend"`
+	// Stateroot is the ostree stateroot ("--os") of the ostree backend
+	// (default "default", bootc's); the composefs backend ignores it.
+	Stateroot string `json:"stateroot"`
 }
 
 // Kernel holds kernel settings.

@@ -191,6 +191,7 @@ func TestBuiltinDefaults(t *testing.T) {
 		Variant: "v", Name: "V", Arch: "x86_64",
 		Source:     Source{Image: "docker://quay.io/fedora/fedora-coreos:stable", Kind: SourceContainer},
 		Composefs:  Composefs{Enabled: true, Verity: initconfig.VerityNone},
+		Deploy:     Deploy{Backend: BackendComposefs, Stateroot: "default"},
 		Kernel:     Kernel{Cmdline: []string{}},
 		Initramfs:  Initramfs{Source: InitramfsBuiltin, Modules: []string{}},
 		Bootloader: Bootloader{Type: BootloaderUKI},

@@ -124,6 +124,7 @@ var (
 	partitionTypes  = []string{PartitionESP, PartitionRoot, PartitionLinux}
 	filesystems     = []string{FilesystemVFAT, FilesystemExt4}
 	composeTypes    = []string{"production", "nightly", "test", "ci"}
+	backends        = []string{BackendComposefs, BackendOstree}
 )
 
 // Partition types (partition "NAME" { type = ... }).
@@ -183,6 +184,12 @@ var settingBlocks = []*blockSpec{
 			doc: "bind the composefs digest with a signature checked by the initramfs"},
 		{name: "format_version", kind: kindInt, enum: []string{"0", "1"}, dflt: int64(0), field: func(c *Config, _ *Partition) any { return &c.Composefs.FormatVersion },
 			doc: "minimum composefs image format version (0 or 1)"},
+	}},
+	{name: "deploy", doc: "deployment backend: how the root partition is laid out and booted", attrs: []*attrSpec{
+		{name: "backend", kind: kindString, enum: backends, dflt: BackendComposefs, field: func(c *Config, _ *Partition) any { return &c.Deploy.Backend },
+			doc: "composefs (cfs-compose's layout, builtin initramfs) or ostree (an ostree sysroot, the image's initramfs)"},
+		{name: "stateroot", kind: kindString, dflt: "default", field: func(c *Config, _ *Partition) any { return &c.Deploy.Stateroot },
+			doc: "ostree stateroot of the deployment (ostree backend)"},
 	}},
 	{name: "kernel", doc: "kernel settings", attrs: []*attrSpec{
 		{name: "cmdline", kind: kindStrings, dflt: []string{}, field: func(c *Config, _ *Partition) any { return &c.Kernel.Cmdline },

@@ -54,12 +54,14 @@ func (c *Config) CacheKey() any {
 }
 
 // New returns the composefs stage. A target runs it exactly when
-// composefs is on (the contingency switch).
+// composefs is on (the contingency switch) with the composefs deployment
+// backend; the ostree backend's composefs image is ostree's own
+// (.ostree.cfs, written by the ostree stage).
 func New() pipeline.Stage {
 	return pipeline.Define(pipeline.Spec[Config]{
 		Kind: contract.Composefs, Version: Version,
 		Inputs: []pipeline.Dep{{Kind: contract.Source}},
-		When:   func(f *pipeline.Facts) bool { return f.Composefs },
+		When:   func(f *pipeline.Facts) bool { return f.Composefs && !f.Ostree() },
 		Plan:   Plan, Run: run,
 	})
 }

@@ -19,6 +19,7 @@ const (
 	Source    = "source"
 	Composefs = "composefs"
 	Initramfs = "initramfs"
+	Ostree    = "ostree"
 	UKI       = "uki"
 	Disk      = "disk"
 	Sign      = "sign"
@@ -57,6 +58,17 @@ var (
 
 // InitramfsArchive is the initramfs stage's output: the initramfs.
 var InitramfsArchive = pipeline.Output{Kind: Initramfs, Name: "initramfs", MediaType: artifacts.MediaTypeOctet}
+
+// The ostree stage's outputs (deploy { backend = "ostree" }).
+var (
+	// OstreeSysroot is the root partition's content: the ostree sysroot
+	// (bare repository, stateroot, deployment, /boot), a directory tree
+	// in the store with owners, modes, extended attributes and hard links.
+	OstreeSysroot = pipeline.Output{Kind: Ostree, Name: "sysroot", MediaType: artifacts.MediaTypeTree}
+	// OstreeDeployment describes the commit and its deployment; its
+	// command line is the UKI's.
+	OstreeDeployment = pipeline.NewJSON[artifacts.OstreeDeployment](Ostree, "deployment")
+)
 
 // UKIImage is the uki stage's output: the Unified Kernel Image.
 var UKIImage = pipeline.Output{Kind: UKI, Name: "uki", MediaType: artifacts.MediaTypeOctet}

@@ -1,7 +1,8 @@
-// Package disk is the disk stage: it lays out the root partition (the
-// composefs repository, or with composefs disabled a plain deployment tree;
-// docs/boot-layout.md), puts the UKI on the ESP, and writes a reproducible
-// GPT disk image (raw, and qcow2 when the manifest asks).
+// Package disk is the disk stage: it lays out the root partition (with the
+// composefs backend the composefs repository, or with composefs disabled a
+// plain deployment tree; with the ostree backend the ostree stage's sysroot
+// tree as it is; docs/boot-layout.md), puts the UKI on the ESP, and writes
+// a reproducible GPT disk image (raw, and qcow2 when the manifest asks).
 package disk
 
 import (
@@ -39,7 +40,12 @@ type Config struct {
 	Size       int64       `json:"size"`
 	Partitions []Partition `json:"partitions"`
 	Formats    []string    `json:"formats"`
-	Composefs  bool        `json:"composefs"`
+	// Composefs: the root partition holds the composefs repository
+	// (composefs backend with composefs on).
+	Composefs bool `json:"composefs"`
+	// Ostree: the root partition is the ostree stage's sysroot (the
+	// ostree deployment backend).
+	Ostree bool `json:"ostree,omitempty"`
 	// Basename names the published files: <Basename>.raw, .qcow2.
 	Basename string `json:"basename"`
 	// UKIName is the file name under EFI/Linux on the ESP.
@@ -60,7 +66,7 @@ type Partition struct {
 func New() pipeline.Stage {
 	return pipeline.Define(pipeline.Spec[Config]{
 		Kind: contract.Disk, Version: Version,
-		Inputs: []pipeline.Dep{{Kind: contract.Source}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.UKI}},
+		Inputs: []pipeline.Dep{{Kind: contract.Source}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.Ostree, Optional: true}, {Kind: contract.UKI}},
 		Plan:   Plan, Run: run,
 	})
 }
@@ -70,7 +76,8 @@ func New() pipeline.Stage {
 func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	mc, f := pc.Config, pc.Facts
 	c := &Config{
-		Arch: f.Arch, Size: mc.Disk.Size, Formats: slices.Clone(mc.Disk.Formats), Composefs: f.Composefs,
+		Arch: f.Arch, Size: mc.Disk.Size, Formats: slices.Clone(mc.Disk.Formats),
+		Composefs: f.Composefs && !f.Ostree(), Ostree: f.Ostree(),
 		Basename: artifacts.Basename(pc.Compose.Product, mc.Name, pc.Compose.Release, f.Arch.Name),
 		UKIName:  mc.UKI.Name + ".efi",
 	}
@@ -106,7 +113,7 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	// The seed for GUIDs and UUIDs and the epoch for times come from the
 	// inputs only, so the same inputs give the same disk bytes.
 	seed := sha256.New()
-	for _, in := range []pipeline.Output{contract.SourceTree, contract.UKIImage, contract.ComposefsImage, contract.ComposefsDigestSig} {
+	for _, in := range []pipeline.Output{contract.SourceTree, contract.UKIImage, contract.ComposefsImage, contract.ComposefsDigestSig, contract.OstreeSysroot} {
 		if in.Present(rc) {
 			o, err := in.Artifact(rc)
 			if err != nil {
@@ -123,15 +130,23 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	}
 
 	root := filepath.Join(rc.TempDir(), "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
+	var digest string
+	if c.Ostree {
+		// The sysroot tree is the root partition as it is (times set
+		// by the ostree stage); mkfs.ext4 only reads it.
+		if root, err = contract.OstreeSysroot.Path(rc); err != nil {
+			return err
+		}
+	} else if err := os.Mkdir(root, 0o755); err != nil {
 		return err
 	}
-	var digest string
-	if c.Composefs {
+	switch {
+	case c.Ostree:
+	case c.Composefs:
 		if digest, err = composefsLayout(rc, tree, objects, root); err != nil {
 			return err
 		}
-	} else {
+	default:
 		plain := filepath.Join(root, filepath.FromSlash(bootlayout.Plain.Root()))
 		if err := os.MkdirAll(filepath.Dir(plain), 0o755); err != nil {
 			return err
@@ -140,8 +155,10 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 			return err
 		}
 	}
-	if err := fixDirTimes(root, epoch); err != nil {
-		return err
+	if !c.Ostree {
+		if err := fixDirTimes(root, epoch); err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err

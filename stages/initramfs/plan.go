@@ -10,7 +10,6 @@ import (
 	"os"
 	"slices"
 
-	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
 	"github.com/cfs-compose/cfs-compose/pipeline"
@@ -94,7 +93,7 @@ func (s *stage) plan(_ context.Context, pc *pipeline.PlanContext) (*Config, erro
 			return nil, fmt.Errorf("composefs.signed: %w", err)
 		}
 	}
-	c.RootLabel = rootLabel(mc.Disk.Partitions)
+	c.RootLabel = f.RootLabel
 	bin, err := s.binary(f.Arch.GOARCH)
 	if err != nil {
 		return nil, fmt.Errorf("the builtin initramfs needs cfs-init: %w", err)
@@ -121,20 +120,4 @@ func publicKey(path string) (string, error) {
 		return "", fmt.Errorf("public key %s: %w", path, err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
-}
-
-// rootLabel is the GPT name of the manifest's root partition (the disk
-// stage writes it), or bootlayout.DefaultRootLabel.
-func rootLabel(parts []manifest.Partition) string {
-	for _, p := range parts {
-		if p.Type == manifest.PartitionRoot {
-			if p.Label != "" {
-				return p.Label
-			}
-			if p.Name != "" {
-				return p.Name
-			}
-		}
-	}
-	return bootlayout.DefaultRootLabel
 }

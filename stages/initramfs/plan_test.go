@@ -103,26 +103,6 @@ func TestResolveErrors(t *testing.T) {
 	}
 }
 
-func TestRootLabel(t *testing.T) {
-	tests := []struct {
-		name  string
-		parts []manifest.Partition
-		want  string
-	}{
-		{"none", nil, "root"},
-		{"label", []manifest.Partition{{Name: "esp", Type: "esp", Label: "EFI"}, {Name: "rootfs", Type: "root", Label: "sysroot"}}, "sysroot"},
-		{"name", []manifest.Partition{{Name: "rootfs", Type: "root"}}, "rootfs"},
-		{"no root type", []manifest.Partition{{Name: "data", Type: "linux", Label: "data"}}, "root"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := rootLabel(tc.parts); got != tc.want {
-				t.Errorf("rootLabel = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
 // Resolve plans s for mc as the pipeline does (facts, then plan).
 func (s *stage) Resolve(mc *manifest.Config) (*Config, error) {
 	f, err := pipeline.FactsOf(pipeline.Target{Variant: mc.Variant, Name: mc.Name, Arch: mc.Arch}, mc)

@@ -50,6 +50,7 @@ type LintSettings struct {
 	ComposefsSigned bool     `json:"composefs_signed"` // composefs.signed
 	Kdump           bool     `json:"kdump"`            // kernel.kdump
 	Initramfs       string   `json:"initramfs"`        // initramfs.source
+	Ostree          bool     `json:"ostree,omitempty"` // deploy.backend = "ostree"
 	ExtraDirs       []string `json:"extra_dirs"`       // rootfs.extra_dirs
 	UKI             bool     `json:"uki"`              // uki.enabled
 	UKIStub         string   `json:"uki_stub"`         // uki.stub ("image" or a host path)
@@ -127,6 +128,21 @@ var lints = []Lint{
 				imageOn, decided = false, true
 			}
 			mismatch := ""
+			if in.s.Ostree {
+				// ostree-prepare-root reads the file; the deployment's
+				// kernel command line can only turn composefs off.
+				switch {
+				case v == "signed" && in.s.Composefs:
+					return "the image requires signed ostree commits ([composefs] enabled = signed), which the pipeline does not write yet: the deployment cannot boot", []string{pr.Path}, Fatal
+				case v == "verity" && in.s.Composefs:
+					return "the image requires fs-verity on the deployment's composefs image and objects ([composefs] enabled = verity), which the disk does not carry when it is written: the deployment cannot boot", []string{pr.Path}, Fatal
+				case decided && !imageOn && in.s.Composefs:
+					return fmt.Sprintf("the image sets [composefs] enabled = %s, the manifest composefs.enabled = true; ostree-prepare-root of the image's initramfs follows the image and ignores the deployment's composefs image: change the image or set composefs.enabled = false", pr.Composefs), []string{pr.Path}, Fatal
+				case decided && imageOn && !in.s.Composefs:
+					return fmt.Sprintf("the image sets [composefs] enabled = %s, the manifest composefs.enabled = false; the manifest wins: the deployment's kernel command line carries ostree.prepare-root.composefs=0", pr.Composefs), []string{pr.Path}, ""
+				}
+				return "", nil, ""
+			}
 			switch {
 			case decided && imageOn != in.s.Composefs:
 				mismatch = fmt.Sprintf("the image sets [composefs] enabled = %s, the manifest composefs.enabled = %t", pr.Composefs, in.s.Composefs)

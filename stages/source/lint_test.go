@@ -82,6 +82,37 @@ func TestLints(t *testing.T) {
 			override: true,
 		},
 		{
+			name: "ostree backend, image composefs on, manifest off: the karg wins",
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = yes\n")}
+			},
+			settings: func(s *LintSettings) { s.Composefs = false; s.Initramfs = "image"; s.Ostree = true },
+			want:     []want{{name: "prepare-root", severity: Warning, text: "ostree.prepare-root.composefs=0"}},
+		},
+		{
+			name: "ostree backend, image composefs off, manifest on: fatal",
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = no\n")}
+			},
+			settings: func(s *LintSettings) { s.Initramfs = "image"; s.Ostree = true },
+			want:     []want{{name: "prepare-root", severity: Fatal, text: "follows the image"}},
+		},
+		{
+			name: "ostree backend, image requires signed commits: fatal",
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = signed\n")}
+			},
+			settings: func(s *LintSettings) { s.Initramfs = "image"; s.Ostree = true },
+			want:     []want{{name: "prepare-root", severity: Fatal, text: "signed ostree commits"}},
+		},
+		{
+			name: "ostree backend, image and manifest agree",
+			edit: func(m fstest.MapFS) {
+				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = yes\n")}
+			},
+			settings: func(s *LintSettings) { s.Initramfs = "image"; s.Ostree = true },
+		},
+		{
 			name: "prepare-root maybe agrees with anything",
 			edit: func(m fstest.MapFS) {
 				m["usr/lib/ostree/prepare-root.conf"] = &fstest.MapFile{Data: []byte("[composefs]\nenabled = maybe\n")}

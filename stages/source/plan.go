@@ -51,7 +51,7 @@ func Resolve(ctx context.Context, mc *manifest.Config, f *pipeline.Facts, offlin
 		Image: src.Image, Arch: f.Arch.Name, Kind: src.Kind, Kernel: src.Kernel,
 		Lints: LintSettings{
 			Composefs: f.Composefs, ComposefsSigned: f.ComposefsSigned, Kdump: mc.Kernel.Kdump,
-			Initramfs: f.Initramfs, ExtraDirs: nonNil(mc.Rootfs.ExtraDirs), UKI: f.UKI, UKIStub: mc.UKI.Stub,
+			Initramfs: f.Initramfs, Ostree: f.Ostree(), ExtraDirs: nonNil(mc.Rootfs.ExtraDirs), UKI: f.UKI, UKIStub: mc.UKI.Stub,
 			Skip: nonNil(mc.Lints.Skip),
 		},
 	}

@@ -18,6 +18,10 @@ type Config struct {
 	// Composefs says whether the composefs stage runs; its digest then
 	// goes on the command line.
 	Composefs bool `json:"composefs"`
+	// Ostree says the target uses the ostree deployment backend: the
+	// command line is the ostree stage's deployment's (kernel.cmdline,
+	// root=, rw and ostree=) instead of kernel.cmdline and composefs=.
+	Ostree bool `json:"ostree,omitempty"`
 	// Stub is StubFromImage or the absolute path of an EFI stub on the
 	// build host; StubSHA256 is the host stub's hex SHA-256 (the cache key
 	// keeps it and drops the path).

@@ -20,7 +20,10 @@
 //
 // The command line is the manifest's kernel.cmdline followed by
 // composefs=<hex> when the composefs stage produced a digest (inserted
-// before a "--" that starts init's arguments). .uname is the kernel
+// before a "--" that starts init's arguments); with the ostree deployment
+// backend it is the ostree stage's deployment command line (root=, rw,
+// kernel.cmdline, ostree=), so the image's own initramfs boots straight
+// into the deployment. .uname is the kernel
 // version, .osrel the image's os-release. See docs/boot-chain.md for the
 // PE layout and docs/stages.md for the stage contract.
 package uki

@@ -30,7 +30,7 @@ const maxStubSize = 64 << 20
 func New() pipeline.Stage {
 	return pipeline.Define(pipeline.Spec[Config]{
 		Kind: contract.UKI, Version: Version,
-		Inputs: []pipeline.Dep{{Kind: contract.Source}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.Initramfs}},
+		Inputs: []pipeline.Dep{{Kind: contract.Source}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.Initramfs}, {Kind: contract.Ostree, Optional: true}},
 		When:   func(f *pipeline.Facts) bool { return f.UKI },
 		Plan:   Plan, Run: run,
 	})
@@ -43,7 +43,7 @@ func New() pipeline.Stage {
 func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	mc, f := pc.Config, pc.Facts
 	c := &Config{
-		Arch: f.Arch, Cmdline: append([]string{}, mc.Kernel.Cmdline...), Composefs: f.Composefs,
+		Arch: f.Arch, Cmdline: append([]string{}, mc.Kernel.Cmdline...), Composefs: f.Composefs && !f.Ostree(), Ostree: f.Ostree(),
 		Stub: mc.UKI.Stub, SBAT: mc.UKI.SBAT,
 		Filename: artifacts.Filename(pc.Compose.Product, mc.Name, pc.Compose.Release, f.Arch.Name, "efi"),
 	}

@@ -44,6 +44,15 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	if err != nil {
 		return err
 	}
+	if c.Ostree {
+		// The firmware boots the deployment through the image's own
+		// initramfs: ostree-prepare-root finds it by ostree=.
+		d, err := contract.OstreeDeployment.Get(rc)
+		if err != nil {
+			return err
+		}
+		cmd = d.Cmdline
+	}
 	fsys, closeFS, err := imageinput.FS(rc)
 	if err != nil {
 		return err

@@ -1,0 +1,86 @@
+package ostree
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+	ot "github.com/cfs-compose/cfs-compose/internal/ostree"
+	"github.com/cfs-compose/cfs-compose/internal/ostree/sysroot"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+)
+
+// Version is the implementation version (part of every cache key).
+const Version = "1"
+
+// Config is the resolved configuration of one ostree stage instance.
+type Config struct {
+	Arch *arch.Arch `json:"arch"`
+	// Stateroot is deploy.stateroot.
+	Stateroot string `json:"stateroot"`
+	// Ref is the repository ref of the commit, "<stateroot>/<arch>".
+	Ref string `json:"ref"`
+	// Kargs are the deployment's kernel arguments before ostree's own:
+	// root=LABEL=<root label>, rw, then kernel.cmdline.
+	Kargs []string `json:"kargs"`
+	// Composefs writes ostree's composefs image and the commit's
+	// composefs digest (composefs.enabled).
+	Composefs bool `json:"composefs"`
+	// Origin is the deployment's origin file.
+	Origin string `json:"origin"`
+}
+
+// New returns the ostree stage. A target runs it with the ostree
+// deployment backend.
+func New() pipeline.Stage {
+	return pipeline.Define(pipeline.Spec[Config]{
+		Kind: contract.Ostree, Version: Version,
+		Inputs: []pipeline.Dep{{Kind: contract.Source}},
+		When:   func(f *pipeline.Facts) bool { return f.Ostree() },
+		Plan:   Plan, Run: run,
+	})
+}
+
+// Plan decides the ref, the kernel arguments and the origin file.
+func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
+	mc, f := pc.Config, pc.Facts
+	c := &Config{
+		Arch: f.Arch, Stateroot: f.Stateroot, Ref: f.Stateroot + "/" + f.Arch.Name,
+		Kargs:     append([]string{"root=LABEL=" + f.RootLabel, "rw"}, mc.Kernel.Cmdline...),
+		Composefs: f.Composefs,
+	}
+	if !ot.ValidRef(c.Ref) {
+		return nil, fmt.Errorf("deploy.stateroot %q: %q is not a valid ostree ref", c.Stateroot, c.Ref)
+	}
+	for i, a := range mc.Kernel.Cmdline {
+		if a == "" || a == "--" || strings.ContainsAny(a, " \t\n\r\x00") {
+			return nil, fmt.Errorf("kernel.cmdline[%d] = %q: ostree keeps kernel arguments as single words and appends ostree= at the end", i, a)
+		}
+	}
+	origin, err := originOf(mc.Source.Image, mc.Source.SignedBy != "", c.Ref)
+	if err != nil {
+		return nil, err
+	}
+	c.Origin = origin
+	return c, nil
+}
+
+// originOf returns the origin file of a deployment of image: the container
+// image reference bootc records for a registry image, else the ref.
+func originOf(image string, signed bool, ref string) (string, error) {
+	name, ok := strings.CutPrefix(image, "docker://")
+	if !ok {
+		return sysroot.RefspecOrigin(ref), nil
+	}
+	r := sysroot.ImageRef{Image: name}
+	if signed {
+		r.Verify = sysroot.VerifyPolicy
+	}
+	o, err := sysroot.ContainerOrigin(r)
+	if err != nil {
+		return "", fmt.Errorf("source.image %s: %w", image, err)
+	}
+	return o, nil
+}

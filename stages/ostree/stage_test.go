@@ -1,0 +1,218 @@
+package ostree_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/ostree/ostreetest"
+	"github.com/cfs-compose/cfs-compose/internal/ostree/sysroot"
+	"github.com/cfs-compose/cfs-compose/internal/uki"
+	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
+	"github.com/cfs-compose/cfs-compose/stages/contract"
+	"github.com/cfs-compose/cfs-compose/stages/disk"
+	"github.com/cfs-compose/cfs-compose/stages/initramfs"
+	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
+	"github.com/cfs-compose/cfs-compose/stages/ostree"
+	"github.com/cfs-compose/cfs-compose/stages/source"
+	ukistage "github.com/cfs-compose/cfs-compose/stages/uki"
+	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
+)
+
+var _ pipeline.Stage = ostree.New()
+
+const stateroot = "testos"
+
+// ostreeConfig is the testbed target with the ostree backend on image,
+// the fixture plus an initramfs.img (the fixture has no dracut; a few
+// bytes are enough for the host checks, which do not boot).
+func ostreeConfig(image string, composefs bool) *manifest.Config {
+	mc := stagetest.TestbedConfig(image)
+	mc.Composefs.Enabled = composefs
+	mc.Deploy = manifest.Deploy{Backend: manifest.BackendOstree, Stateroot: stateroot}
+	mc.Initramfs.Source = manifest.InitramfsImage
+	return mc
+}
+
+func readOutput(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, o pipeline.Output) []byte {
+	t.Helper()
+	b, err := os.ReadFile(st.Path(stagetest.Output(t, p, res, o.Kind, o.Name).Descriptor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestHostChecks builds a disk with the ostree backend (source, initramfs
+// from the image, ostree, uki, disk), checks the deployment and the UKI's
+// command line, then mounts the disk's root partition and checks it with
+// the real ostree CLI (Debian trixie's, ostreetest): `ostree fsck` is
+// clean, `ostree admin status` lists the deployment, and `ostree admin
+// deploy` of a second commit (committed with `ostree commit` into the
+// disk's repository) succeeds, after which status lists both. Both states
+// of composefs; each is built twice to check that the sysroot and the disk
+// are reproducible.
+func TestHostChecks(t *testing.T) {
+	ch := ostreetest.Get(t)
+	kver := stagetest.FixtureContent(t).Kernel.Version
+	image := stagetest.DerivedImage(t, ti.File("usr/lib/modules/"+kver+"/initramfs.img", "fake initramfs\n", 0o644))
+	for _, composefs := range []bool{true, false} {
+		t.Run("composefs="+strconv.FormatBool(composefs), func(t *testing.T) {
+			st := stagetest.OpenStore(t)
+			p, res, err := stagetest.Build(t, st, ostreeConfig(image, composefs),
+				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Deterministic: a second build in a fresh store gives the same
+			// sysroot tree and disk bytes.
+			st2 := stagetest.OpenStore(t)
+			p2, res2, err := stagetest.Build(t, st2, ostreeConfig(image, composefs),
+				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []pipeline.Output{contract.OstreeSysroot, contract.DiskRaw} {
+				a, b := stagetest.Output(t, p, res, o.Kind, o.Name), stagetest.Output(t, p2, res2, o.Kind, o.Name)
+				if a.Digest != b.Digest {
+					t.Errorf("%s differs between two builds: %s, %s", o, a.Digest, b.Digest)
+				}
+			}
+			if p.Targets[0].Nodes[contract.Composefs] != nil {
+				t.Error("the composefs stage is planned with the ostree backend")
+			}
+			dep, err := contract.OstreeDeployment.Decode(readOutput(t, st, p, res, contract.OstreeDeployment.Output))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("deployment %+v", dep)
+			want := "root=LABEL=root rw console=ttyS0"
+			if !composefs {
+				want += " " + sysroot.KargComposefsOff
+			}
+			want += " ostree=/ostree/boot.1/" + stateroot + "/" + dep.BootCsum + "/0"
+			if dep.Cmdline != want {
+				t.Errorf("command line %q, want %q", dep.Cmdline, want)
+			}
+			if (dep.ComposefsDigest != "") != composefs || dep.KernelVersion != kver || dep.Ref != stateroot+"/x86_64" {
+				t.Errorf("deployment: composefs digest %q, kernel %q, ref %q", dep.ComposefsDigest, dep.KernelVersion, dep.Ref)
+			}
+
+			// The UKI boots straight into the deployment.
+			data := readOutput(t, st, p, res, contract.UKIImage)
+			f, err := uki.NewFile(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := f.Section(uki.SectionCmdline)
+			if s == nil {
+				t.Fatal("UKI has no .cmdline")
+			}
+			if got, err := s.Data(); err != nil || string(got) != dep.Cmdline {
+				t.Errorf("UKI .cmdline %q (%v), want the deployment's %q", got, err, dep.Cmdline)
+			}
+
+			layout, err := contract.DiskLayout.Decode(readOutput(t, st, p, res, contract.DiskLayout.Output))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mnt := mountRoot(t, st.Path(stagetest.Output(t, p, res, contract.Disk, contract.DiskRaw.Name).Descriptor), layout)
+			if _, err := os.Stat(filepath.Join(mnt, dep.Dir, sysroot.ComposefsFile)); (err == nil) != composefs {
+				t.Errorf("%s in the deployment: %v, want present = %t", sysroot.ComposefsFile, err, composefs)
+			}
+			hostChecks(t, ch, mnt, dep)
+		})
+	}
+}
+
+// mountRoot mounts a copy of the disk's root partition read-write and
+// returns the mount point; the test's cleanup unmounts it.
+func mountRoot(t *testing.T, raw string, layout *artifacts.DiskLayout) string {
+	t.Helper()
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.raw")
+	if out, err := exec.Command("cp", "--sparse=always", raw, img).CombinedOutput(); err != nil {
+		t.Fatalf("copying the disk: %v: %s", err, out)
+	}
+	var root *artifacts.DiskPartition
+	for i := range layout.Partitions {
+		if layout.Partitions[i].Type == manifest.PartitionRoot {
+			root = &layout.Partitions[i]
+		}
+	}
+	if root == nil {
+		t.Fatalf("no root partition in %+v", layout)
+	}
+	if root.Label != "root" {
+		t.Errorf("root partition label %q, the deployment's root= names \"root\"", root.Label)
+	}
+	mnt := filepath.Join(dir, "root")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := "loop,offset=" + strconv.FormatInt(root.Offset, 10) + ",sizelimit=" + strconv.FormatInt(root.Size, 10)
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", opts, img, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mounting the root partition: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("unmounting %s: %v: %s", mnt, err, out)
+		}
+	})
+	return mnt
+}
+
+// hostChecks runs the real ostree on the mounted sysroot mnt.
+func hostChecks(t *testing.T, ch *ostreetest.Chroot, mnt string, dep *artifacts.OstreeDeployment) {
+	extra := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(extra, "usr/lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(extra, "usr/lib/second"), []byte("second\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Debian's ostree is built without composefs and refuses to deploy a
+	// tree whose prepare-root.conf enables it: the second commit turns it
+	// off (the first deployment, ours, keeps its composefs image).
+	if err := os.MkdirAll(filepath.Join(extra, "usr/lib/ostree"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(extra, "usr/lib/ostree/prepare-root.conf"), []byte("[composefs]\nenabled = no\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	binds := []ostreetest.Bind{{Host: mnt, Guest: "/mnt/sysroot"}, {Host: extra, Guest: "/mnt/extra"}}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := ch.Ostree(binds, args...)
+		if err != nil {
+			t.Fatalf("ostree %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	t.Logf("ostree fsck: %s", strings.TrimSpace(run("--repo=/mnt/sysroot/ostree/repo", "fsck")))
+	status := run("admin", "status", "--sysroot=/mnt/sysroot")
+	if !strings.Contains(status, stateroot+" "+dep.Commit+".0") {
+		t.Errorf("ostree admin status does not list the deployment %s.0:\n%s", dep.Commit, status)
+	}
+	if rev := strings.TrimSpace(run("--repo=/mnt/sysroot/ostree/repo", "rev-parse", dep.Ref)); rev != dep.Commit {
+		t.Errorf("ref %s is %s, want %s", dep.Ref, rev, dep.Commit)
+	}
+	// A second commit (the first plus one file) deploys next to ours.
+	second := strings.TrimSpace(run("--repo=/mnt/sysroot/ostree/repo", "commit", "--branch="+dep.Ref,
+		"--tree=ref="+dep.Commit, "--tree=dir=/mnt/extra", "-s", "second"))
+	t.Logf("second deploy: %s", strings.TrimSpace(run("admin", "deploy", "--sysroot=/mnt/sysroot", "--os="+stateroot, dep.Ref)))
+	status = run("admin", "status", "--sysroot=/mnt/sysroot")
+	t.Logf("ostree admin status after the second deploy:\n%s", status)
+	for _, d := range []string{second + ".0", dep.Commit + ".0"} {
+		if !strings.Contains(status, stateroot+" "+d) {
+			t.Errorf("status after the second deploy lacks %s", d)
+		}
+	}
+	run("--repo=/mnt/sysroot/ostree/repo", "fsck")
+}
