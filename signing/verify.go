@@ -31,6 +31,10 @@ type Result struct {
 	Check  string // CheckSHA256, CheckSig, ... (callers may add their own)
 	OK     bool
 	Detail string // what was found: the signer, the digest, or why it failed
+	// Absent marks a check that could not be made because what it checks
+	// is not there by design (an unsigned compose has no signatures); it
+	// does not fail the report.
+	Absent bool
 }
 
 // Report collects verification results in the order they were made.
@@ -41,6 +45,12 @@ type Report struct {
 // Add appends a result.
 func (r *Report) Add(name, check string, ok bool, detail string) {
 	r.Results = append(r.Results, Result{Name: name, Check: check, OK: ok, Detail: detail})
+}
+
+// AddAbsent records a check that was not made because the compose does
+// not carry what it checks (OK, but shown as absent).
+func (r *Report) AddAbsent(name, check, detail string) {
+	r.Results = append(r.Results, Result{Name: name, Check: check, OK: true, Detail: detail, Absent: true})
 }
 
 // OK reports whether the report has results and none failed.
@@ -63,8 +73,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintln(tw, "FILE\tCHECK\tRESULT\tDETAIL")
 	for _, res := range r.Results {
 		status := "ok"
-		if !res.OK {
+		switch {
+		case !res.OK:
 			status = "FAIL"
+		case res.Absent:
+			status = "absent"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", res.Name, res.Check, status, strings.ReplaceAll(res.Detail, "\n", " "))
 	}

@@ -34,9 +34,10 @@ func openCompose(dir string) (*composedir.Compose, error) {
 }
 
 type verifyOptions struct {
-	key    string
-	dbCert []string
-	format string
+	key         string
+	dbCert      []string
+	format      string
+	requireSigs bool
 }
 
 func newVerifyCmd(g *globals) *cobra.Command {
@@ -62,9 +63,12 @@ func newVerifyCmd(g *globals) *cobra.Command {
                                composefs/objects on the root partition
 
 The root partition is read without mounting it, with e2fsprogs' debugfs.
---key and --db-cert default to the keys the build recorded in compose.json;
-when it recorded none they are required (--db-cert only if the compose has a
-UKI). --db-cert may be repeated. Exit status 1 when any check fails.`,
+--key and --db-cert default to the keys the build recorded in compose.json.
+A compose that records none is unsigned (what make demo builds): its
+checksums, composefs digests and disk contents are verified and the
+signatures are reported as absent; --require-signatures makes missing keys
+a usage error. --db-cert may be repeated. Exit status 1 when any check
+fails.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.format != "text" && o.format != "json" {
@@ -74,17 +78,25 @@ UKI). --db-cert may be repeated. Exit status 1 when any check fails.`,
 			if err != nil {
 				return err
 			}
-			key, err := verifyKey(c, o.key)
+			key, err := verifyKey(c, o.key, o.requireSigs)
 			if err != nil {
 				return err
 			}
-			db, err := verifyDB(c, o.dbCert, len(c.UKIs()) > 0)
+			db, err := verifyDB(c, o.dbCert, o.requireSigs && len(c.UKIs()) > 0)
 			if err != nil {
 				return err
 			}
 			rep, err := c.Verify(cmd.Context(), composedir.VerifyOptions{Key: key, DB: db})
 			if err != nil {
 				return err
+			}
+			if key == nil {
+				rep.AddAbsent("SHA256SUMS", signing.CheckSig, "the compose is unsigned: no --key given and compose.json records no signing key; checksums, composefs digests and disk contents were verified (--require-signatures makes this a failure)")
+			}
+			if db == nil {
+				for _, u := range c.UKIs() {
+					rep.AddAbsent(u, signing.CheckAuthenticode, "not checked: no --db-cert given and compose.json records no Secure Boot certificate")
+				}
 			}
 			if err := writeReport(g, o.format, args[0], rep); err != nil {
 				return err
@@ -97,14 +109,16 @@ UKI). --db-cert may be repeated. Exit status 1 when any check fails.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.key, "key", "", "cosign public key (default: the one compose.json records)")
+	f.BoolVar(&o.requireSigs, "require-signatures", false, "fail when the compose carries no signatures (default: required only when compose.json records a key)")
 	f.StringArrayVar(&o.dbCert, "db-cert", nil, "Secure Boot db certificate, PEM or DER (repeatable; default: the ones compose.json records)")
 	f.StringVar(&o.format, "format", "text", "output format: text or json")
 	return c
 }
 
 // verifyKey returns the cosign public key: --key, else the one key
-// compose.json records.
-func verifyKey(c *composedir.Compose, flag string) (*ecdsa.PublicKey, error) {
+// compose.json records, else nil (an unsigned compose) unless signatures
+// are required.
+func verifyKey(c *composedir.Compose, flag string, require bool) (*ecdsa.PublicKey, error) {
 	if flag != "" {
 		return signing.LoadPublicKey(flag)
 	}
@@ -114,7 +128,10 @@ func verifyKey(c *composedir.Compose, flag string) (*ecdsa.PublicKey, error) {
 	}
 	switch len(refs) {
 	case 0:
-		return nil, usageError{errors.New("--key is required: compose.json records no signing key")}
+		if !require {
+			return nil, nil
+		}
+		return nil, usageError{errors.New("--key is required with --require-signatures: compose.json records no signing key")}
 	case 1:
 		pk, err := signing.LoadPublicKey(refs[0].Pub)
 		if err != nil {
@@ -143,7 +160,7 @@ func verifyDB(c *composedir.Compose, flags []string, need bool) ([]*x509.Certifi
 	}
 	if len(paths) == 0 {
 		if need {
-			return nil, usageError{errors.New("--db-cert is required: the compose has a UKI and compose.json records no db certificate")}
+			return nil, usageError{errors.New("--db-cert is required with --require-signatures: the compose has a UKI and compose.json records no db certificate")}
 		}
 		return nil, nil
 	}
@@ -172,6 +189,7 @@ type resultJSON struct {
 	File   string `json:"file"`
 	Check  string `json:"check"`
 	OK     bool   `json:"ok"`
+	Absent bool   `json:"absent,omitempty"`
 	Detail string `json:"detail"`
 }
 
@@ -180,7 +198,7 @@ func writeReport(g *globals, format, dir string, rep *signing.Report) error {
 	if format == "json" {
 		out := reportJSON{Compose: dir, OK: rep.OK(), Results: []resultJSON{}}
 		for _, r := range rep.Results {
-			out.Results = append(out.Results, resultJSON{File: r.Name, Check: r.Check, OK: r.OK, Detail: r.Detail})
+			out.Results = append(out.Results, resultJSON{File: r.Name, Check: r.Check, OK: r.OK, Absent: r.Absent, Detail: r.Detail})
 		}
 		return writeJSON(g.stdout, out)
 	}
