@@ -113,7 +113,7 @@ func (g *globals) buildError(rec *artifacts.ComposeRecord, err error) error {
 	}
 	var se *pipeline.StageError
 	if errors.As(err, &se) || rec != nil {
-		fmt.Fprintf(g.stderr, "Error: %v\n", err)
+		g.printError(err, false)
 		return errReported
 	}
 	return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -148,4 +149,46 @@ func checkFormat(format string) error {
 		return usageError{fmt.Errorf("invalid --format %q (want text or json)", format)}
 	}
 	return nil
+}
+
+// printDiags prints diagnostics to stderr: for people (file:line:col, a
+// snippet), or with --log-format json as one JSON object per line (the
+// fields of validate --format=json's diagnostics plus "level"), so that
+// stderr stays pure JSON lines.
+func (g *globals) printDiags(diags hcl.Diagnostics, override map[string][]byte) error {
+	if g.logFormat != "json" {
+		return printDiagnostics(g.stderr, diags, override)
+	}
+	for _, d := range toJSONReport(diags).Diagnostics {
+		line := struct {
+			Level string `json:"level"`
+			jsonDiagnostic
+			Message string `json:"message"`
+		}{d.Severity, d, d.Summary}
+		if line.Level == "warning" {
+			line.Level = "warn"
+		}
+		if err := json.NewEncoder(g.stderr).Encode(line); err != nil {
+			return fmt.Errorf("writing JSON: %w", err)
+		}
+	}
+	return nil
+}
+
+// printError prints the command's final error: "Error: …" for people, or
+// a JSON line with --log-format json.
+func (g *globals) printError(err error, usage bool) {
+	if g.logFormat == "json" {
+		line := map[string]any{"level": "error", "time": time.Now().UTC().Format(time.RFC3339), "message": err.Error()}
+		if usage {
+			line["usage"] = true
+		}
+		json.NewEncoder(g.stderr).Encode(line)
+		return
+	}
+	if usage {
+		fmt.Fprintf(g.stderr, "Error: %v\nRun 'cfs-compose --help' for usage.\n", err)
+		return
+	}
+	fmt.Fprintf(g.stderr, "Error: %v\n", err)
 }

@@ -16,7 +16,7 @@ import (
 // too); errors end the command with exit status 1.
 func (g *globals) manifestSet(cmd *cobra.Command) (*manifest.Manifest, error) {
 	m, diags := g.loadManifests(cmd)
-	if err := printDiagnostics(g.stderr, diags, nil); err != nil {
+	if err := g.printDiags(diags, nil); err != nil {
 		return nil, err
 	}
 	if diags.HasErrors() {

@@ -44,7 +44,7 @@ it depends on. Setting names are the addresses 'cfs-compose set' takes after
 			}
 			m, diags := g.loadManifests(cmd)
 			if diags.HasErrors() {
-				if err := printDiagnostics(g.stderr, diags, nil); err != nil {
+				if err := g.printDiags(diags, nil); err != nil {
 					return err
 				}
 				return errReported

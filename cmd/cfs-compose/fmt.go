@@ -80,7 +80,7 @@ func runFmt(g *globals, o *fmtOptions, files []string) error {
 		}
 		out, diags := manifest.Format(src, name)
 		if diags.HasErrors() {
-			if err := printDiagnostics(g.stderr, diags, map[string][]byte{name: src}); err != nil {
+			if err := g.printDiags(diags, map[string][]byte{name: src}); err != nil {
 				return err
 			}
 			failed = true

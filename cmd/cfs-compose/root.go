@@ -93,10 +93,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
-		fmt.Fprintf(stderr, "Error: %v\nRun 'cfs-compose --help' for usage.\n", err)
+		g.printError(err, true)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "Error: %v\n", err)
+	g.printError(err, false)
 	return exitError
 }
 

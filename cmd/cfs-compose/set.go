@@ -52,7 +52,7 @@ func runSet(g *globals, file, assignment string) error {
 	}
 	out, diags := manifest.Set(src, file, assignment)
 	if diags.HasErrors() {
-		if err := printDiagnostics(g.stderr, diags, map[string][]byte{file: src}); err != nil {
+		if err := g.printDiags(diags, map[string][]byte{file: src}); err != nil {
 			return err
 		}
 		return errReported
@@ -63,7 +63,7 @@ func runSet(g *globals, file, assignment string) error {
 	}
 	files[file] = out
 	_, diags = manifest.Parse(files, g.manifestOptions())
-	if err := printDiagnostics(g.stderr, diags, map[string][]byte{file: out}); err != nil {
+	if err := g.printDiags(diags, map[string][]byte{file: out}); err != nil {
 		return err
 	}
 	if diags.HasErrors() {

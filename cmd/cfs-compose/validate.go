@@ -33,7 +33,7 @@ Exit status: 0 valid (warnings allowed), 1 errors, 2 usage.`,
 				if err := writeJSON(g.stdout, toJSONReport(diags)); err != nil {
 					return err
 				}
-			} else if err := printDiagnostics(g.stderr, diags, nil); err != nil {
+			} else if err := g.printDiags(diags, nil); err != nil {
 				return err
 			}
 			if diags.HasErrors() {
