@@ -348,7 +348,7 @@ func (e *executor) runNode(ctx context.Context, n *Node) {
 	ev := base
 	ev.Type = EventStart
 	e.emit(ev)
-	logger.Info().Str("key", nr.Key[:16]).Msg("running")
+	logger.Info().Str("id", n.ID).Str("cache_key", nr.Key).Msg("running")
 
 	runErr := safeRun(ctx, n.Stage, rc)
 	if runErr == nil && ctx.Err() != nil {
@@ -357,7 +357,7 @@ func (e *executor) runNode(ctx context.Context, n *Node) {
 	if runErr != nil {
 		logger.Error().Err(runErr).Msg("failed")
 	} else {
-		logger.Info().Dur("wall", time.Since(start)).Int64("bytes", rc.written).Msg("done")
+		logger.Info().Float64("wall_s", roundSeconds(time.Since(start))).Int64("bytes", rc.written).Msg("done")
 	}
 	logFile.Close()
 	logDesc, lerr := e.st.AddFile(logPath, artifacts.MediaTypeLog)
@@ -444,3 +444,7 @@ func targetStrings(ts []Target) []string {
 	}
 	return s
 }
+
+// roundSeconds is d in seconds with millisecond precision, for logs whose
+// duration fields say their unit in their names (wall_s).
+func roundSeconds(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }

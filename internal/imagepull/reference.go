@@ -158,12 +158,13 @@ func (r *Reference) Pinned(d digest.Digest) (*Reference, error) {
 	return &cp, nil
 }
 
-// Identity returns what identifies the image independently of this
-// machine: the repository name for docker references, the transport name
-// alone for local files (their paths stay out of cache keys).
+// Identity returns the name that identifies the image independently of
+// this machine: the repository name for docker references; "" for local
+// files, whose paths must stay out of cache keys and which only their
+// content digest identifies (the source stage records that).
 func (r *Reference) Identity() string {
 	if r.Transport == TransportDocker {
 		return "docker://" + reference.TrimNamed(r.Ref.DockerReference()).String()
 	}
-	return r.Transport + ":"
+	return ""
 }

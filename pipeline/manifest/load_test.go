@@ -161,7 +161,8 @@ func TestShippedManifests(t *testing.T) {
 	if c := m.Compose(); c.Product != "Fedora" || c.Release != "43" || c.Type != "nightly" {
 		t.Errorf("Compose() = %+v", c)
 	}
-	if v := m.Variables(); v["release"] != `"43"` || v["registry"] != `"quay.io/fedora"` {
+	// Plain values, not HCL-quoted (compose.json records them).
+	if v := m.Variables(); v["release"] != "43" || v["registry"] != "quay.io/fedora" || v["disk_size"] != "10GiB" {
 		t.Errorf("Variables() = %v", v)
 	}
 }

@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+
+	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
@@ -220,13 +223,35 @@ func (m *Manifest) Files() map[string][]byte {
 }
 
 // Variables returns the value of every declared variable, rendered as HCL
-// text (a string is "quoted"), after all overrides.
+// Variables returns the effective variable values as plain text, for
+// records such as compose.json: a string as itself (not HCL-quoted), a
+// number or bool as written, a collection as JSON.
 func (m *Manifest) Variables() map[string]string {
 	out := make(map[string]string, len(m.vars))
 	for _, v := range m.vars {
-		out[v.name] = renderCty(v.value)
+		out[v.name] = plainCty(v.value)
 	}
 	return out
+}
+
+// plainCty renders a value as plain text (see [Manifest.Variables]).
+func plainCty(v cty.Value) string {
+	switch {
+	case !v.IsWhollyKnown():
+		return "(unknown)"
+	case v.IsNull():
+		return ""
+	case v.Type() == cty.String:
+		return v.AsString()
+	case v.Type() == cty.Number:
+		return v.AsBigFloat().Text('f', -1)
+	case v.Type() == cty.Bool:
+		return strconv.FormatBool(v.True())
+	}
+	if b, err := ctyjson.Marshal(v, v.Type()); err == nil {
+		return string(b)
+	}
+	return renderCty(v)
 }
 
 // Config returns the resolved configuration of a variant on one arch.

@@ -94,7 +94,7 @@ func (d *Display) Event(ev pipeline.Event) {
 		}
 		e = e.Str("stage", ev.Kind).Strs("targets", ev.Targets).Str("status", ev.Status)
 		if t, ok := d.t0[ev.Stage]; ok {
-			e = e.Str("took", ev.Time.Sub(t).Round(time.Millisecond).String())
+			e = e.Float64("took_s", ev.Time.Sub(t).Round(time.Millisecond).Seconds())
 		}
 		if ev.Bytes > 0 {
 			e = e.Str("written", humanBytes(ev.Bytes))

@@ -103,7 +103,7 @@ func TestPlainOutput(t *testing.T) {
 		t.Errorf("escape codes in plain output: %q", out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[1], "stage started") || !strings.Contains(lines[2], "took=1s") {
+	if len(lines) != 3 || !strings.Contains(lines[1], "stage started") || !strings.Contains(lines[2], "took_s=1") {
 		t.Errorf("plain output:\n%s", out)
 	}
 }

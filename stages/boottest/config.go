@@ -1,6 +1,7 @@
 package boottest
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -18,7 +19,7 @@ type Config struct {
 	// means every registered check that applies to the target.
 	Checks []string `json:"checks"`
 	// Timeout bounds the whole boot.
-	Timeout time.Duration `json:"timeout"`
+	Timeout Seconds `json:"timeout_s"`
 	// MemoryMiB is the guest RAM.
 	MemoryMiB int `json:"memory_mib"`
 	// Firmware is the UEFI firmware the disk boots with.
@@ -70,16 +71,16 @@ type Expect struct {
 // keyConfig is what of a Config enters the cache key: everything but the
 // host paths.
 type keyConfig struct {
-	Arch       string        `json:"arch"`
-	Name       string        `json:"name"`
-	Checks     []string      `json:"checks"`
-	Timeout    time.Duration `json:"timeout"`
-	MemoryMiB  int           `json:"memory_mib"`
-	CodeSHA256 string        `json:"firmware_code_sha256"`
-	VarsSHA256 string        `json:"firmware_vars_sha256"`
-	SMM        bool          `json:"smm"`
-	DBCert     string        `json:"secureboot_db_cert_sha256,omitempty"`
-	Expect     Expect        `json:"expect"`
+	Arch       string   `json:"arch"`
+	Name       string   `json:"name"`
+	Checks     []string `json:"checks"`
+	Timeout    Seconds  `json:"timeout_s"`
+	MemoryMiB  int      `json:"memory_mib"`
+	CodeSHA256 string   `json:"firmware_code_sha256"`
+	VarsSHA256 string   `json:"firmware_vars_sha256"`
+	SMM        bool     `json:"smm"`
+	DBCert     string   `json:"secureboot_db_cert_sha256,omitempty"`
+	Expect     Expect   `json:"expect"`
 }
 
 // CacheKey implements pipeline.Keyer: the firmware files and the db
@@ -105,7 +106,7 @@ func (c *Config) Validate() error {
 	case c.Name == "":
 		return bad("no target name")
 	case c.Timeout <= 0:
-		return bad("timeout %s is not positive", c.Timeout)
+		return bad("timeout %s is not positive", time.Duration(c.Timeout))
 	case c.MemoryMiB < minMemoryMiB:
 		return bad("guest memory %d MiB is below %d MiB", c.MemoryMiB, minMemoryMiB)
 	case c.Firmware.Code == "" || c.Firmware.Vars == "":
@@ -119,5 +120,24 @@ func (c *Config) Validate() error {
 	case !c.Expect.Composefs && (c.Expect.Verity != "" || c.Expect.Signed):
 		return bad("verity or signed expected without composefs")
 	}
+	return nil
+}
+
+// Seconds is a duration that JSON (plan, compose.json) shows as a number
+// of seconds, under a field name that says so.
+type Seconds time.Duration
+
+// MarshalJSON encodes the duration in seconds.
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(s).Seconds())
+}
+
+// UnmarshalJSON decodes a number of seconds.
+func (s *Seconds) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*s = Seconds(f * float64(time.Second))
 	return nil
 }

@@ -44,7 +44,7 @@ func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	mc, f := pc.Config, pc.Facts
 	t := mc.Test
 	c := &Config{Arch: f.Arch.Name, Name: artifacts.Basename(pc.Compose.Product, mc.Name, pc.Compose.Release, f.Arch.Name),
-		Checks: append([]string{}, t.Checks...), Timeout: t.Timeout, MemoryMiB: int(t.Memory >> 20)}
+		Checks: append([]string{}, t.Checks...), Timeout: Seconds(t.Timeout), MemoryMiB: int(t.Memory >> 20)}
 	if c.MemoryMiB < minMemoryMiB {
 		return nil, fmt.Errorf("boottest: test.memory = %d bytes is below %d MiB", t.Memory, minMemoryMiB)
 	}

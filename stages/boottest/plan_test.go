@@ -54,7 +54,7 @@ func TestResolve(t *testing.T) {
 		{name: "boot off is skipped", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Boot = false }, wantErr: errNotUsed.Error()},
 		{name: "the test block as the manifest resolves it", arch: "x86_64", edit: func(c *manifest.Config) { c.Test.Timeout, c.Test.Memory = 5*time.Minute, 1<<30 },
 			check: func(t *testing.T, c *Config) {
-				want := Config{Arch: "x86_64", Name: "Fedora-Testbed-41.x86_64", Checks: []string{}, Timeout: 5 * time.Minute, MemoryMiB: 1024,
+				want := Config{Arch: "x86_64", Name: "Fedora-Testbed-41.x86_64", Checks: []string{}, Timeout: Seconds(5 * time.Minute), MemoryMiB: 1024,
 					Firmware: Firmware{Code: filepath.Join(fwDir, "OVMF_CODE_4M.fd"), CodeSHA256: sum("code"),
 						Vars: filepath.Join(fwDir, "OVMF_VARS_4M.fd"), VarsSHA256: sum("vars")},
 					Expect: Expect{Composefs: true, Verity: "enable"}}

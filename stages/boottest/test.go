@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
@@ -134,7 +135,7 @@ func PrepareFirmware(ctx context.Context, c *Config, dir string) (*testbed.Firmw
 // firmware fw; digest is the composefs digest the boot must mount.
 func (c *Config) Target(disk, digest string, fw *testbed.Firmware) testbed.Target {
 	t := testbed.Target{Name: c.Name, Features: c.Features(),
-		Machine: testbed.Machine{Arch: c.Arch, MemoryMiB: c.MemoryMiB, Firmware: fw, Disk: disk, DiskFormat: "raw", Timeout: c.Timeout}}
+		Machine: testbed.Machine{Arch: c.Arch, MemoryMiB: c.MemoryMiB, Firmware: fw, Disk: disk, DiskFormat: "raw", Timeout: time.Duration(c.Timeout)}}
 	if c.Expect.Composefs {
 		t.ComposefsDigest, t.ComposefsVerity = digest, c.Expect.Verity
 	}

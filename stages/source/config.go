@@ -12,8 +12,9 @@ type Config struct {
 	Pinned string `json:"pinned"`
 	// Transport is the reference's transport (docker, oci, oci-archive, dir).
 	Transport string `json:"transport"`
-	// Identity is the machine-independent name of the image (the docker
-	// repository, or just the transport for local files).
+	// Identity is the machine-independent name of the image: the docker
+	// repository, or for a local image its transport and manifest digest
+	// ("oci@sha256:…").
 	Identity string `json:"identity"`
 	// Arch is the architecture being built (x86_64, aarch64).
 	Arch string `json:"arch"`

@@ -81,6 +81,11 @@ func Resolve(ctx context.Context, mc *manifest.Config, f *pipeline.Facts, offlin
 		return nil, err
 	}
 	c.Pinned = pinned.String()
+	if ref.Local() {
+		// A local image has no name that holds across machines; its
+		// content digest is its identity.
+		c.Identity = ref.Transport + "@" + c.ManifestDigest
+	}
 	return c, nil
 }
 
