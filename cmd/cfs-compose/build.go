@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/pipeline/progress"
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 // composeFlags are the flags build and test share.
@@ -193,5 +196,32 @@ func summarize(w io.Writer, jsonOut bool, rec *artifacts.ComposeRecord, events f
 	if counts[pipeline.StatusRan] == 0 && counts[pipeline.StatusFailed] == 0 && len(rec.Stages) > 0 {
 		fmt.Fprintf(w, "Nothing to do: all %d stages cached.\n", len(rec.Stages))
 	}
-	fmt.Fprintf(w, "Compose %s: %s (%s)\n%s\n", rec.ID, rec.Status, strings.Join(parts, ", "), rec.Dir)
+	fmt.Fprintf(w, "Compose %s: %s (%s)\n", rec.ID, rec.Status, strings.Join(parts, ", "))
+	printDisks(w, rec.Dir)
+	fmt.Fprintln(w, rec.Dir)
+}
+
+// printDisks lists a compose's disk images and how to boot one (the line
+// after them, the last of build's output, is the compose directory).
+func printDisks(w io.Writer, dir string) {
+	c, err := openCompose(dir)
+	if err != nil {
+		return
+	}
+	var first *composedir.Target
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		for _, p := range []string{t.Raw, t.Qcow2} {
+			if p == "" {
+				continue
+			}
+			fmt.Fprintf(w, "  disk image: %s\n", filepath.Join(dir, filepath.FromSlash(p)))
+			if first == nil {
+				first = t
+			}
+		}
+	}
+	if first != nil {
+		fmt.Fprintf(w, "Boot one (serial console, Ctrl-A X quits): cfs-compose boot %s --variant %s --arch %s\n", dir, first.Variant, first.Arch)
+	}
 }

@@ -159,6 +159,7 @@ func commands(g *globals) []*cobra.Command {
 		newInspectCmd(g),
 		newComposefsCmd(g),
 		newVerifyCmd(g),
+		newBootCmd(g),
 		newSignCmd(g),
 	}
 }
