@@ -7,8 +7,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cfs-compose/cfs-compose/internal/objstore"
 )
 
 // memCache is an in-memory [Cache] for tests.

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/docker/distribution/registry/api/errcode"
 	v2 "github.com/docker/distribution/registry/api/v2"
 	"github.com/opencontainers/go-digest"
@@ -24,6 +23,8 @@ import (
 	imgmanifest "go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 )
 
 // Sentinel errors for the failure classes a pull distinguishes. They are

@@ -15,11 +15,12 @@ import (
 	"slices"
 	"strings"
 
+	"go.podman.io/image/v5/pkg/compression"
+
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/internal/ocilayer"
-	"go.podman.io/image/v5/pkg/compression"
 )
 
 // ImportVersion is part of the import cache key: bump it whenever the

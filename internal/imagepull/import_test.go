@@ -15,14 +15,16 @@ import (
 	"time"
 
 	apexlog "github.com/apex/log"
+	"github.com/opencontainers/umoci/oci/layer"
+	"go.podman.io/image/v5/pkg/compression"
+	"golang.org/x/sys/unix"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/composefs/dirscan"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
 	"github.com/cfs-compose/cfs-compose/internal/ocilayer"
 	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
-	"github.com/opencontainers/umoci/oci/layer"
-	"go.podman.io/image/v5/pkg/compression"
-	"golang.org/x/sys/unix"
 )
 
 // pullLocal imports an oci: layout with the given options.
@@ -113,7 +115,7 @@ func mixedImage(c1, c2, c3 ti.Compression) ti.Image {
 	nsec := ti.MTime(time.Unix(1700000000, 123456789))
 	paxFmt := func(e ti.Entry) ti.Entry { e.Header.Format = tar.FormatPAX; return e }
 	big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
-	l0 := append(bootableEntries("x86_64"),
+	l0 := append(ti.BootableEntries("x86_64"),
 		ti.Dir("opt", 0o755), ti.Dir("opt/app", 0o750, ti.Owner(10, 20)), ti.File("opt/app/old", "old", 0o644),
 		ti.Dir("opt/app/sub", 0o755), ti.File("opt/app/sub/deep", strings.Repeat("d", 100), 0o644),
 		ti.File("f64", strings.Repeat("x", 64), 0o644), ti.File("f65", strings.Repeat("y", 65), 0o644),
@@ -124,7 +126,7 @@ func mixedImage(c1, c2, c3 ti.Compression) ti.Image {
 	l1 := []ti.Entry{
 		ti.Symlink("lib", "usr/lib"),
 		ti.File("lib/via-symlink", "written through /lib", 0o644),
-		ti.File("usr/bin/busybox", string(fakeELF(elfMachineX86, 500)), 0o4755), // replaced, setuid
+		ti.File("usr/bin/busybox", string(ti.FakeELF(uint16(arch.X86_64.ELFMachine), 500)), 0o4755), // replaced, setuid
 		ti.Dir("swap", 0o700), ti.File("swap/inner", "now a directory", 0o600),
 		ti.File("todir", "dir became a file", 0o644),
 		ti.File("opt/app/new", "new", 0o644), ti.Opaque("opt/app"),

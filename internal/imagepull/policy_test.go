@@ -9,11 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/signature/sigstore"
+
+	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
 
 // signedDir copies an oci: image to a dir: image signed with a fresh
@@ -60,7 +61,7 @@ func signedDir(t *testing.T, src string) (dir, goodPub, otherPub string) {
 }
 
 func TestPolicy(t *testing.T) {
-	layout := ti.Build(t, ti.Image{Architecture: "amd64", Layers: []ti.Layer{{Compression: ti.Gzip, Entries: bootableEntries("x86_64")}}})
+	layout := ti.Build(t, ti.Image{Architecture: "amd64", Layers: []ti.Layer{{Compression: ti.Gzip, Entries: ti.BootableEntries("x86_64")}}})
 	ociRef := "oci:" + layout + ":" + ti.Tag
 	signed, goodPub, otherPub := signedDir(t, ociRef)
 	unsignedDir := filepath.Join(t.TempDir(), "unsigned")

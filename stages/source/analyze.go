@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 )
 
@@ -186,14 +187,8 @@ func listOrNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-// Executable header facts.
-const (
-	peMachineAMD64 = 0x8664
-	peMachineARM64 = 0xaa64
-	elfMachineX86  = 62
-	elfMachineARM  = 183
-	arm64Magic     = 0x644d5241 // "ARM\x64" at offset 0x38 of an arm64 Image
-)
+// arm64Magic is "ARM\x64" at offset 0x38 of an arm64 Image.
+const arm64Magic = 0x644d5241
 
 // readHead reads up to n bytes from the start of a file.
 func readHead(fsys fs.FS, name string, n int) ([]byte, error) {
@@ -264,11 +259,10 @@ func headMachine(h []byte) (format, machine string, ok bool) {
 		default:
 			return "", "", false
 		}
-		switch em {
-		case elfMachineX86:
-			return "elf", MachineX86_64, true
-		case elfMachineARM:
-			return "elf", MachineAarch64, true
+		for _, a := range arch.All() {
+			if em == uint16(a.ELFMachine) {
+				return "elf", a.Name, true
+			}
 		}
 		return "elf", fmt.Sprintf("elf-machine-%d", em), true
 	case len(h) >= 0x40 && string(h[:2]) == "MZ":
@@ -276,14 +270,13 @@ func headMachine(h []byte) (format, machine string, ok bool) {
 		if off < 0x40 || off+6 > len(h) || string(h[off:off+4]) != "PE\x00\x00" {
 			return "", "", false
 		}
-		switch m := binary.LittleEndian.Uint16(h[off+4:]); m {
-		case peMachineAMD64:
-			return "pe", MachineX86_64, true
-		case peMachineARM64:
-			return "pe", MachineAarch64, true
-		default:
-			return "pe", fmt.Sprintf("pe-machine-%#x", m), true
+		m := binary.LittleEndian.Uint16(h[off+4:])
+		for _, a := range arch.All() {
+			if m == a.PEMachine {
+				return "pe", a.Name, true
+			}
 		}
+		return "pe", fmt.Sprintf("pe-machine-%#x", m), true
 	}
 	return "", "", false
 }

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/cfs-compose/cfs-compose/internal/arch"
+	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
 
 func TestAnalyze(t *testing.T) {
@@ -98,7 +101,7 @@ func TestAnalyze(t *testing.T) {
 		{
 			name: "two kernels, one chosen", arch: "x86_64", kernel: "6.13.1",
 			edit: func(m fstest.MapFS) {
-				m["usr/lib/modules/6.13.1/vmlinuz"] = &fstest.MapFile{Data: fakePE(peMachineAMD64, 512), Mode: 0o644}
+				m["usr/lib/modules/6.13.1/vmlinuz"] = &fstest.MapFile{Data: ti.FakePE(arch.X86_64.PEMachine, 512), Mode: 0o644}
 			},
 			check: func(t *testing.T, a *Analysis) {
 				if strings.Join(a.Kernels, ",") != "6.12.0,6.13.1" || a.Kernel.Version != "6.13.1" || a.Kernel.Initramfs != "" || a.Kernel.ModulesDep {
@@ -109,25 +112,25 @@ func TestAnalyze(t *testing.T) {
 		{
 			name: "two kernels, none chosen", arch: "x86_64",
 			edit: func(m fstest.MapFS) {
-				m["usr/lib/modules/6.13.1/vmlinuz"] = &fstest.MapFile{Data: fakePE(peMachineAMD64, 512), Mode: 0o644}
+				m["usr/lib/modules/6.13.1/vmlinuz"] = &fstest.MapFile{Data: ti.FakePE(arch.X86_64.PEMachine, 512), Mode: 0o644}
 			},
 			wantErr: "several kernels (6.12.0, 6.13.1): choose one with source.kernel",
 		},
 		{name: "chosen kernel missing", arch: "x86_64", kernel: "9.9", wantErr: `source.kernel = "9.9"`},
 		{
 			name: "kernel for another arch", arch: "aarch64",
-			edit:    func(m fstest.MapFS) { m["usr/lib/modules/6.12.0/vmlinuz"].Data = fakePE(peMachineAMD64, 512) },
+			edit:    func(m fstest.MapFS) { m["usr/lib/modules/6.12.0/vmlinuz"].Data = ti.FakePE(arch.X86_64.PEMachine, 512) },
 			wantErr: "is a x86_64 kernel (pe), not aarch64",
 		},
 		{
 			name: "binaries for another arch", arch: "x86_64",
-			edit:    func(m fstest.MapFS) { m["usr/bin/busybox"].Data = fakeELF(elfMachineARM, 300) },
+			edit:    func(m fstest.MapFS) { m["usr/bin/busybox"].Data = ti.FakeELF(uint16(arch.Aarch64.ELFMachine), 300) },
 			wantErr: "/usr/bin/busybox is a aarch64 elf binary, not x86_64",
 		},
 		{
 			name: "stub for another arch", arch: "x86_64",
 			edit: func(m fstest.MapFS) {
-				m["usr/lib/systemd/boot/efi/linuxx64.efi.stub"].Data = fakePE(peMachineARM64, 512)
+				m["usr/lib/systemd/boot/efi/linuxx64.efi.stub"].Data = ti.FakePE(arch.Aarch64.PEMachine, 512)
 			},
 			wantErr: "EFI stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub is a aarch64 pe binary",
 		},
@@ -159,7 +162,7 @@ func TestAnalyze(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := bootableFS(tc.arch)
+			m := ti.BootableFS(tc.arch)
 			if tc.edit != nil {
 				tc.edit(m)
 			}
@@ -190,9 +193,9 @@ func FuzzParseINI(f *testing.F) {
 }
 
 func FuzzKernelMachine(f *testing.F) {
-	f.Add(fakePE(peMachineAMD64, 256))
+	f.Add(ti.FakePE(arch.X86_64.PEMachine, 256))
 	f.Add(fakeArm64Image(256))
-	f.Add(fakeELF(elfMachineARM, 64))
+	f.Add(ti.FakeELF(uint16(arch.Aarch64.ELFMachine), 64))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := fstest.MapFS{"k": &fstest.MapFile{Data: b}}
 		format, machine, err := kernelMachine(m, "k")

@@ -17,11 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
 	"github.com/cfs-compose/cfs-compose/internal/scratchfs"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Benchmark image: 500 MB of file content in 20,000 files over 5 zstd

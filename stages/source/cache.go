@@ -5,9 +5,10 @@ import (
 	"io"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/imagepull"
-	"github.com/opencontainers/go-digest"
 )
 
 // importKind is the record kind of import cache entries in the store.

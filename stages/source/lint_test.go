@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	ti "github.com/cfs-compose/cfs-compose/testbed/fixtures/testimage"
 )
 
 func TestLintNames(t *testing.T) {
@@ -157,7 +159,7 @@ func TestLints(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := bootableFS("x86_64")
+			m := ti.BootableFS("x86_64")
 			if tc.edit != nil {
 				tc.edit(m)
 			}
@@ -207,7 +209,7 @@ func TestLints(t *testing.T) {
 }
 
 func TestLintUnknownSkip(t *testing.T) {
-	m := bootableFS("x86_64")
+	m := ti.BootableFS("x86_64")
 	a, err := Analyze(m, "x86_64", "", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/types"
+
 	"github.com/cfs-compose/cfs-compose/internal/imagepull"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
-	"github.com/opencontainers/go-digest"
-	"go.podman.io/image/v5/types"
 )
 
 // Version is the stage implementation version (part of every cache key).

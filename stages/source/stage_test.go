@@ -35,7 +35,7 @@ func variant(name, arch, image string) *manifest.Config {
 }
 
 func TestStageThroughPipeline(t *testing.T) {
-	imgs := multiArch()
+	imgs := ti.MultiArch()
 	for i := range imgs {
 		imgs[i].Config.Labels = map[string]string{"containers.bootc": "1"}
 	}
