@@ -14,8 +14,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/rs/zerolog"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
 )
 
 // Status is the outcome of one stage instance.

@@ -11,9 +11,10 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/rs/zerolog"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/rs/zerolog"
 )
 
 // Manifests is what Resolve needs from a loaded manifest set

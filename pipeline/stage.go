@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rs/zerolog"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/rs/zerolog"
 )
 
 // Stage is one stage kind. Implementations live in stages/<kind> and are

@@ -13,14 +13,15 @@ import (
 	"os"
 	"time"
 
-	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
-	"github.com/cfs-compose/cfs-compose/internal/filehash"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	sigsig "github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
+	"github.com/cfs-compose/cfs-compose/internal/filehash"
 )
 
 // File name suffixes of the detached signatures of FILE.

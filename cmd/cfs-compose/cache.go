@@ -5,9 +5,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
-	"github.com/spf13/cobra"
 )
 
 func newCacheCmd(g *globals) *cobra.Command {

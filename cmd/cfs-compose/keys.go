@@ -8,9 +8,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/cfs-compose/cfs-compose/signing"
 )
 
 // passwordEnv holds the cosign key passphrase for non-interactive use

@@ -8,9 +8,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
-	"github.com/spf13/cobra"
 )
 
 type planOptions struct {

@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
+	"github.com/spf13/cobra"
 
 	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/signing/handoff"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
-	"github.com/spf13/cobra"
 )
 
 type signOptions struct {

@@ -9,12 +9,13 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
-	"github.com/rs/zerolog"
 )
 
 // buildKeys are the signing keys of a build, loaded and checked before any

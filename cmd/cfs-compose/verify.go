@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
-	"github.com/spf13/cobra"
 )
 
 // composeOutputs names the stage outputs that are a target's artifacts,

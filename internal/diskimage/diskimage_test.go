@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cfs-compose/cfs-compose/internal/fat"
 	"github.com/cfs-compose/cfs-compose/internal/gpt"
-	"golang.org/x/sys/unix"
 )
 
 var testEpoch = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -16,10 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/rs/zerolog"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/cfs-compose/cfs-compose/pipeline"
 )
 
 // Display renders pipeline events.

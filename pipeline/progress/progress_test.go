@@ -11,9 +11,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-compose/cfs-compose/pipeline"
 )
 
 // openPTY returns the two ends of a new pseudo-terminal.

@@ -17,10 +17,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
+
 	"github.com/cfs-compose/cfs-compose/signing"
 	"github.com/cfs-compose/cfs-compose/signing/internal/fixture"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
-	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 )
 
 // env is a compose-like directory plus the keys; the private keys stand in

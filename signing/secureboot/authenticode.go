@@ -13,12 +13,13 @@ import (
 	"io"
 	"os"
 
-	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 	"github.com/sassoftware/relic/v7/lib/authenticode"
 	"github.com/sassoftware/relic/v7/lib/binpatch"
 	"github.com/sassoftware/relic/v7/lib/certloader"
 	"github.com/sassoftware/relic/v7/lib/pkcs7"
 	"github.com/sassoftware/relic/v7/signers/sigerrors"
+
+	"github.com/cfs-compose/cfs-compose/internal/atomicfile"
 )
 
 // Errors returned by the Authenticode functions; callers branch on them

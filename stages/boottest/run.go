@@ -7,10 +7,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
-	"github.com/rs/zerolog"
 )
 
 // run boots the disk image with [Test] and stores the results, the JUnit

@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"sort"
 
+	"golang.org/x/sys/unix"
+
 	cfs "github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
-	"golang.org/x/sys/unix"
 )
 
 // materialize writes tree as a real directory tree at dst (which must not

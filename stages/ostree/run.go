@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	cfs "github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/objstore"
@@ -16,7 +18,6 @@ import (
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/stages/internal/imageinput"
-	"golang.org/x/sys/unix"
 )
 
 // run writes the sysroot: repository, commit, stateroot and deployment.

@@ -29,8 +29,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cfs-compose/cfs-compose/testbed/protocol"
 	"golang.org/x/sys/unix"
+
+	"github.com/cfs-compose/cfs-compose/testbed/protocol"
 )
 
 func main() {
