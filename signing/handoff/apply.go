@@ -283,8 +283,7 @@ func stageAuthenticode(ctx context.Context, full string, it Item, sig []byte, ce
 	}
 	return staged{
 		commit: func() error {
-			if err := os.Rename(name, full); err != nil {
-				os.Remove(name)
+			if err := atomicfile.Publish(name, full); err != nil {
 				return fmt.Errorf("installing signed image: %w", err)
 			}
 			return nil
