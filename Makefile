@@ -19,11 +19,14 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the tests and the demo need (installed by `make deps`).
 # python3 and python3-cryptography run trixie's virt-fw-vars (unpacked by
 # `make fixtures`) for Secure Boot key enrollment; binutils' objcopy
-# assembles the UKI of the testbed's disk boot test.
+# assembles the UKI of the testbed's disk boot test. mmdebstrap builds the
+# Debian OS fixture (testbed/fixtures/osimage); arch-test, qemu-user-static
+# and binfmt-support let it run the arm64 maintainer scripts on x86_64.
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	sbsigntool osslsigncode erofs-utils fsverity openssl \
-	python3 python3-cryptography debian-archive-keyring binutils
+	python3 python3-cryptography debian-archive-keyring binutils \
+	mmdebstrap arch-test qemu-user-static binfmt-support
 
 # The cosign CLI the signing interoperability tests run (bin/cosign).
 COSIGN_VERSION := v2.6.5
@@ -94,8 +97,11 @@ demo: deps fixtures build
 # fixtures fetches the testbed's Debian packages (trixie 6.12 cloud kernel,
 # busybox-static, systemd EFI stubs, virt-firmware, OVMF/AAVMF) through a
 # private apt configuration into testbed/fixtures/cache/debs/ and builds the
-# fixture OCI layout oci:testbed/fixtures/build/oci:testbed. Offline once
-# the cache is complete.
+# fixture OCI layout oci:testbed/fixtures/build/oci:testbed. It also builds
+# the Debian trixie OS fixture with mmdebstrap (as root) into
+# ${CFS_FIXTURES_CACHE:-/var/cache/cfs-compose/fixtures}/os-oci, reference
+# oci:<that dir>:testbed-os (docs/testbed.md). Offline once the caches are
+# complete.
 fixtures:
 	$(GO) run ./testbed/fixtures/cmd/mkfixtures
 
