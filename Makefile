@@ -45,10 +45,15 @@ build: initbins
 
 # initbins builds the static builtin-initramfs /init (cmd/cfs-init) for each
 # target architecture into the directory stages/initramfs/initbin embeds.
+# It also builds the static testbed agent, which the boot test delivers at
+# boot into images whose init is systemd, into the directory
+# testbed/agentbin embeds.
 INITBIN_DIR := stages/initramfs/initbin
+AGENTBIN_DIR := testbed/agentbin
 initbins:
 	@for a in amd64 arm64; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(INITBIN_DIR)/cfs-init-$$a ./cmd/cfs-init || exit 1; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(AGENTBIN_DIR)/cfs-agent-$$a ./testbed/agent || exit 1; \
 	done
 
 # deps installs the Debian packages and Go modules the tests need. It only
