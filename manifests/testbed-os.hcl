@@ -30,6 +30,19 @@ variant "testbed-os" {
     verity  = "enable"
   }
 
+  kernel {
+    # "ro": systemd's remount-fs would otherwise remount a plain root
+    # (composefs off) read-write; /etc and /var are mounts of their own and
+    # stay writable. (A composefs root cannot be remounted rw anyway.)
+    cmdline = concat(local.console.x86_64, ["ro"])
+  }
+
+  arch "aarch64" {
+    kernel {
+      cmdline = concat(local.console.aarch64, ["ro"])
+    }
+  }
+
   initramfs {
     # cfs-compose's own /init plus the modules it needs from the image.
     source = "builtin"
