@@ -23,11 +23,14 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # validates the JUnit reports against testbed/testdata/junit.xsd. mmdebstrap
 # builds the Debian trixie chroot whose ostree CLI is internal/ostree's
 # oracle (cached in ${CFS_FIXTURES_CACHE:-/var/cache/cfs-compose/fixtures}/ostree-trixie,
-# see internal/ostree/ostreetest); util-linux provides its unshare.
+# see internal/ostree/ostreetest; util-linux provides its unshare) and the
+# Debian OS fixture (testbed/fixtures/osimage); arch-test, qemu-user-static
+# and binfmt-support let it run the arm64 maintainer scripts on x86_64.
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	sbsigntool osslsigncode erofs-utils fsverity openssl \
-	python3 python3-cryptography debian-archive-keyring binutils mmdebstrap util-linux libxml2-utils
+	python3 python3-cryptography debian-archive-keyring binutils util-linux libxml2-utils \
+	mmdebstrap arch-test qemu-user-static binfmt-support
 
 # The cosign CLI the signing interoperability tests run (bin/cosign).
 COSIGN_VERSION := v2.6.5
@@ -42,10 +45,15 @@ build: initbins
 
 # initbins builds the static builtin-initramfs /init (cmd/cfs-init) for each
 # target architecture into the directory stages/initramfs/initbin embeds.
+# It also builds the static testbed agent, which the boot test delivers at
+# boot into images whose init is systemd, into the directory
+# testbed/agentbin embeds.
 INITBIN_DIR := stages/initramfs/initbin
+AGENTBIN_DIR := testbed/agentbin
 initbins:
 	@for a in amd64 arm64; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(INITBIN_DIR)/cfs-init-$$a ./cmd/cfs-init || exit 1; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w" -o $(AGENTBIN_DIR)/cfs-agent-$$a ./testbed/agent || exit 1; \
 	done
 
 # deps installs the Debian packages and Go modules the tests need. It only
@@ -118,8 +126,10 @@ demo: deps fixtures build
 # private apt configuration into the fixture cache outside the checkout
 # ($CFS_FIXTURES_CACHE, else /var/cache/cfs-compose/fixtures as root, else
 # ~/.cache/cfs-compose/fixtures; internal/debfetch.CacheDir) and builds the
-# fixture OCI layout oci:testbed/fixtures/build/oci:testbed. Offline once
-# the cache is complete.
+# fixture OCI layout oci:testbed/fixtures/build/oci:testbed. It also builds
+# the Debian trixie OS fixture with mmdebstrap (as root) into
+# <fixture cache>/os-oci, reference oci:<that dir>:testbed-os
+# (docs/testbed.md). Offline once the caches are complete.
 fixtures:
 	$(GO) run ./testbed/fixtures/cmd/mkfixtures
 

@@ -23,6 +23,12 @@ const (
 	// FeatureSignedComposefs means the composefs digest is signed and the
 	// builtin initramfs must have verified the signature.
 	FeatureSignedComposefs Feature = "composefs-signed"
+	// FeatureSystemd means the image's init is systemd: the agent is
+	// delivered at boot (AgentDelivery) and runs after multi-user.target.
+	FeatureSystemd Feature = "systemd"
+	// FeatureSysroot means the physical root partition must be mounted
+	// read-only at /sysroot (a disk boot through the initramfs).
+	FeatureSysroot Feature = "sysroot"
 )
 
 // Check is one host-side check, declared as data and registered by name.

@@ -130,7 +130,15 @@ func (b *booter) boot(initArgs []string) error {
 	if err := b.execute(plan); err != nil {
 		return err
 	}
+	sysroot, err := b.placeSysroot()
+	if err != nil {
+		return err
+	}
 	if opts.composefs {
+		// The image's path as the booted system sees it.
+		if rest, ok := strings.CutPrefix(image, partMount+"/"); ok {
+			image = path.Join(sysroot, rest)
+		}
 		if err := b.record(opts.digest.Hex, image); err != nil {
 			return err
 		}
@@ -457,6 +465,31 @@ func (b *booter) execute(plan []step) error {
 
 // defaultInits are tried in order when init= is not given.
 var defaultInits = []string{"/sbin/init", "/usr/lib/systemd/systemd"}
+
+// placeSysroot moves the root partition's mount from partMount to the new
+// root's /sysroot, as on Fedora (ostree-prepare-root, bootc), and makes
+// that mount read-only. Only the mount is read-only: the filesystem stays
+// writable, and so do the /etc overlay (overlayfs keeps a private clone of
+// its upper layer's mount, taken before) and the /var bind mount. An image
+// without a /sysroot directory (the root is read-only, so none can be
+// made) keeps the partition at partMount (/run/cfs/sysroot), read-only too.
+// It returns where the booted system sees the partition.
+func (b *booter) placeSysroot() (string, error) {
+	target, seen := path.Join(newRoot, sysrootDir), sysrootDir
+	if fi, err := os.Stat(b.fsPath(target)); err == nil && fi.IsDir() {
+		if err := b.sys.Mount(partMount, target, "", unix.MS_MOVE, ""); err != nil {
+			return "", fmt.Errorf("moving the root partition from %s to %s: %w", partMount, sysrootDir, err)
+		}
+		b.logf("root partition moved to %s (read-only)", sysrootDir)
+	} else {
+		b.logf("the image has no %s directory: the root partition stays at %s (read-only)", sysrootDir, partMount)
+		target, seen = partMount, partMount
+	}
+	if err := b.sys.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return "", fmt.Errorf("making the root partition's mount %s read-only: %w", target, err)
+	}
+	return seen, nil
+}
 
 // switchRoot makes /sysroot the root and executes the image's init.
 func (b *booter) switchRoot(initPath string, args []string) error {

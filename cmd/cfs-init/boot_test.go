@@ -142,6 +142,13 @@ func newEnv(t *testing.T) *env {
 	write(t, filepath.Join(e.part, bootlayout.Plain.Root(), "sbin", "init"), []byte("#!"), 0o755)
 	write(t, filepath.Join(e.part, bootlayout.Plain.Root(), "etc", "hostname"), []byte("plain"), 0o644)
 	write(t, filepath.Join(e.image, "sbin", "init"), []byte("#!"), 0o755)
+	// Both roots have the mount point of the root partition, as bootable
+	// container images do.
+	for _, d := range []string{filepath.Join(e.part, bootlayout.Plain.Root(), "sysroot"), filepath.Join(e.image, "sysroot")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	write(t, filepath.Join(e.root, "lib/modules/loop.ko"), []byte("\x7fELF"), 0o644)
 	write(t, filepath.Join(e.root, "lib/modules/erofs.ko"), []byte("\x7fELF"), 0o644)
 	write(t, filepath.Join(e.root, "sys/class/block/vda/uevent"), []byte("DEVNAME=vda\nDEVTYPE=disk\n"), 0o644)
@@ -212,6 +219,8 @@ func TestBootComposefs(t *testing.T) {
 		"mount composefs /sysroot overlay ro lowerdir=/run/cfs/erofs::/run/cfs/sysroot/composefs/objects,metacopy=on,redirect_dir=on",
 		"mount overlay /sysroot/etc overlay rw lowerdir=/run/cfs/erofs/etc::/run/cfs/sysroot/composefs/objects,upperdir=/run/cfs/sysroot/state/deploy/" + d + "/etc,workdir=/run/cfs/sysroot/state/deploy/" + d + "/etc.work,metacopy=on,redirect_dir=on",
 		"mount /run/cfs/sysroot/state/os/default/var /sysroot/var  bind ",
+		"mount /run/cfs/sysroot /sysroot/sysroot  move ",
+		"mount  /sysroot/sysroot  bind,remount,ro ",
 		"switch-root /sysroot",
 		"exec /sbin/init /sbin/init single",
 	}
@@ -262,6 +271,10 @@ func TestBootVerityFirstBoot(t *testing.T) {
 	if !strings.Contains(e.out.String(), "enabled fs-verity on 2 of 2 objects") {
 		t.Errorf("console:\n%s", e.out.String())
 	}
+	// The booted system finds the image under /sysroot.
+	if b, err := os.ReadFile(filepath.Join(e.root, recordedImage)); err != nil || string(b) != path.Join("/sysroot", bootlayout.ImagesDir, e.digest)+"\n" {
+		t.Errorf("recorded image path %q, %v", b, err)
+	}
 	// Second boot: the stamp skips the walk, the kernel measures the image.
 	e.sys.calls = nil
 	e.out.Reset()
@@ -293,6 +306,8 @@ func TestBootPlain(t *testing.T) {
 	for _, want := range []string{
 		"mount /run/cfs/sysroot/state/deploy/plain/root /sysroot  bind ",
 		"mount  /sysroot  bind,remount,ro ",
+		"mount /run/cfs/sysroot /sysroot/sysroot  move ",
+		"mount  /sysroot/sysroot  bind,remount,ro ",
 		"exec /sbin/init",
 	} {
 		if !strings.Contains(e.calls(), want) {
@@ -413,5 +428,23 @@ func TestBootFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBootNoSysroot: an image without /sysroot keeps the root partition at
+// /run/cfs/sysroot, read-only too.
+func TestBootNoSysroot(t *testing.T) {
+	e := newEnv(t)
+	if err := os.Remove(filepath.Join(e.image, "sysroot")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.run(t); err != nil {
+		t.Fatalf("boot: %v\n%s", err, e.out.String())
+	}
+	if c := e.calls(); strings.Contains(c, "move") || !strings.Contains(c, "mount  /run/cfs/sysroot  bind,remount,ro \nswitch-root /sysroot") {
+		t.Errorf("calls:\n%s", c)
+	}
+	if !strings.Contains(e.out.String(), "the image has no /sysroot directory") {
+		t.Errorf("output lacks the note:\n%s", e.out.String())
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/bootlayout"
 )
 
-// Where things are mounted inside the initramfs. /run moves into the new
-// root at switch_root, so the root partition stays reachable at
-// /run/cfs/sysroot in the booted system.
+// Where things are mounted inside the initramfs. Just before switch_root
+// the root partition's mount moves to the new root's /sysroot (sysrootDir)
+// and becomes read-only; /run moves into the new root too, with the EROFS
+// image's mount.
 const (
-	partMount  = "/run/cfs/sysroot" // the root partition (ext4, rw)
+	partMount  = "/run/cfs/sysroot" // the root partition (ext4, rw) until switch_root
+	sysrootDir = "/sysroot"         // where the booted system sees the root partition, read-only
 	erofsMount = "/run/cfs/erofs"   // the composefs EROFS image
 	newRoot    = "/sysroot"         // the assembled root filesystem
 

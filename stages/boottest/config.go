@@ -28,6 +28,13 @@ type Config struct {
 	SecureBoot *SecureBoot `json:"secureboot,omitempty"`
 	// Expect says what the booted system must be.
 	Expect Expect `json:"expect"`
+	// ExtraDirs are the root-level directories the manifest declares
+	// (rootfs.extra_dirs), which the booted root must have.
+	ExtraDirs []string `json:"extra_dirs,omitempty"`
+	// AgentSHA256 is the digest of the agent delivered at boot into a
+	// systemd image (agentbin; "" when cfs-compose was built without it),
+	// so that a changed agent boots again.
+	AgentSHA256 string `json:"agent_sha256,omitempty"`
 }
 
 // Firmware is a UEFI code file and the variable store template copied for

@@ -26,7 +26,8 @@ func New() pipeline.Stage { return NewWithReport(nil) }
 func NewWithReport(report func(*Outcome)) pipeline.Stage {
 	return pipeline.Define(pipeline.Spec[Config]{
 		Kind: contract.BootTest, Version: Version,
-		Inputs: []pipeline.Dep{{Kind: contract.Disk}, {Kind: contract.Composefs, Optional: true}},
+		// The source tree says how the agent gets in (AgentMode).
+		Inputs: []pipeline.Dep{{Kind: contract.Disk}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.Source}},
 		When:   func(f *pipeline.Facts) bool { return f.BootTest },
 		Plan:   Plan,
 		Run: func(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
@@ -51,6 +52,8 @@ func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	if _, err := testbed.Select(testbed.DefaultRegistry, c.Checks, nil); err != nil {
 		return nil, fmt.Errorf("boottest: test.checks: %w (registered: %s)", err, checkNames())
 	}
+	c.ExtraDirs = append([]string(nil), mc.Rootfs.ExtraDirs...)
+	c.AgentSHA256 = agentSHA256(f.Arch.Name)
 	c.Expect = Expect{Composefs: f.Composefs, SecureBoot: t.SecureBoot}
 	if f.Composefs {
 		c.Expect.Verity, c.Expect.Signed = f.Verity, f.ComposefsSigned

@@ -58,7 +58,7 @@ func TestResolve(t *testing.T) {
 				want := Config{Arch: "x86_64", Name: "Fedora-Testbed-41.x86_64", Checks: []string{}, Timeout: Seconds(5 * time.Minute), MemoryMiB: 1024,
 					Firmware: Firmware{Code: filepath.Join(fwDir, "OVMF_CODE_4M.fd"), CodeSHA256: sum("code"),
 						Vars: filepath.Join(fwDir, "OVMF_VARS_4M.fd"), VarsSHA256: sum("vars")},
-					Expect: Expect{Composefs: true, Verity: "enable"}}
+					Expect: Expect{Composefs: true, Verity: "enable"}, AgentSHA256: agentSHA256("x86_64")}
 				if !equalJSON(t, c, &want) {
 					t.Errorf("got %s", mustJSON(t, c))
 				}

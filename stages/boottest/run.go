@@ -3,6 +3,7 @@ package boottest
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,10 +33,23 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 		}
 		digest = d.Digest
 	}
+	tree, err := contract.SourceTree.Path(rc)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(tree)
+	if err != nil {
+		return err
+	}
+	agent, err := AgentMode(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
 	rc.Log.Info().Str("firmware", c.Firmware.Code).Bool("secureboot", c.SecureBoot != nil).
-		Bool("composefs", c.Expect.Composefs).Msg("booting the disk image")
+		Bool("composefs", c.Expect.Composefs).Str("agent", agent).Msg("booting the disk image")
 	lw := &logWriter{log: rc.Log}
-	out, err := Test(ctx, c, disk, digest, filepath.Join(rc.TempDir(), "boottest"), lw)
+	out, err := Test(ctx, c, disk, digest, agent, filepath.Join(rc.TempDir(), "boottest"), lw)
 	lw.Flush()
 	if err != nil {
 		return err
@@ -68,7 +82,7 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 	for _, ch := range r.Checks {
 		checks[ch.Name] = ch.Result
 	}
-	for k, v := range map[string]any{"result": r.Result, "outcome": r.Outcome, "checks": checks,
+	for k, v := range map[string]any{"result": r.Result, "outcome": r.Outcome, "checks": checks, "agent": agent,
 		"verdict_seconds": r.VerdictSeconds, "qemu_seconds": r.QEMUSeconds, "accel": r.Accel} {
 		if err := rc.SetMeta(k, v); err != nil {
 			return err

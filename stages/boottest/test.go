@@ -134,7 +134,9 @@ func PrepareFirmware(ctx context.Context, c *Config, dir string) (*testbed.Firmw
 // Target returns the testbed target for booting disk (a raw image) with
 // firmware fw; digest is the composefs digest the boot must mount.
 func (c *Config) Target(disk, digest string, fw *testbed.Firmware) testbed.Target {
-	t := testbed.Target{Name: c.Name, Features: c.Features(),
+	// Every boot test boots a disk through an initramfs that leaves the
+	// root partition at /sysroot.
+	t := testbed.Target{Name: c.Name, Features: append(c.Features(), testbed.FeatureSysroot),
 		Machine: testbed.Machine{Arch: c.Arch, MemoryMiB: c.MemoryMiB, Firmware: fw, Disk: disk, DiskFormat: "raw", Timeout: time.Duration(c.Timeout)}}
 	if c.Expect.Composefs {
 		t.ComposefsDigest, t.ComposefsVerity = digest, c.Expect.Verity
@@ -145,11 +147,13 @@ func (c *Config) Target(disk, digest string, fw *testbed.Firmware) testbed.Targe
 // Test boots the raw disk image per c and runs the checks, writing
 // ResultsFile, JUnitFile and ConsoleFile into dir (created if needed;
 // scratch files go there too). digest is the composefs digest the image
-// must boot (required when c.Expect.Composefs). Check results go to log
+// must boot (required when c.Expect.Composefs). agent is AgentPID1 or
+// AgentSystemd ([AgentMode]); with AgentSystemd the agent is delivered at
+// boot and the systemd checks apply. Check results go to log
 // as they are made, go-test style. The error is for problems of the
 // harness (no QEMU, no firmware, unreadable files); failed checks are in
 // the outcome ([Outcome.Err]).
-func Test(ctx context.Context, c *Config, disk, digest, dir string, log io.Writer) (*Outcome, error) {
+func Test(ctx context.Context, c *Config, disk, digest, agent, dir string, log io.Writer) (*Outcome, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -164,6 +168,14 @@ func Test(ctx context.Context, c *Config, disk, digest, dir string, log io.Write
 		return nil, err
 	}
 	tg := c.Target(disk, digest, fw)
+	extra, err := agentArgs(ctx, c, agent, filepath.Join(dir, "agent"))
+	if err != nil {
+		return nil, err
+	}
+	if extra != nil {
+		tg.Features = append(tg.Features, testbed.FeatureSystemd)
+		tg.Machine.ExtraArgs = append(tg.Machine.ExtraArgs, extra...)
+	}
 	b, err := testbed.Boot(ctx, tg.Machine, filepath.Join(dir, "boot"))
 	if err != nil {
 		return nil, fmt.Errorf("boottest: booting %s: %w", c.Name, err)

@@ -50,12 +50,17 @@ type check struct {
 // checks is the table of guest checks, in report order. Add a row to add
 // a check; names must be unique and valid protocol names.
 var checks = []check{
+	// First: the checks after it see a system whose start-up has finished.
+	{"systemd-running", "PID 1 is systemd and systemctl is-system-running --wait says running", modeAny, checkSystemdRunning},
 	{"composefs-root", "/ is an overlay whose lower layer is an EROFS image", modeComposefs, checkComposefsRoot},
 	{"plain-root", "/ is not a composefs (overlay over EROFS) mount", modePlain, checkPlainRoot},
 	{"usr-readonly", "writing under /usr fails with EROFS", modeAny, checkUsrReadonly},
 	{"etc-writable", "a file can be created, written and removed in /etc", modeAny, writableCheck("/etc")},
 	{"var-writable", "a file can be created, written and removed in /var", modeAny, writableCheck("/var")},
 	{"composefs-digest", "the mounted image's fs-verity digest equals composefs= on the command line", modeComposefs, checkComposefsDigest},
+	{"root-full", "statfs of / reports the EROFS image: 100 % used and small", modeComposefs, checkRootFull},
+	{"root-immutable", "mkdir at / fails with EROFS or EPERM, writes under /usr fail, rootfs.extra_dirs exist", modeAny, checkRootImmutable},
+	{"sysroot", "the physical root partition is mounted read-only at /sysroot", modeAny, checkSysroot},
 	{"secureboot", "the SecureBoot EFI variable can be read (state in the detail and the secureboot fact)", modeAny, checkSecureBoot},
 }
 

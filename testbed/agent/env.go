@@ -26,6 +26,12 @@ type env struct {
 	cmdline  cmdline
 	mounts   []mount
 	mountErr error
+	// systemd: the agent was delivered at boot into a system whose PID 1
+	// is systemd (-systemd), not run as PID 1 itself.
+	systemd bool
+	// extraDirs are the root-level directories the manifest declares
+	// (rootfs.extra_dirs; -extra-dirs).
+	extraDirs []string
 }
 
 func (e *env) path(p string) string { return filepath.Join(e.root, p) }

@@ -1,7 +1,11 @@
 // Command agent is the in-guest test agent of the cfs-compose testbed. The
-// fixture image installs it as /usr/sbin/init, so it runs as PID 1 once the
-// builtin initramfs has switched root; the testbed's direct-kernel boot
-// tests also run it as /init of a small initramfs.
+// busybox fixture image installs it as /usr/sbin/init, so it runs as PID 1
+// once the builtin initramfs has switched root; the testbed's direct-kernel
+// boot tests also run it as /init of a small initramfs. Into a real
+// operating system (systemd as PID 1) the boot test delivers it at boot
+// instead, on a read-only extra disk started by a systemd unit passed as a
+// credential (testbed.AgentDelivery), and runs it with -systemd -console
+// -poweroff: the image under test carries no agent.
 //
 // It mounts /proc, /sys, /dev and /run when they are not mounted yet, runs
 // its table of checks (see checks.go), reports facts and one result per
@@ -38,10 +42,16 @@ func main() {
 	pid1 := os.Getpid() == 1
 	root := ""
 	powerOff := pid1
+	toConsole := pid1
+	systemd := false
+	extraDirs := ""
 	if !pid1 {
 		fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 		fs.StringVar(&root, "root", "", "evaluate checks against this tree instead of /")
 		fs.BoolVar(&powerOff, "poweroff", false, "power the machine off when done")
+		fs.BoolVar(&toConsole, "console", false, "write the report to /dev/console instead of stdout")
+		fs.BoolVar(&systemd, "systemd", false, "delivered at boot into a systemd system: run its checks too")
+		fs.StringVar(&extraDirs, "extra-dirs", "", "comma-separated root-level directories that must exist (rootfs.extra_dirs)")
 		if err := fs.Parse(os.Args[1:]); err != nil {
 			os.Exit(2)
 		}
@@ -51,8 +61,14 @@ func main() {
 	if root == "" {
 		setup = prepare()
 	}
-	out := console(root == "" && pid1)
+	out := console(root == "" && toConsole)
 	e := loadEnv(root)
+	e.systemd = systemd
+	for _, d := range strings.Split(extraDirs, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			e.extraDirs = append(e.extraDirs, d)
+		}
+	}
 	if v, ok := e.cmdline.get("cfs.agent.poweroff"); ok && v == "0" {
 		powerOff = false
 	}
@@ -135,6 +151,14 @@ func facts(e *env, setup []string) [][2]string {
 	add("cmdline", e.cmdline.raw)
 	if len(setup) > 0 {
 		add("agent-setup", strings.Join(setup, "; "))
+	}
+	if e.systemd {
+		add("agent-delivery", "systemd")
+		if e.root == "" {
+			fs = append(fs, persistFacts(e)...)
+		}
+	} else {
+		add("agent-delivery", "pid1")
 	}
 	return fs
 }

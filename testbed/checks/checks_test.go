@@ -222,7 +222,7 @@ func TestProtocolErrorsFailAgentReport(t *testing.T) {
 
 func TestRegistered(t *testing.T) {
 	want := []string{"agent-report", "composefs-digest", "composefs-root", "composefs-signature", "composefs-verity", "etc-writable", "firmware-refusal", "plain-root",
-		"secureboot-disabled", "secureboot-enabled", "uefi-boot", "usr-readonly", "var-writable"}
+		"root-full", "root-immutable", "secureboot-disabled", "secureboot-enabled", "sysroot", "systemd-running", "uefi-boot", "usr-readonly", "var-writable"}
 	var got []string
 	for _, c := range testbed.DefaultRegistry.Checks() {
 		got = append(got, c.Name)

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Checks of a real operating system (systemd as PID 1), for the agent
+// delivered at boot (-systemd). In a busybox image the agent is PID 1 and
+// these checks report SKIP.
+
+// systemdWait bounds `systemctl is-system-running --wait`.
+const systemdWait = 4 * time.Minute
+
+// persistName is the file persist-reboot writes to /etc and /var on the
+// first boot and finds again on the second.
+const persistName = "cfs-agent-persist"
+
+// maxRootBytes is the most a composefs root's statfs may report: the EROFS
+// image holds only metadata, a few MiB even for a full OS.
+const maxRootBytes = 256 << 20
+
+func checkSystemdRunning(e *env, _ mode) outcome {
+	if !e.systemd {
+		return skip("the agent is PID 1 (no systemd in this image)")
+	}
+	comm, err := os.ReadFile(e.path("/proc/1/comm"))
+	if err != nil {
+		return fail("reading /proc/1/comm: %v", err)
+	}
+	if c := strings.TrimSpace(string(comm)); c != "systemd" {
+		return fail("PID 1 is %q, not systemd", c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), systemdWait)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, "systemctl", "is-system-running", "--wait").Output()
+	state := strings.TrimSpace(string(out))
+	if state == "running" {
+		return pass("PID 1 is systemd; systemctl is-system-running: running")
+	}
+	failed, _ := exec.Command("systemctl", "list-units", "--failed", "--no-legend", "--plain", "--full").Output()
+	var units []string
+	for _, l := range strings.Split(strings.TrimSpace(string(failed)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			units = append(units, f[0])
+		}
+	}
+	if state == "" && ctx.Err() != nil {
+		state = "no answer within " + systemdWait.String()
+	}
+	return fail("systemctl is-system-running: %s; failed units: %s", state, orNone(units))
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, " ")
+}
+
+// checkRootFull: statfs of a composefs root reports the EROFS image, which
+// is all used and small.
+func checkRootFull(e *env, _ mode) outcome {
+	var st unix.Statfs_t
+	if err := unix.Statfs(e.path("/"), &st); err != nil {
+		return fail("statfs /: %v", err)
+	}
+	size := uint64(st.Blocks) * uint64(st.Bsize)
+	switch {
+	case st.Bfree != 0 || st.Bavail != 0:
+		return fail("statfs /: %d of %d blocks free (%d available), want 100%% used", st.Bfree, st.Blocks, st.Bavail)
+	case size > maxRootBytes:
+		return fail("statfs /: %d bytes, want at most %d (the EROFS image)", size, maxRootBytes)
+	}
+	return pass("statfs /: %d blocks of %d bytes (%d KiB), 100%% used", st.Blocks, st.Bsize, size>>10)
+}
+
+// checkRootImmutable: no directory can be created at /, and writes under
+// /usr fail.
+func checkRootImmutable(e *env, m mode) outcome {
+	p := e.path("/cfs-agent-probe")
+	err := os.Mkdir(p, 0o755)
+	if err == nil {
+		os.Remove(p)
+		if m == modePlain {
+			return skip("mkdir at / succeeded on this plain (composefs disabled) root")
+		}
+		return fail("mkdir /cfs-agent-probe succeeded")
+	}
+	if !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.EPERM) {
+		return fail("mkdir at /: %v, want EROFS or EPERM", err)
+	}
+	uerr := probeWrite(e.path("/usr"))
+	if uerr == nil {
+		return fail("mkdir at / failed (%v) but writing under /usr succeeded", err)
+	}
+	var missing []string
+	for _, d := range e.extraDirs {
+		if fi, err := os.Stat(e.path(d)); err != nil || !fi.IsDir() {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) > 0 {
+		return fail("rootfs.extra_dirs missing: %s", strings.Join(missing, " "))
+	}
+	return pass("mkdir at /: %v; write under /usr: %v; rootfs.extra_dirs present: %s", err, uerr, orNone(e.extraDirs))
+}
+
+// checkSysroot: the physical root partition is mounted read-only at
+// /sysroot, as on Fedora.
+func checkSysroot(e *env, _ mode) outcome {
+	if e.mountErr != nil {
+		return fail("reading mountinfo: %v", e.mountErr)
+	}
+	m, ok := mountAt(e.mounts, "/sysroot")
+	if !ok {
+		return fail("nothing is mounted at /sysroot")
+	}
+	if !hasOption(m.Options, "ro") {
+		return fail("/sysroot (%s %s) is mounted %s, want ro", m.FSType, m.Source, m.Options)
+	}
+	if _, err := os.Stat(e.path("/sysroot/state")); err != nil {
+		return fail("/sysroot (%s %s) is not the root partition: %v", m.FSType, m.Source, err)
+	}
+	if err := probeWrite(e.path("/sysroot")); !errors.Is(err, syscall.EROFS) {
+		return fail("writing to /sysroot: %v, want EROFS", err)
+	}
+	return pass("/sysroot is %s from %s, mounted %s", m.FSType, m.Source, m.Options)
+}
+
+func hasOption(opts, o string) bool {
+	for _, x := range strings.Split(opts, ",") {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+// persistFacts reports the machine id and the tokens persist-reboot
+// compares across two boots of the same disk: a token file in /etc and in
+// /var/lib is written when missing (fact "new:<token>") and reported as
+// found otherwise.
+func persistFacts(e *env) [][2]string {
+	var fs [][2]string
+	mid, err := os.ReadFile(e.path("/etc/machine-id"))
+	if err == nil {
+		fs = append(fs, [2]string{"machine-id", strings.TrimSpace(string(mid))})
+	}
+	for _, d := range []string{"/etc", "/var/lib"} {
+		p := e.path(d + "/" + persistName)
+		b, err := os.ReadFile(p)
+		key := "persist" + strings.ReplaceAll(d, "/", "-")
+		switch {
+		case err == nil:
+			fs = append(fs, [2]string{key, strings.TrimSpace(string(b))})
+		case errors.Is(err, os.ErrNotExist):
+			tok := fmt.Sprintf("written-at-%d", time.Now().UnixNano())
+			if werr := os.WriteFile(p, []byte(tok+"\n"), 0o644); werr != nil {
+				fs = append(fs, [2]string{key, "error: " + werr.Error()})
+			} else {
+				fs = append(fs, [2]string{key, "new:" + tok})
+			}
+		default:
+			fs = append(fs, [2]string{key, "error: " + err.Error()})
+		}
+	}
+	unix.Sync()
+	return fs
+}
