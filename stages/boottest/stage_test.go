@@ -75,6 +75,19 @@ func fakeDisk(path string) pipeline.Stage {
 	})
 }
 
+// fakeSource stands in for the source stage: a tree whose /usr/sbin/init
+// is not systemd, so the agent runs as PID 1 (the busybox fixture's way).
+func fakeSource() pipeline.Stage {
+	type config struct{}
+	return pipeline.Define(pipeline.Spec[config]{
+		Kind: contract.Source, Version: "test",
+		Plan: func(context.Context, *pipeline.PlanContext) (*config, error) { return &config{}, nil },
+		Run: func(_ context.Context, rc *pipeline.RunContext, _ *config) error {
+			return contract.SourceTree.Put(rc, []byte("/ 0 40755 2 0 0 0 0.0 - - -\n"), nil)
+		},
+	})
+}
+
 // fakeComposefs stands in for the composefs stage: its "digest" output.
 func fakeComposefs(digest string) pipeline.Stage {
 	type config struct{ Digest string }
@@ -107,7 +120,7 @@ func runStage(t *testing.T, cfg *manifest.Config, disk, digest string) (*pipelin
 	}
 	t.Cleanup(func() { st.Close() })
 	m := manifests{cfg.Arch: cfg}
-	stages := []pipeline.Stage{fakeComposefs(digest), fakeDisk(disk), New()}
+	stages := []pipeline.Stage{fakeSource(), fakeComposefs(digest), fakeDisk(disk), New()}
 	plan, err := pipeline.Resolve(ctx, m, stages, &pipeline.ResolveOptions{Offline: true})
 	if err != nil {
 		t.Fatal(err)
