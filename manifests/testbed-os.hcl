@@ -30,6 +30,13 @@ variant "testbed-os" {
     verity  = "enable"
   }
 
+  deploy {
+    # cfs-compose's own composefs layout, booted by cfs-init (the builtin
+    # initramfs), as in the testbed variant; the defaults' ostree backend
+    # needs the image's own initramfs.
+    backend = "composefs"
+  }
+
   kernel {
     # "ro": systemd's remount-fs would otherwise remount a plain root
     # (composefs off) read-write; /etc and /var are mounts of their own and
