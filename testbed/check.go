@@ -33,6 +33,10 @@ const (
 	// overlay ([BootTwice]): the checks see the second boot, whose
 	// [BootResult.Previous] is the first.
 	FeatureReboot Feature = "reboot"
+	// FeatureTamper means the harness changed one byte of a composefs
+	// object on the disk after a first boot had enabled fs-verity on it,
+	// and told the agent the file's path (AgentOptions.Tampered).
+	FeatureTamper Feature = "tamper"
 )
 
 // Check is one host-side check, declared as data and registered by name.

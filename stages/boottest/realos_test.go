@@ -11,6 +11,8 @@ package boottest
 //	os-plain   composefs off (the contingency switch), x86_64 (boot-tested)
 //	os-nobt    composefs on, x86_64, no boot test: what a plain `build`
 //	           produces, to show the boot test changed nothing in the image
+//	os-require composefs with verity = "require", x86_64, no boot test
+//	           stage: TestObjectTamper boots it twice itself
 
 import (
 	"context"
@@ -34,12 +36,13 @@ const (
 	vOS      = "os"
 	vOSPlain = "os-plain"
 	vOSNoBT  = "os-nobt"
+	vOSReq   = "os-require"
 )
 
 // osSet is a pipeline.Manifests of the real-OS versions.
 type osSet map[string]map[string]*manifest.Config
 
-func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain} }
+func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain, vOSReq} }
 func (m osSet) Arches(v string) []string {
 	var as []string
 	for _, a := range []string{"aarch64", "x86_64"} {
@@ -58,6 +61,8 @@ var (
 	osOnce  sync.Once
 	osBuilt *built
 	osErr   error
+	// osConfigs are the manifests osBuilt was built from.
+	osConfigs osSet
 )
 
 // buildOS builds (and boot-tests) the real-OS set once per test binary;
@@ -91,7 +96,7 @@ func runOSBuild() (*built, error) {
 		return nil, diags
 	}
 	set := osSet{}
-	for _, v := range []string{vOS, vOSPlain, vOSNoBT} {
+	for _, v := range []string{vOS, vOSPlain, vOSNoBT, vOSReq} {
 		set[v] = map[string]*manifest.Config{}
 		arches := []string{"x86_64"}
 		if v == vOS {
@@ -110,10 +115,14 @@ func runOSBuild() (*built, error) {
 				c.Composefs = manifest.Composefs{Enabled: false, Verity: initconfig.VerityNone}
 			case vOSNoBT:
 				c.Test.Boot = false
+			case vOSReq:
+				c.Composefs.Verity = initconfig.VerityRequire
+				c.Test.Boot = false
 			}
 			set[v][arch] = c
 		}
 	}
+	osConfigs = set
 	b := &built{tools: shared.tools, dir: filepath.Join(shared.dir, "realos")}
 	st, err := artifacts.Open(ctx, filepath.Join(b.dir, "cache"), false)
 	if err != nil {

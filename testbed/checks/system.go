@@ -53,6 +53,14 @@ func init() {
 		Run:         guest("sysroot"),
 	})
 	testbed.Register(testbed.Check{
+		Name:        "object-tamper",
+		Description: "reading a file whose composefs object was changed by one byte on the disk fails with EIO, and the system still starts",
+		Tags:        []string{"composefs", "verity"},
+		Requires:    []testbed.Feature{testbed.FeatureTamper, testbed.FeatureComposefs},
+		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
+		Run:         guest("object-tamper"),
+	})
+	testbed.Register(testbed.Check{
 		Name:        "persist-reboot",
 		Description: "a second boot of the same disk finds the tokens the first wrote to /etc and /var/lib, and the same machine-id",
 		Tags:        []string{"systemd", "persistence"},
