@@ -92,13 +92,15 @@ type keyConfig struct {
 	DBCert     string   `json:"secureboot_db_cert_sha256,omitempty"`
 	Expect     Expect   `json:"expect"`
 	Reboot     bool     `json:"reboot,omitempty"`
+	// AgentSHA256: a changed agent (new checks) boots again.
+	AgentSHA256 string `json:"agent_sha256,omitempty"`
 }
 
 // CacheKey implements pipeline.Keyer: the firmware files and the db
 // certificate are identified by their digests, not their paths.
 func (c *Config) CacheKey() any {
 	k := keyConfig{Arch: c.Arch, Name: c.Name, Checks: c.Checks, Timeout: c.Timeout, MemoryMiB: c.MemoryMiB,
-		CodeSHA256: c.Firmware.CodeSHA256, VarsSHA256: c.Firmware.VarsSHA256, SMM: c.Firmware.SMM, Expect: c.Expect, Reboot: c.Reboot}
+		CodeSHA256: c.Firmware.CodeSHA256, VarsSHA256: c.Firmware.VarsSHA256, SMM: c.Firmware.SMM, Expect: c.Expect, Reboot: c.Reboot, AgentSHA256: c.AgentSHA256}
 	if c.SecureBoot != nil {
 		k.DBCert = c.SecureBoot.DBCertSHA256
 	}
