@@ -144,6 +144,11 @@ type BootTestResults struct {
 	// Facts are what the guest agent reported (kernel, mode, Secure Boot
 	// state, root mount, …).
 	Facts map[string]string `json:"facts,omitempty"`
+	// FirstBootFacts and FirstBootVerdictSeconds are the first boot's
+	// when the disk was booted twice (test.reboot); the fields above are
+	// the second boot's.
+	FirstBootFacts          map[string]string `json:"first_boot_facts,omitempty"`
+	FirstBootVerdictSeconds float64           `json:"first_boot_verdict_seconds,omitempty"`
 	// Checks are the host checks, in name order.
 	Checks []BootTestCheck `json:"checks"`
 	// GuestChecks are the agent's own results, in report order.

@@ -41,6 +41,9 @@ type AgentOptions struct {
 	// ExtraDirs are the root-level directories the image must have
 	// (rootfs.extra_dirs).
 	ExtraDirs []string
+	// Tampered are files whose composefs object the harness changed on
+	// the disk: the agent's object-tamper check expects EIO reading them.
+	Tampered []string
 }
 
 // agentUnitText returns the unit file that runs the agent. The unit is
@@ -51,6 +54,9 @@ func agentUnitText(o AgentOptions) string {
 	args := "-systemd -console -poweroff"
 	if len(o.ExtraDirs) > 0 {
 		args += " -extra-dirs " + strings.Join(o.ExtraDirs, ",")
+	}
+	if len(o.Tampered) > 0 {
+		args += " -tampered " + strings.Join(o.Tampered, ",")
 	}
 	return `[Unit]
 Description=cfs-compose testbed agent (delivered at boot)

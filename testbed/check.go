@@ -29,6 +29,14 @@ const (
 	// FeatureSysroot means the physical root partition must be mounted
 	// read-only at /sysroot (a disk boot through the initramfs).
 	FeatureSysroot Feature = "sysroot"
+	// FeatureReboot means the disk is booted twice through one kept qcow2
+	// overlay ([BootTwice]): the checks see the second boot, whose
+	// [BootResult.Previous] is the first.
+	FeatureReboot Feature = "reboot"
+	// FeatureTamper means the harness changed one byte of a composefs
+	// object on the disk after a first boot had enabled fs-verity on it,
+	// and told the agent the file's path (AgentOptions.Tampered).
+	FeatureTamper Feature = "tamper"
 )
 
 // Check is one host-side check, declared as data and registered by name.

@@ -122,6 +122,9 @@ type BootResult struct {
 	VerdictAt  time.Duration   `json:"verdict_at_ns"`    // spawn to report end / refusal / fatal line (0: none)
 	ExitCode   int             `json:"exit_code"`        // -1 when killed
 	Stderr     string          `json:"stderr,omitempty"` // QEMU's stderr (bounded)
+	// Previous is the first boot of the same disk when this is the second
+	// ([BootTwice]); nil otherwise.
+	Previous *BootResult `json:"previous,omitempty"`
 }
 
 // Tail returns the last n console lines with their timestamps.

@@ -57,7 +57,7 @@ type Suite struct {
 	OutputDir string    // each target gets OutputDir/<target name>
 }
 
-// Run boots the target, runs the selected checks against the boot, reports
+// Run boots the target (twice with [FeatureReboot], see [BootTwice]), runs the selected checks against the boot, reports
 // them and returns the report. The error is for harness problems (no QEMU,
 // no firmware, an unknown check pattern); guest failures are results.
 func (s *Suite) Run(ctx context.Context, t Target) (*TargetReport, error) {
@@ -68,7 +68,11 @@ func (s *Suite) Run(ctx context.Context, t Target) (*TargetReport, error) {
 	if s.OutputDir == "" {
 		return nil, fmt.Errorf("testbed: suite has no output directory")
 	}
-	b, err := Boot(ctx, t.Machine, filepath.Join(s.OutputDir, t.Name))
+	boot := Boot
+	if t.Has(FeatureReboot) {
+		boot = BootTwice
+	}
+	b, err := boot(ctx, t.Machine, filepath.Join(s.OutputDir, t.Name))
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.Name, err)
 	}

@@ -198,6 +198,9 @@ type Test struct {
 	Firmware     string `json:"firmware,omitempty"`
 	FirmwareVars string `json:"firmware_vars,omitempty"`
 	SecureBoot   bool   `json:"secureboot"` // boot with Secure Boot enforced (needs secureboot keys)
+	// Reboot boots the disk a second time through the same overlay
+	// (persist-reboot: /etc, /var and the machine-id survive a reboot).
+	Reboot bool `json:"reboot"`
 }
 
 // Compose holds compose-level settings from the top-level `compose { }`

@@ -268,6 +268,8 @@ var settingBlocks = []*blockSpec{
 			doc: "UEFI variable template file"},
 		{name: "secureboot", kind: kindBool, dflt: false, field: func(c *Config, _ *Partition) any { return &c.Test.SecureBoot },
 			doc: "boot with Secure Boot enforced"},
+		{name: "reboot", kind: kindBool, dflt: false, field: func(c *Config, _ *Partition) any { return &c.Test.Reboot },
+			doc: "boot the disk a second time through the same overlay (persist-reboot)"},
 	}},
 }
 

@@ -35,6 +35,9 @@ type Config struct {
 	// systemd image (agentbin; "" when cfs-compose was built without it),
 	// so that a changed agent boots again.
 	AgentSHA256 string `json:"agent_sha256,omitempty"`
+	// Reboot boots the disk twice through one overlay (test.reboot,
+	// testbed.FeatureReboot): the checks see the second boot.
+	Reboot bool `json:"reboot,omitempty"`
 }
 
 // Firmware is a UEFI code file and the variable store template copied for
@@ -88,13 +91,16 @@ type keyConfig struct {
 	SMM        bool     `json:"smm"`
 	DBCert     string   `json:"secureboot_db_cert_sha256,omitempty"`
 	Expect     Expect   `json:"expect"`
+	Reboot     bool     `json:"reboot,omitempty"`
+	// AgentSHA256: a changed agent (new checks) boots again.
+	AgentSHA256 string `json:"agent_sha256,omitempty"`
 }
 
 // CacheKey implements pipeline.Keyer: the firmware files and the db
 // certificate are identified by their digests, not their paths.
 func (c *Config) CacheKey() any {
 	k := keyConfig{Arch: c.Arch, Name: c.Name, Checks: c.Checks, Timeout: c.Timeout, MemoryMiB: c.MemoryMiB,
-		CodeSHA256: c.Firmware.CodeSHA256, VarsSHA256: c.Firmware.VarsSHA256, SMM: c.Firmware.SMM, Expect: c.Expect}
+		CodeSHA256: c.Firmware.CodeSHA256, VarsSHA256: c.Firmware.VarsSHA256, SMM: c.Firmware.SMM, Expect: c.Expect, Reboot: c.Reboot, AgentSHA256: c.AgentSHA256}
 	if c.SecureBoot != nil {
 		k.DBCert = c.SecureBoot.DBCertSHA256
 	}

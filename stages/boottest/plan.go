@@ -54,6 +54,7 @@ func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	}
 	c.ExtraDirs = append([]string(nil), mc.Rootfs.ExtraDirs...)
 	c.AgentSHA256 = agentSHA256(f.Arch.Name)
+	c.Reboot = t.Reboot
 	c.Expect = Expect{Composefs: f.Composefs, SecureBoot: t.SecureBoot}
 	if f.Composefs {
 		c.Expect.Verity, c.Expect.Signed = f.Verity, f.ComposefsSigned

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +181,22 @@ func TestCacheKey(t *testing.T) {
 	write(t, b.Firmware.Vars, []byte("other vars"), 0o644)
 	if kc := mustJSON(t, mustResolve(t, mc).CacheKey()); kc == ka {
 		t.Error("changing the variable template kept the key")
+	}
+	// test.reboot and the agent's digest are in the key.
+	for name, edit := range map[string]func(c *Config){
+		"reboot": func(c *Config) { c.Reboot = true },
+		"agent":  func(c *Config) { c.AgentSHA256 = strings.Repeat("0", 64) },
+	} {
+		c := mustResolve(t, mc)
+		k0 := mustJSON(t, c.CacheKey())
+		edit(c)
+		if mustJSON(t, c.CacheKey()) == k0 {
+			t.Errorf("changing %s kept the key", name)
+		}
+	}
+	mc.Test.Reboot = true
+	if c := mustResolve(t, mc); !c.Reboot || !slices.Contains(c.Features(), testbed.FeatureReboot) {
+		t.Errorf("test.reboot: config reboot %v, features %v", c.Reboot, c.Features())
 	}
 }
 

@@ -6,10 +6,13 @@ package boottest
 // delivered at boot. Each real-OS boot costs 1-2 minutes (x86_64) or
 // 2-4 (aarch64) under TCG, so the set is small:
 //
-//	os         composefs on, x86_64 and aarch64 (boot-tested)
+//	os         composefs on, x86_64 and aarch64 (boot-tested; x86_64 boots
+//	           twice for persist-reboot, test.reboot of the manifest)
 //	os-plain   composefs off (the contingency switch), x86_64 (boot-tested)
 //	os-nobt    composefs on, x86_64, no boot test: what a plain `build`
 //	           produces, to show the boot test changed nothing in the image
+//	os-require composefs with verity = "require", x86_64, no boot test
+//	           stage: TestObjectTamper boots it twice itself
 
 import (
 	"context"
@@ -33,12 +36,13 @@ const (
 	vOS      = "os"
 	vOSPlain = "os-plain"
 	vOSNoBT  = "os-nobt"
+	vOSReq   = "os-require"
 )
 
 // osSet is a pipeline.Manifests of the real-OS versions.
 type osSet map[string]map[string]*manifest.Config
 
-func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain} }
+func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain, vOSReq} }
 func (m osSet) Arches(v string) []string {
 	var as []string
 	for _, a := range []string{"aarch64", "x86_64"} {
@@ -57,6 +61,8 @@ var (
 	osOnce  sync.Once
 	osBuilt *built
 	osErr   error
+	// osConfigs are the manifests osBuilt was built from.
+	osConfigs osSet
 )
 
 // buildOS builds (and boot-tests) the real-OS set once per test binary;
@@ -90,7 +96,7 @@ func runOSBuild() (*built, error) {
 		return nil, diags
 	}
 	set := osSet{}
-	for _, v := range []string{vOS, vOSPlain, vOSNoBT} {
+	for _, v := range []string{vOS, vOSPlain, vOSNoBT, vOSReq} {
 		set[v] = map[string]*manifest.Config{}
 		arches := []string{"x86_64"}
 		if v == vOS {
@@ -102,15 +108,21 @@ func runOSBuild() (*built, error) {
 				return nil, err
 			}
 			c.Variant, c.Name = v, "Testbed-"+v
+			// One reboot test is enough for CI time: x86_64 composefs.
+			c.Test.Reboot = c.Test.Reboot && v == vOS && arch == "x86_64"
 			switch v {
 			case vOSPlain:
 				c.Composefs = manifest.Composefs{Enabled: false, Verity: initconfig.VerityNone}
 			case vOSNoBT:
 				c.Test.Boot = false
+			case vOSReq:
+				c.Composefs.Verity = initconfig.VerityRequire
+				c.Test.Boot = false
 			}
 			set[v][arch] = c
 		}
 	}
+	osConfigs = set
 	b := &built{tools: shared.tools, dir: filepath.Join(shared.dir, "realos")}
 	st, err := artifacts.Open(ctx, filepath.Join(b.dir, "cache"), false)
 	if err != nil {
@@ -145,12 +157,17 @@ func TestRealOS(t *testing.T) {
 		vOSPlain: append([]string{"plain-root"}, common...),
 	}
 	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}} {
+		reboot := vt.v == vOS && vt.arch == "x86_64"
 		nr := b.node(t, vt.v, vt.arch, contract.BootTest)
 		if nr.Status != pipeline.StatusRan {
 			t.Fatalf("%s/%s: boottest %s", vt.v, vt.arch, nr.Status)
 		}
 		name := "Fedora-Testbed-" + vt.v + "-41." + vt.arch
-		checkOutputs(t, b.st, nr.Record, name, want[vt.v])
+		pass := want[vt.v]
+		if reboot {
+			pass = append(slices.Clip(pass), "persist-reboot")
+		}
+		checkOutputs(t, b.st, nr.Record, name, pass)
 		var r artifacts.BootTestResults
 		raw, err := os.ReadFile(b.st.Path(nr.Record.Outputs["results"].Descriptor))
 		if err != nil {
@@ -164,6 +181,19 @@ func TestRealOS(t *testing.T) {
 		}
 		if !slices.Contains(r.Features, "systemd") {
 			t.Errorf("%s: features %v lack systemd", name, r.Features)
+		}
+		if got := slices.Contains(r.Features, "reboot"); got != reboot {
+			t.Errorf("%s: reboot feature %v, want %v", name, got, reboot)
+		}
+		if reboot {
+			// The second boot found the first boot's tokens: the
+			// checks above include persist-reboot.
+			for _, k := range []string{"persist-etc", "persist-var-lib"} {
+				if w := r.FirstBootFacts[k]; w != "new:"+r.Facts[k] {
+					t.Errorf("%s: %s first boot %q, second %q", name, k, w, r.Facts[k])
+				}
+			}
+			t.Logf("REAL-OS BOOT TIME %s: first boot verdict %.1fs", name, r.FirstBootVerdictSeconds)
 		}
 		t.Logf("REAL-OS BOOT TIME %s: verdict %.1fs, QEMU %.1fs", name, r.VerdictSeconds, r.QEMUSeconds)
 	}

@@ -64,6 +64,9 @@ func (c *Config) Features() []testbed.Feature {
 	if c.SecureBoot != nil {
 		f = append(f, testbed.FeatureSecureBoot)
 	}
+	if c.Reboot {
+		f = append(f, testbed.FeatureReboot)
+	}
 	return f
 }
 
@@ -176,11 +179,15 @@ func Test(ctx context.Context, c *Config, disk, digest, agent, dir string, log i
 		tg.Features = append(tg.Features, testbed.FeatureSystemd)
 		tg.Machine.ExtraArgs = append(tg.Machine.ExtraArgs, extra...)
 	}
-	b, err := testbed.Boot(ctx, tg.Machine, filepath.Join(dir, "boot"))
+	boot := testbed.Boot
+	if c.Reboot {
+		boot = testbed.BootTwice
+	}
+	b, err := boot(ctx, tg.Machine, filepath.Join(dir, "boot"))
 	if err != nil {
 		return nil, fmt.Errorf("boottest: booting %s: %w", c.Name, err)
 	}
-	if err := atomicfile.PublishKeep(b.ConsoleLog, filepath.Join(dir, ConsoleFile)); err != nil {
+	if err := publishConsole(b, filepath.Join(dir, ConsoleFile)); err != nil {
 		return nil, fmt.Errorf("boottest: console log: %w", err)
 	}
 	// Reports name the console by its published file name.
@@ -208,6 +215,27 @@ func Test(ctx context.Context, c *Config, disk, digest, agent, dir string, log i
 	return o, nil
 }
 
+// publishConsole moves the boot's console log to dest; after a reboot
+// the first boot's log comes first, then a separator line, then the
+// second boot's.
+func publishConsole(b *testbed.BootResult, dest string) error {
+	if b.Previous == nil {
+		return atomicfile.PublishKeep(b.ConsoleLog, dest)
+	}
+	var buf bytes.Buffer
+	for i, p := range []string{b.Previous.ConsoleLog, b.ConsoleLog} {
+		if i > 0 {
+			buf.WriteString("=== second boot of the same disk (test.reboot) ===\n")
+		}
+		log, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		buf.Write(log)
+	}
+	return os.WriteFile(dest, buf.Bytes(), 0o644)
+}
+
 // results converts a target report into the published results document.
 func results(c *Config, tg testbed.Target, rep *testbed.TargetReport) *artifacts.BootTestResults {
 	b := rep.Boot
@@ -217,6 +245,10 @@ func results(c *Config, tg testbed.Target, rep *testbed.TargetReport) *artifacts
 		VerdictSeconds: round(b.VerdictAt.Seconds()), QEMUSeconds: round(b.Duration.Seconds()),
 		ComposefsDigest: tg.ComposefsDigest, Facts: b.Report.Facts, ProtocolErrors: b.Report.Errors,
 		Checks: []artifacts.BootTestCheck{},
+	}
+	if b.Previous != nil {
+		r.FirstBootFacts = b.Previous.Report.Facts
+		r.FirstBootVerdictSeconds = round(b.Previous.VerdictAt.Seconds())
 	}
 	for _, f := range tg.Features {
 		r.Features = append(r.Features, string(f))

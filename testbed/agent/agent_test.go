@@ -465,3 +465,23 @@ func FuzzParseCmdline(f *testing.F) {
 		}
 	})
 }
+
+// TestObjectTamper: without -tampered the check skips; a file that reads
+// fine or fails otherwise than with EIO fails it (EIO itself needs a real
+// fs-verity file system: TestRealOS).
+func TestObjectTamper(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "intact"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{root: root}
+	if o := checkObjectTamper(e, modeComposefs); o.status != protocol.Skip {
+		t.Errorf("no tampered files: %v %s", o.status, o.detail)
+	}
+	for _, p := range []string{"/intact", "/missing"} {
+		e.tampered = []string{p}
+		if o := checkObjectTamper(e, modeComposefs); o.status != protocol.Fail || !strings.Contains(o.detail, p) {
+			t.Errorf("%s: %v %s, want FAIL naming it", p, o.status, o.detail)
+		}
+	}
+}

@@ -32,6 +32,10 @@ type env struct {
 	// extraDirs are the root-level directories the manifest declares
 	// (rootfs.extra_dirs; -extra-dirs).
 	extraDirs []string
+	// tampered are files whose composefs object the harness changed on
+	// the disk (-tampered): object-tamper expects reading them to fail
+	// with EIO.
+	tampered []string
 }
 
 func (e *env) path(p string) string { return filepath.Join(e.root, p) }

@@ -44,7 +44,7 @@ func main() {
 	powerOff := pid1
 	toConsole := pid1
 	systemd := false
-	extraDirs := ""
+	extraDirs, tampered := "", ""
 	if !pid1 {
 		fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 		fs.StringVar(&root, "root", "", "evaluate checks against this tree instead of /")
@@ -52,6 +52,7 @@ func main() {
 		fs.BoolVar(&toConsole, "console", false, "write the report to /dev/console instead of stdout")
 		fs.BoolVar(&systemd, "systemd", false, "delivered at boot into a systemd system: run its checks too")
 		fs.StringVar(&extraDirs, "extra-dirs", "", "comma-separated root-level directories that must exist (rootfs.extra_dirs)")
+		fs.StringVar(&tampered, "tampered", "", "comma-separated files whose object the harness changed on disk: reading them must fail with EIO (object-tamper)")
 		if err := fs.Parse(os.Args[1:]); err != nil {
 			os.Exit(2)
 		}
@@ -67,6 +68,11 @@ func main() {
 	for _, d := range strings.Split(extraDirs, ",") {
 		if d = strings.TrimSpace(d); d != "" {
 			e.extraDirs = append(e.extraDirs, d)
+		}
+	}
+	for _, p := range strings.Split(tampered, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			e.tampered = append(e.tampered, p)
 		}
 	}
 	if v, ok := e.cmdline.get("cfs.agent.poweroff"); ok && v == "0" {

@@ -145,6 +145,27 @@ func hasOption(opts, o string) bool {
 	return false
 }
 
+// checkObjectTamper: every file the harness named (-tampered), whose
+// object it changed on the disk after fs-verity was enabled on it, fails
+// to read with EIO.
+func checkObjectTamper(e *env, _ mode) outcome {
+	if len(e.tampered) == 0 {
+		return skip("no tampered object named (-tampered)")
+	}
+	var details []string
+	for _, p := range e.tampered {
+		_, err := os.ReadFile(e.path(p))
+		switch {
+		case err == nil:
+			return fail("reading %s succeeded, want EIO", p)
+		case !errors.Is(err, syscall.EIO):
+			return fail("reading %s: %v, want EIO", p, err)
+		}
+		details = append(details, fmt.Sprintf("reading %s: %v", p, err))
+	}
+	return pass("%s", strings.Join(details, "; "))
+}
+
 // persistFacts reports the machine id and the tokens persist-reboot
 // compares across two boots of the same disk: a token file in /etc and in
 // /var/lib is written when missing (fact "new:<token>") and reported as

@@ -221,7 +221,7 @@ func TestProtocolErrorsFailAgentReport(t *testing.T) {
 }
 
 func TestRegistered(t *testing.T) {
-	want := []string{"agent-report", "composefs-digest", "composefs-root", "composefs-signature", "composefs-verity", "etc-writable", "firmware-refusal", "plain-root",
+	want := []string{"agent-report", "composefs-digest", "composefs-root", "composefs-signature", "composefs-verity", "etc-writable", "firmware-refusal", "object-tamper", "persist-reboot", "plain-root",
 		"root-full", "root-immutable", "secureboot-disabled", "secureboot-enabled", "sysroot", "systemd-running", "uefi-boot", "usr-readonly", "var-writable"}
 	var got []string
 	for _, c := range testbed.DefaultRegistry.Checks() {
@@ -286,5 +286,45 @@ func TestJUnitCaseOutput(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("missing cases %v\n%s", want, data)
+	}
+}
+
+// TestPersistReboot: persist-reboot passes when the second boot finds the
+// first boot's tokens and machine-id, and fails naming what differs.
+func TestPersistReboot(t *testing.T) {
+	tg := testbed.Target{Name: "t", Features: []testbed.Feature{testbed.FeatureComposefs, testbed.FeatureSystemd, testbed.FeatureReboot}}
+	facts := func(etc, varLib, mid string) map[string]string {
+		f := composefsFacts()
+		f["persist-etc"], f["persist-var-lib"], f["machine-id"] = etc, varLib, mid
+		return f
+	}
+	pair := func(first, second map[string]string) *testbed.BootResult {
+		b := boot(testbed.OutcomePoweredOff, "", agent(second, allPass())...)
+		b.Previous = boot(testbed.OutcomePoweredOff, "", agent(first, allPass())...)
+		return b
+	}
+	const mid = "0123456789abcdef0123456789abcdef"
+	good := facts("new:a1", "new:b2", mid)
+	for _, tc := range []struct {
+		name string
+		b    *testbed.BootResult
+		want testbed.Result
+	}{
+		{"found", pair(good, facts("a1", "b2", mid)), testbed.Pass},
+		{"etc lost", pair(good, facts("new:a9", "b2", mid)), testbed.Fail},
+		{"var other", pair(good, facts("a1", "zz", mid)), testbed.Fail},
+		{"machine-id changed", pair(good, facts("a1", "b2", "fedcba9876543210fedcba9876543210")), testbed.Fail},
+		{"machine-id uninitialized", pair(facts("new:a1", "new:b2", "uninitialized"), facts("a1", "b2", "uninitialized")), testbed.Fail},
+		{"first boot found a token", pair(facts("a1", "new:b2", mid), facts("a1", "b2", mid)), testbed.Fail},
+		{"no second boot", boot(testbed.OutcomeTimeout, "timeout", "CFS-TEST-BEGIN v1"), testbed.Fail},
+	} {
+		if got := run(t, tg, tc.b)["persist-reboot"]; got != tc.want {
+			t.Errorf("%s: persist-reboot = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	// Without the reboot feature the check does not apply.
+	tg.Features = tg.Features[:2]
+	if got := run(t, tg, pair(good, facts("a1", "b2", mid)))["persist-reboot"]; got != testbed.Skip {
+		t.Errorf("without reboot: persist-reboot = %s, want SKIP", got)
 	}
 }

@@ -1,6 +1,8 @@
 package checks
 
 import (
+	"strings"
+
 	"github.com/cfs-compose/cfs-compose/testbed"
 )
 
@@ -50,4 +52,63 @@ func init() {
 		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
 		Run:         guest("sysroot"),
 	})
+	testbed.Register(testbed.Check{
+		Name:        "object-tamper",
+		Description: "reading a file whose composefs object was changed by one byte on the disk fails with EIO, and the system still starts",
+		Tags:        []string{"composefs", "verity"},
+		Requires:    []testbed.Feature{testbed.FeatureTamper, testbed.FeatureComposefs},
+		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
+		Run:         guest("object-tamper"),
+	})
+	testbed.Register(testbed.Check{
+		Name:        "persist-reboot",
+		Description: "a second boot of the same disk finds the tokens the first wrote to /etc and /var/lib, and the same machine-id",
+		Tags:        []string{"systemd", "persistence"},
+		Requires:    []testbed.Feature{testbed.FeatureReboot, testbed.FeatureSystemd},
+		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
+		Run:         persistReboot,
+	})
+}
+
+// persistKeys are the agent's persistence facts: "new:<token>" when it
+// wrote the token (first boot), the token when it found it.
+var persistKeys = []string{"persist-etc", "persist-var-lib"}
+
+func persistReboot(h *testbed.H) {
+	first := h.Boot().Previous
+	if first == nil {
+		b := h.Boot()
+		h.Fatalf("no second boot: the first boot ended %s (%s) with report begun=%v ended=%v", b.Outcome, b.Reason, b.Report.Begun, b.Report.Ended)
+	}
+	h.RequireBooted()
+	fact := func(b *testbed.BootResult, which, key string) string {
+		v, ok := b.Report.Fact(key)
+		if !ok {
+			h.Fatalf("the agent reported no fact %q on the %s boot", key, which)
+		}
+		return v
+	}
+	for _, k := range persistKeys {
+		w, r := fact(first, "first", k), fact(h.Boot(), "second", k)
+		tok, ok := strings.CutPrefix(w, "new:")
+		switch {
+		case !ok:
+			h.Errorf("%s: the first boot did not write a new token: %q", k, w)
+		case r == w || strings.HasPrefix(r, "new:"):
+			h.Errorf("%s: the second boot did not find the first boot's token %s, it wrote a new one: %q", k, tok, r)
+		case r != tok:
+			h.Errorf("%s: the second boot found %q, the first boot wrote %q", k, r, tok)
+		default:
+			h.Logf("%s: token %s written on the first boot, found on the second", k, tok)
+		}
+	}
+	m1, m2 := fact(first, "first", "machine-id"), fact(h.Boot(), "second", "machine-id")
+	switch {
+	case m1 == "" || m1 == "uninitialized":
+		h.Errorf("machine-id on the first boot is %q", m1)
+	case m1 != m2:
+		h.Errorf("machine-id changed across the reboot: %s, then %s", m1, m2)
+	default:
+		h.Logf("machine-id %s on both boots", m1)
+	}
 }
