@@ -50,13 +50,6 @@ variant "testbed-os" {
     }
   }
 
-  deploy {
-    # cfs-compose's own composefs layout, booted by cfs-init (the builtin
-    # initramfs). The ostree backend of this image boots through its own
-    # dracut initramfs; that is the testbed-ostree work of issue 12.
-    backend = "composefs"
-  }
-
   initramfs {
     # cfs-compose's own /init plus the modules it needs from the image.
     source = "builtin"
