@@ -26,11 +26,14 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # see internal/ostree/ostreetest; util-linux provides its unshare) and the
 # Debian OS fixture (testbed/fixtures/osimage); arch-test, qemu-user-static
 # and binfmt-support let it run the arm64 maintainer scripts on x86_64.
+# docker-registry (the CNCF distribution registry) is the real registry the
+# remote stage cache tests and the scale-out fan-out test run on 127.0.0.1
+# (internal/regcache/regtest).
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	sbsigntool osslsigncode erofs-utils fsverity openssl \
 	python3 python3-cryptography debian-archive-keyring binutils util-linux libxml2-utils \
-	mmdebstrap arch-test qemu-user-static binfmt-support
+	mmdebstrap arch-test qemu-user-static binfmt-support docker-registry
 
 # The cosign CLI the signing interoperability tests run (bin/cosign).
 COSIGN_VERSION := v2.6.5

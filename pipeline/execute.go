@@ -45,6 +45,8 @@ type NodeResult struct {
 	// (a boot test's report): never cached, but published into the failed
 	// compose so it can be diagnosed.
 	Partial map[string]artifacts.Output
+	// Remote is set when the cached record came from the remote cache.
+	Remote bool
 }
 
 // Result is the outcome of Execute, one entry per plan node in plan order.
@@ -97,6 +99,12 @@ type ExecOptions struct {
 	LogDir string
 	// Secret provides secrets to stages (RunContext.Secret); nil: none.
 	Secret func(name string) (string, bool)
+	// Remote, when set, is a shared stage cache: keys missing from the
+	// local store are fetched from it, stages that ran are pushed to it.
+	// A remote that fails (unreachable, or an entry refused for a digest
+	// mismatch) costs a local build, never correctness: the failure is
+	// logged and the stage runs.
+	Remote RemoteCache
 }
 
 // StageError is a failed stage with the targets it served and its log.
@@ -311,6 +319,15 @@ func (e *executor) runNode(ctx context.Context, n *Node) {
 		nr.Status, nr.Err = StatusCancelled, ctx.Err()
 		return
 	}
+	if e.opts.Remote != nil && !rerun {
+		if rec, ok := e.fetchRemote(ctx, n, nr.Key); ok {
+			nr.Status, nr.Record, nr.Log, nr.Remote = StatusCached, rec, rec.Log, true
+			ev := base
+			ev.Type, ev.Status, ev.Cached = EventFinish, string(StatusCached), true
+			e.emit(ev)
+			return
+		}
+	}
 
 	tmp, err := newTemp(e.st, n.Kind)
 	if err != nil {
@@ -395,9 +412,42 @@ func (e *executor) runNode(ctx context.Context, n *Node) {
 		return
 	}
 	nr.Status, nr.Record, nr.Log = StatusRan, rec, &logDesc
+	if e.opts.Remote != nil {
+		if err := e.opts.Remote.Push(ctx, e.st, rec); err != nil {
+			e.remoteLog().Warn().Err(err).Str("stage", n.Kind).Str("key", nr.Key).Msg("remote cache: push failed")
+		}
+	}
 	ev = base
 	ev.Type, ev.Status, ev.Bytes = EventFinish, string(StatusRan), rc.written
 	e.emit(ev)
+}
+
+// fetchRemote fills the local store from the remote cache for key and
+// returns the record, or false on a miss or a refused entry (logged).
+func (e *executor) fetchRemote(ctx context.Context, n *Node, key string) (*artifacts.Record, bool) {
+	err := e.opts.Remote.Fetch(ctx, e.st, key)
+	if err == nil {
+		rec, gerr := e.st.GetRecord(key)
+		if gerr == nil {
+			return rec, true
+		}
+		err = gerr
+	}
+	if !errors.Is(err, ErrRemoteMiss) && ctx.Err() == nil {
+		e.remoteLog().Warn().Err(err).Str("stage", n.Kind).Str("key", key).Msg("remote cache: entry not used, building the stage")
+	}
+	return nil, false
+}
+
+// remoteLog is the logger for remote cache problems (the log writer the
+// stages log to).
+func (e *executor) remoteLog() *zerolog.Logger {
+	w := io.Discard
+	if e.opts.LogWriter != nil {
+		w = e.opts.LogWriter
+	}
+	l := zerolog.New(w).With().Timestamp().Logger()
+	return &l
 }
 
 // fail records a stage failure (or a cancellation when ctx is done).
