@@ -31,6 +31,11 @@ type ComposeSpec struct {
 	Release string // "41"
 	Type    string // production, nightly, test, ci
 	Date    time.Time
+	// Pinned means Date was fixed by the caller (a compose unit of a
+	// scale-out compose, a reproducible build): published images then
+	// carry it as their images.json mtime instead of the files' own, so
+	// composes made at different times from the same results agree.
+	Pinned bool
 }
 
 // typeSuffix maps productmd compose types to their id suffix.
@@ -71,13 +76,38 @@ type imageEntry struct {
 // NewCompose reserves the next free respin of spec under outDir and creates
 // its working directory.
 func NewCompose(outDir string, spec ComposeSpec) (*Compose, error) {
+	return newCompose(outDir, spec, 0, 10000)
+}
+
+// NewComposeRespin creates the working directory of the given respin of
+// spec under outDir: the compose ID the caller fixed (all units of a
+// scale-out compose share it). It fails when that compose exists or is
+// being written.
+func NewComposeRespin(outDir string, spec ComposeSpec, respin int) (*Compose, error) {
+	if respin < 0 {
+		return nil, fmt.Errorf("invalid respin %d", respin)
+	}
+	c, err := newCompose(outDir, spec, respin, respin+1)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		id, _ := spec.ID(respin)
+		return nil, fmt.Errorf("compose %s already exists (or is being written) in %s", id, outDir)
+	}
+	return c, nil
+}
+
+// newCompose reserves the first free respin in [from, to); nil when none
+// of them is free and to-from == 1.
+func newCompose(outDir string, spec ComposeSpec, from, to int) (*Compose, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
 	if err := removeStalePartials(outDir); err != nil {
 		return nil, err
 	}
-	for respin := 0; respin < 10000; respin++ {
+	for respin := from; respin < to; respin++ {
 		id, err := spec.ID(respin)
 		if err != nil {
 			return nil, err
@@ -104,6 +134,9 @@ func NewCompose(outDir string, spec ComposeSpec) (*Compose, error) {
 			return nil, err
 		}
 		return &Compose{Spec: spec, ID: id, Respin: respin, final: final, work: work, files: map[string]Digest{}, lk: lk}, nil
+	}
+	if to-from == 1 {
+		return nil, nil
 	}
 	return nil, fmt.Errorf("no free respin for %s in %s", spec.Release, outDir)
 }
@@ -198,7 +231,61 @@ func (c *Compose) Publish(st *Store, variant, arch string, out Output) error {
 	c.files[rel] = out.Digest
 	if out.Publish.Type != "" {
 		c.images = append(c.images, imageEntry{variant: variant, arch: arch, path: rel, pub: *out.Publish,
-			size: out.Size, digest: out.Digest, mtime: info.ModTime().Unix()})
+			size: out.Size, digest: out.Digest, mtime: c.mtime(info)})
+	}
+	return nil
+}
+
+func (c *Compose) mtime(info fs.FileInfo) int64 {
+	if c.Spec.Pinned {
+		return c.Spec.Date.Unix()
+	}
+	return info.ModTime().Unix()
+}
+
+// ImportedImage is an images.json entry of a file [Compose.Import] brings
+// in from another compose.
+type ImportedImage struct {
+	Variant, Arch string
+	Publish       Publish
+	Mtime         int64
+}
+
+// Import brings the file rel of the compose directory srcDir into this
+// compose at the same place (hard link, else sparse copy), checking that
+// its content has digest d; with sum it is listed in SHA256SUMS and with
+// img in images.json. It is how a merge of compose units takes their
+// published files.
+func (c *Compose) Import(srcDir, rel string, d Digest, sum bool, img *ImportedImage) error {
+	if !filepath.IsLocal(rel) {
+		return fmt.Errorf("importing %s: path escapes the compose", rel)
+	}
+	if _, dup := c.files[rel]; dup {
+		return fmt.Errorf("importing %s: two files of that name", rel)
+	}
+	src := filepath.Join(srcDir, rel)
+	got, n, err := HashFile(src)
+	if err != nil {
+		return fmt.Errorf("importing %s: %w", rel, err)
+	}
+	if d != "" && got != d {
+		return fmt.Errorf("importing %s from %s: content has digest %s, its compose.json says %s", rel, srcDir, got, d)
+	}
+	dst := filepath.Join(c.work, rel)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("importing %s: %w", rel, err)
+	}
+	if err := os.Link(src, dst); err != nil {
+		if err := copySparse(src, dst); err != nil {
+			return fmt.Errorf("importing %s: %w", rel, err)
+		}
+	}
+	if sum {
+		c.files[rel] = got
+	}
+	if img != nil {
+		c.images = append(c.images, imageEntry{variant: img.Variant, arch: img.Arch, path: rel, pub: img.Publish,
+			size: n, digest: got, mtime: img.Mtime})
 	}
 	return nil
 }

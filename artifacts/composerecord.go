@@ -41,9 +41,20 @@ type ComposeRecord struct {
 	// the SHA256SUMS signature).
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
 	Error string                     `json:"error,omitempty"`
+	// Partial marks a compose unit: a part of a compose holding some of
+	// its targets, which `cfs-compose compose merge` combines with the
+	// other units (same ID) into the compose (docs/scale-out.md).
+	Partial *PartialRecord `json:"partial,omitempty"`
 
 	// Dir is the compose directory (not serialized).
 	Dir string `json:"-"`
+}
+
+// PartialRecord is what a compose unit records for the merge: the pinned
+// compose date and respin that make its ID (every unit has the same).
+type PartialRecord struct {
+	Date   time.Time `json:"date"`
+	Respin int       `json:"respin"`
 }
 
 // ComposeName is the manifest's compose block as compose.json records it.

@@ -19,6 +19,18 @@ type BuildOptions struct {
 	Resolve ResolveOptions
 	Exec    ExecOptions
 	Now     func() time.Time // clock for the compose date; nil means time.Now
+	// Date, when not zero, pins the compose: its date (and so its ID),
+	// compose.json's started and finished times and the images' mtimes
+	// in images.json are Date, whenever the build runs. Compose units of
+	// one compose pin the same date.
+	Date time.Time
+	// Respin, when not nil, is the compose's respin instead of the next
+	// free one (the compose must not exist yet).
+	Respin *int
+	// Partial makes the compose a unit of a larger compose
+	// (compose.json "partial"; merged by [Merge]). It needs Date and
+	// Respin, so that every unit names the same compose.
+	Partial bool
 	// ManifestFiles and Variables are recorded in compose.json.
 	ManifestFiles map[string][]byte
 	Variables     map[string]string
@@ -37,13 +49,25 @@ func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store
 	if opts.Now != nil {
 		now = opts.Now
 	}
+	pinned := !opts.Date.IsZero()
+	if pinned {
+		now = func() time.Time { return opts.Date }
+	}
+	if opts.Partial && (!pinned || opts.Respin == nil) {
+		return nil, errors.New("a partial compose needs its compose ID fixed (a pinned date and respin), so that all units of the compose agree on it")
+	}
 	started := now()
 	p, err := Resolve(ctx, m, stages, &opts.Resolve)
 	if err != nil {
 		return nil, err
 	}
-	spec := artifacts.ComposeSpec{Product: p.Compose.Product, Release: p.Compose.Release, Type: p.Compose.Type, Date: started}
-	c, err := artifacts.NewCompose(opts.Out, spec)
+	spec := artifacts.ComposeSpec{Product: p.Compose.Product, Release: p.Compose.Release, Type: p.Compose.Type, Date: started, Pinned: pinned}
+	var c *artifacts.Compose
+	if opts.Respin != nil {
+		c, err = artifacts.NewComposeRespin(opts.Out, spec, *opts.Respin)
+	} else {
+		c, err = artifacts.NewCompose(opts.Out, spec)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -62,10 +86,20 @@ func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store
 		Compose: artifacts.ComposeName(p.Compose), Manifests: map[string]artifacts.Digest{}, Variables: opts.Variables,
 		Dir: c.Dir(),
 	}
+	if opts.Partial {
+		rec.Partial = &artifacts.PartialRecord{Date: started.UTC(), Respin: c.Respin}
+	}
 	for name, b := range opts.ManifestFiles {
 		rec.Manifests[name] = artifacts.DigestBytes(b)
 	}
 	pubErr := publish(c, st, p, res, rec)
+	if pinned {
+		// A pinned compose records no durations: units of one compose,
+		// and their merge, make the same compose.json whenever they run.
+		for i := range rec.Stages {
+			rec.Stages[i].WallMillis = 0
+		}
+	}
 	switch {
 	case execErr == nil && pubErr == nil:
 		rec.Status = artifacts.StatusFinished
@@ -77,7 +111,14 @@ func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store
 	if err := errors.Join(execErr, pubErr); err != nil {
 		rec.Error = err.Error()
 	}
-	finErr := finish(ctx, c, st, rec, opts, now)
+	// The store first: the compose's files are hard links into it.
+	finErr := st.Sync()
+	if finErr == nil {
+		finErr = finishCompose(ctx, c, rec, opts.Finalize, now)
+	}
+	if finErr == nil {
+		finErr = recordCompose(c, st, rec)
+	}
 	if finErr != nil {
 		c.Discard()
 		return nil, errors.Join(execErr, pubErr, finErr)
@@ -156,15 +197,15 @@ func addStoreFile(c *artifacts.Compose, st *artifacts.Store, rel string, d artif
 	return c.AddFile(rel, f, false)
 }
 
-// finish writes checksums, finalizers, compose.json and metadata, syncs
-// and renames the compose into place, and records it in the store.
-func finish(ctx context.Context, c *artifacts.Compose, st *artifacts.Store, rec *artifacts.ComposeRecord, opts *BuildOptions, now func() time.Time) error {
+// finishCompose writes checksums, finalizers, compose.json and metadata,
+// syncs and renames the compose into place.
+func finishCompose(ctx context.Context, c *artifacts.Compose, rec *artifacts.ComposeRecord, finalize func(context.Context, *artifacts.Compose, *artifacts.ComposeRecord) error, now func() time.Time) error {
 	if _, err := c.WriteChecksums(); err != nil {
 		return err
 	}
 	rec.Artifacts = c.Files()
-	if opts.Finalize != nil && rec.Status != artifacts.StatusDoomed {
-		if err := opts.Finalize(ctx, c, rec); err != nil {
+	if finalize != nil && rec.Status != artifacts.StatusDoomed {
+		if err := finalize(ctx, c, rec); err != nil {
 			rec.Status = artifacts.StatusDoomed
 			if rec.Error != "" {
 				rec.Error += "\n"
@@ -199,12 +240,12 @@ func finish(ctx context.Context, c *artifacts.Compose, st *artifacts.Store, rec 
 	if err := c.AddFile(artifacts.ComposeRecordFile, bytes.NewReader(append(b, '\n')), false); err != nil {
 		return err
 	}
-	if err := st.Sync(); err != nil {
-		return err
-	}
-	if err := c.Finish(rec.Status); err != nil {
-		return err
-	}
+	return c.Finish(rec.Status)
+}
+
+// recordCompose records in the store which keys the compose used (for gc
+// --keep).
+func recordCompose(c *artifacts.Compose, st *artifacts.Store, rec *artifacts.ComposeRecord) error {
 	keys := []string{}
 	for _, s := range rec.Stages {
 		if s.Key != "" && (Status(s.Status) == StatusRan || Status(s.Status) == StatusCached) {
@@ -212,5 +253,5 @@ func finish(ctx context.Context, c *artifacts.Compose, st *artifacts.Store, rec 
 		}
 	}
 	abs, _ := filepath.Abs(filepath.Join(c.Dir(), artifacts.ComposeRecordFile))
-	return st.AddComposeRef(artifacts.ComposeRef{ID: c.ID, Time: fin.UTC(), Status: rec.Status, Keys: keys, Record: abs})
+	return st.AddComposeRef(artifacts.ComposeRef{ID: c.ID, Time: rec.Finished, Status: rec.Status, Keys: keys, Record: abs})
 }
