@@ -27,6 +27,9 @@ type BuildOptions struct {
 	// Respin, when not nil, is the compose's respin instead of the next
 	// free one (the compose must not exist yet).
 	Respin *int
+	// ID, when set, is the compose ID the caller expects (the manifests
+	// and the pinned date and respin must make it).
+	ID string
 	// Partial makes the compose a unit of a larger compose
 	// (compose.json "partial"; merged by [Merge]). It needs Date and
 	// Respin, so that every unit names the same compose.
@@ -70,6 +73,10 @@ func Build(ctx context.Context, m Manifests, stages []Stage, st *artifacts.Store
 	}
 	if err != nil {
 		return nil, err
+	}
+	if opts.ID != "" && c.ID != opts.ID {
+		c.Discard()
+		return nil, fmt.Errorf("compose ID %s does not match the manifests' compose (%s)", opts.ID, c.ID)
 	}
 	exec := opts.Exec
 	exec.LogDir = c.Dir()

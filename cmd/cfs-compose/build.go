@@ -1,6 +1,12 @@
 package main
 
 import (
+	"strconv"
+
+	"regexp"
+
+	"github.com/cfs-compose/cfs-compose/internal/regcache"
+
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +33,9 @@ type composeFlags struct {
 	out      string
 	progress string
 	offline  bool
+	// cacheRegistry is the OCI repository of the shared stage cache.
+	cacheRegistry string
+	cachePlain    bool
 }
 
 // register adds the shared flags; verb ("build", "test") words the help.
@@ -37,6 +46,8 @@ func (o *composeFlags) register(f *pflag.FlagSet, verb string) {
 	f.StringVar(&o.out, "out", "out", "directory to write the compose directory into")
 	f.StringVar(&o.progress, "progress", "auto", "progress output: auto (live on a terminal, plain otherwise), plain, or json (one event per line on stdout)")
 	f.BoolVar(&o.offline, "offline", false, "no network: images must be pinned by digest or local")
+	f.StringVar(&o.cacheRegistry, "cache-registry", "", "shared stage cache in an OCI registry repository (HOST[:PORT]/PATH): pull stage results missing locally, push the ones built (credentials: $REGISTRY_AUTH_FILE, else the containers auth.json)")
+	f.BoolVar(&o.cachePlain, "cache-registry-plain-http", false, "talk plain HTTP to the --cache-registry host (a registry on localhost only)")
 }
 
 func (o *composeFlags) validate() error {
@@ -45,6 +56,9 @@ func (o *composeFlags) validate() error {
 	}
 	if o.jobs < 0 {
 		return usageError{fmt.Errorf("invalid -j %d", o.jobs)}
+	}
+	if o.cachePlain && o.cacheRegistry == "" {
+		return usageError{errors.New("--cache-registry-plain-http needs --cache-registry")}
 	}
 	return nil
 }
@@ -55,6 +69,7 @@ func (o *composeFlags) validate() error {
 type composeRun struct {
 	m      *manifest.Manifest
 	st     *artifacts.Store
+	remote *regcache.Cache // nil without --cache-registry
 	disp   *progress.Display
 	events func(pipeline.Event)
 	opts   *pipeline.BuildOptions
@@ -75,11 +90,19 @@ func (g *globals) startCompose(cmd *cobra.Command, o *composeFlags) (*composeRun
 	if err != nil {
 		return nil, err
 	}
+	var remote *regcache.Cache
+	if o.cacheRegistry != "" {
+		// $REGISTRY_AUTH_FILE names the auth file, as for podman and skopeo.
+		authFile, _ := g.getenv("REGISTRY_AUTH_FILE")
+		if remote, err = regcache.New(o.cacheRegistry, regcache.Options{AuthFile: authFile, PlainHTTP: o.cachePlain}); err != nil {
+			return nil, usageError{err}
+		}
+	}
 	st, err := g.openStore(cmd.Context(), false)
 	if err != nil {
 		return nil, err
 	}
-	r := &composeRun{m: m, st: st, disp: progress.New(g.stderr, o.progress == "auto" && isTerminal(g.stderr))}
+	r := &composeRun{m: m, st: st, remote: remote, disp: progress.New(g.stderr, o.progress == "auto" && isTerminal(g.stderr))}
 	log := g.newLogger(r.disp.Writer())
 	r.disp.SetLogger(log)
 	r.events = r.disp.Event
@@ -99,6 +122,9 @@ func (g *globals) startCompose(cmd *cobra.Command, o *composeFlags) (*composeRun
 			return g.finalizeCompose(ctx, c, rec, keys, log)
 		},
 	}
+	if remote != nil {
+		r.opts.Exec.Remote = remote
+	}
 	return r, nil
 }
 
@@ -106,6 +132,18 @@ func (g *globals) startCompose(cmd *cobra.Command, o *composeFlags) (*composeRun
 func (r *composeRun) close() {
 	r.disp.Close()
 	r.st.Close()
+}
+
+// printRemoteStats prints, on stderr, what the shared stage cache moved:
+// one line of key=value fields (the scale-out figures in
+// docs/scale-out.md are read from it).
+func (g *globals) printRemoteStats(r *composeRun) {
+	if r.remote == nil {
+		return
+	}
+	s := r.remote.Stats()
+	fmt.Fprintf(g.stderr, "cache-registry %s: fetched=%d pushed=%d misses=%d refused=%d failures=%d bytes_pulled=%d bytes_pushed=%d\n",
+		r.remote.Ref(), s.Fetched, s.Pushed, s.Misses, s.Refused, s.Failures, s.BytesPulled, s.BytesPushed)
 }
 
 // buildError turns a build's error into the command's: stage failures
@@ -125,6 +163,11 @@ func (g *globals) buildError(rec *artifacts.ComposeRecord, err error) error {
 type buildOptions struct {
 	composeFlags
 	keepGoing bool
+	// Compose units (docs/scale-out.md).
+	partial   bool
+	composeID string
+	date      string
+	respin    int
 }
 
 func newBuildCmd(g *globals) *cobra.Command {
@@ -155,18 +198,106 @@ variant signs with the same key, SHA256SUMS is signed too
 	}
 	o.register(c.Flags(), "build")
 	c.Flags().BoolVar(&o.keepGoing, "keep-going", false, "after a failure, finish the stages that do not depend on it")
+	c.Flags().BoolVar(&o.partial, "partial", false, "write a compose unit: the selected targets of a compose that `compose merge` completes (needs --compose-id, or --date and --respin)")
+	c.Flags().StringVar(&o.composeID, "compose-id", "", "the compose ID to write (Product-Release-YYYYMMDD[.type].RESPIN): pins the date to that day and the respin")
+	c.Flags().StringVar(&o.date, "date", "", "pin the compose date and every time compose.json and images.json record: YYYY-MM-DD, RFC 3339 or @UNIX_SECONDS (default $SOURCE_DATE_EPOCH when set)")
+	c.Flags().IntVar(&o.respin, "respin", -1, "the respin number instead of the next free one")
 	return c
 }
 
+// unitOptions sets the pinned date, respin and compose ID of the build.
+func (g *globals) unitOptions(o *buildOptions, opts *pipeline.BuildOptions) error {
+	date := o.date
+	if date == "" {
+		if v, ok := g.getenv("SOURCE_DATE_EPOCH"); ok && v != "" {
+			date = "@" + v
+		}
+	}
+	if date != "" {
+		t, err := parseDate(date)
+		if err != nil {
+			return usageError{err}
+		}
+		opts.Date = t
+	}
+	if o.respin >= 0 {
+		r := o.respin
+		opts.Respin = &r
+	}
+	if o.composeID != "" {
+		day, respin, err := parseComposeID(o.composeID)
+		if err != nil {
+			return usageError{err}
+		}
+		if opts.Date.IsZero() {
+			opts.Date = day
+		} else if opts.Date.UTC().Format("20060102") != day.Format("20060102") {
+			return usageError{fmt.Errorf("--date %s is not the day of --compose-id %s", date, o.composeID)}
+		}
+		if opts.Respin != nil && *opts.Respin != respin {
+			return usageError{fmt.Errorf("--respin %d is not the respin of --compose-id %s", *opts.Respin, o.composeID)}
+		}
+		opts.Respin, opts.ID = &respin, o.composeID
+	}
+	if o.partial && (opts.Date.IsZero() || opts.Respin == nil) {
+		return usageError{errors.New("--partial needs the compose ID fixed, so that all units agree on it: give --compose-id, or --date (or $SOURCE_DATE_EPOCH) and --respin")}
+	}
+	opts.Partial = o.partial
+	return nil
+}
+
+// parseDate reads YYYY-MM-DD, RFC 3339 or @UNIX_SECONDS.
+func parseDate(s string) (time.Time, error) {
+	if secs, ok := strings.CutPrefix(s, "@"); ok {
+		n, err := strconv.ParseInt(secs, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("invalid date %q: %w", s, err)
+		}
+		return time.Unix(n, 0).UTC(), nil
+	}
+	for _, layout := range []string{time.DateOnly, time.RFC3339} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid date %q (want YYYY-MM-DD, RFC 3339 or @UNIX_SECONDS)", s)
+}
+
+// composeIDPattern is a productmd compose ID: its date and respin.
+var composeIDPattern = regexp.MustCompile(`^.+-(\d{8})(?:\.n|\.t|\.ci)?\.(\d+)$`)
+
+// parseComposeID returns the day (00:00 UTC) and respin of a compose ID.
+func parseComposeID(id string) (time.Time, int, error) {
+	m := composeIDPattern.FindStringSubmatch(id)
+	if m == nil {
+		return time.Time{}, 0, fmt.Errorf("invalid --compose-id %q (want Product-Release-YYYYMMDD[.n|.t|.ci].RESPIN)", id)
+	}
+	day, err := time.Parse("20060102", m[1])
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("invalid --compose-id %q: %w", id, err)
+	}
+	respin, err := strconv.Atoi(m[2])
+	if err != nil {
+		return time.Time{}, 0, fmt.Errorf("invalid --compose-id %q: %w", id, err)
+	}
+	return day, respin, nil
+}
+
 func runBuild(cmd *cobra.Command, g *globals, o *buildOptions) error {
+	probe := &pipeline.BuildOptions{}
+	if err := g.unitOptions(o, probe); err != nil {
+		return err
+	}
 	r, err := g.startCompose(cmd, &o.composeFlags)
 	if err != nil {
 		return err
 	}
 	defer r.close()
 	r.opts.Exec.KeepGoing = o.keepGoing
+	r.opts.Date, r.opts.Respin, r.opts.ID, r.opts.Partial = probe.Date, probe.Respin, probe.ID, probe.Partial
 	rec, err := pipeline.Build(cmd.Context(), r.m, g.stages(), r.st, r.opts)
 	r.disp.Close()
+	g.printRemoteStats(r)
 	if rec != nil {
 		if o.progress != "json" {
 			printBootVerdicts(g.stdout, rec)

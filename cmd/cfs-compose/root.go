@@ -154,6 +154,7 @@ func commands(g *globals) []*cobra.Command {
 		newExplainCmd(g),
 		newPlanCmd(g),
 		newBuildCmd(g),
+		newComposeCmd(g),
 		newTestCmd(g),
 		newCacheCmd(g),
 		newInspectCmd(g),

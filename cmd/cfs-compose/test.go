@@ -108,6 +108,7 @@ func runTest(cmd *cobra.Command, g *globals, o *testOptions) error {
 	r.opts.Exec.KeepGoing = true
 	r.opts.Exec.Rerun = func(n *pipeline.Node) bool { return n.Kind == contract.BootTest }
 	rec, buildErr := pipeline.Build(cmd.Context(), bootForced{r.m}, stageList, r.st, r.opts)
+	g.printRemoteStats(r)
 	r.disp.Close()
 	sort.Slice(col.outcomes, func(i, j int) bool { return col.outcomes[i].results.Target < col.outcomes[j].results.Target })
 	if o.progress != "json" {

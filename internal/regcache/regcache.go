@@ -15,9 +15,10 @@
 //	          fs-verity digest
 //
 // The registry protocol is oras-go's; credentials come the containers way
-// (go.podman.io/image/v5/pkg/docker/config: $REGISTRY_AUTH_FILE, else
+// (go.podman.io/image/v5/pkg/docker/config): from [Options.AuthFile] (the
+// command sets it from $REGISTRY_AUTH_FILE, as podman and skopeo do), else
 // ${XDG_RUNTIME_DIR}/containers/auth.json and the other containers auth
-// files). Everything fetched is checked before the store records it: each
+// files and credential helpers. Everything fetched is checked before the store records it: each
 // blob against its digest, each tree against its tree digest, each object
 // against its fs-verity name; an entry failing any check is refused.
 package regcache
@@ -63,8 +64,8 @@ const (
 // Options configure a [Cache].
 type Options struct {
 	// AuthFile is the containers auth.json to read credentials from;
-	// empty means the containers default ($REGISTRY_AUTH_FILE, else
-	// ${XDG_RUNTIME_DIR}/containers/auth.json, ...).
+	// empty means the containers defaults
+	// (${XDG_RUNTIME_DIR}/containers/auth.json, ...).
 	AuthFile string
 	// PlainHTTP talks plain HTTP to this registry (a registry on
 	// localhost in tests); never set it for a registry across a network.

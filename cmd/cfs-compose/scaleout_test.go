@@ -1,0 +1,387 @@
+package main
+
+// The scale-out fan-out (issue 15, docs/scale-out.md): the testbed compose
+// run as several worker processes - the real cfs-compose binary, each with
+// its own local cache, standing in for builders - that share nothing but
+// an OCI registry (Debian's docker-registry on 127.0.0.1, with htpasswd
+// authentication), their compose units merged and compared with a
+// one-process compose.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/internal/regcache/regtest"
+	"github.com/cfs-compose/cfs-compose/testbed/fixtures"
+)
+
+// scaleOutID is the compose ID every unit of the fan-out shares.
+const scaleOutID = "Fedora-43-20261206.n.0"
+
+// scaleOutEnv is what the fan-out tests and benchmark share: the binary,
+// manifests without boot tests, a registry and an isolated environment.
+type scaleOutEnv struct {
+	bin, manifests, dir string
+	reg                 *regtest.Registry
+	env                 []string
+}
+
+// remoteStats is the cache-registry line a build prints on stderr.
+type remoteStats struct {
+	Fetched, Pushed, Misses, Refused, Failures int
+	BytesPulled, BytesPushed                   int64
+}
+
+var statsLine = regexp.MustCompile(`cache-registry \S+: fetched=(\d+) pushed=(\d+) misses=(\d+) refused=(\d+) failures=(\d+) bytes_pulled=(\d+) bytes_pushed=(\d+)`)
+
+func parseStats(stderr string) (remoteStats, bool) {
+	m := statsLine.FindStringSubmatch(stderr)
+	if m == nil {
+		return remoteStats{}, false
+	}
+	n := func(i int) int64 { v, _ := strconv.ParseInt(m[i], 10, 64); return v }
+	return remoteStats{Fetched: int(n(1)), Pushed: int(n(2)), Misses: int(n(3)), Refused: int(n(4)), Failures: int(n(5)),
+		BytesPulled: n(6), BytesPushed: n(7)}, true
+}
+
+// newScaleOutEnv builds cfs-compose, writes the testbed manifests with the
+// boot test turned off (the fan-out measures building and sharing; the
+// boot tests are covered by TestTestCommand) and a 160 MiB disk instead of
+// 512 MiB (less to push through the registry), and starts the registry.
+func newScaleOutEnv(t testing.TB, variants int) *scaleOutEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPING SCALE-OUT FAN-OUT: the disk stage needs root (device nodes and owners in the root partition); CI runs as root")
+	}
+	layout, err := fixtures.DefaultLayoutDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(layout, "index.json")); err != nil {
+		t.Fatalf("the fixture image is missing (%v): run make fixtures", err)
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build cfs-compose for the worker processes: %v", err)
+	}
+	e := &scaleOutEnv{dir: t.TempDir()}
+	e.bin = filepath.Join(e.dir, "cfs-compose")
+	build := exec.Command(goTool, "build", "-o", e.bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	e.manifests = filepath.Join(e.dir, "manifests")
+	if err := os.Mkdir(e.manifests, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"defaults.hcl", "variables.hcl"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "manifests", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.manifests, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb, err := os.ReadFile(filepath.Join("..", "..", "manifests", "testbed.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(tb)
+	for _, r := range [][2]string{
+		{`image = "oci:../testbed/fixtures/build/oci:testbed"`, `image = "oci:` + layout + `:testbed"`},
+		{`boot    = true`, `boot    = false`},
+		{`size    = "512MiB"`, `size    = "160MiB"`},
+	} {
+		if !strings.Contains(src, r[0]) {
+			t.Fatalf("manifests/testbed.hcl no longer says %s", r[0])
+		}
+		src = strings.Replace(src, r[0], r[1], 1)
+	}
+	if err := os.WriteFile(filepath.Join(e.manifests, "testbed.hcl"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if variants == 2 {
+		// A second variant, so that four units exist: its kernel command
+		// line differs, so its UKI and disk are its own while the source,
+		// composefs and initramfs stages are shared with testbed.
+		second := strings.Replace(src, `variant "testbed" {`, `variant "testbed2" {`, 1)
+		second = strings.Replace(second, `  initramfs {`, "  kernel {\n    cmdline = [\"quiet\"]\n  }\n\n  initramfs {", 1)
+		if err := os.WriteFile(filepath.Join(e.manifests, "testbed2.hcl"), []byte(second), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.reg = regtest.Start(t, true)
+	home := filepath.Join(e.dir, "home")
+	conf := filepath.Join(e.dir, "registries.conf")
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_RUNTIME_DIR=" + home, "DOCKER_CONFIG=" + home,
+		"REGISTRY_AUTH_FILE=" + e.reg.AuthFile, "CONTAINERS_REGISTRIES_CONF=" + conf,
+		"CONTAINERS_POLICY_JSON=" + noPolicyPath, "TMPDIR=" + os.TempDir(),
+	}
+	return e
+}
+
+// unit is one worker's share of the compose: the targets it builds.
+type unit struct {
+	variant string
+	arches  []string
+}
+
+// worker runs one cfs-compose build process and returns its compose
+// directory and what it moved through the registry.
+type workerResult struct {
+	dir    string
+	stats  remoteStats
+	stderr string
+}
+
+func (e *scaleOutEnv) run(t testing.TB, name string, repo string, u unit, partial bool) workerResult {
+	t.Helper()
+	base := filepath.Join(e.dir, name)
+	args := []string{"-m", e.manifests, "--cache-dir", filepath.Join(base, "cache"), "--log-level", "info",
+		"build", "--variant", u.variant, "--out", filepath.Join(base, "out"), "--progress", "plain", "--compose-id", scaleOutID,
+		"--cache-registry", e.reg.Host + "/" + repo, "--cache-registry-plain-http"}
+	for _, a := range u.arches {
+		args = append(args, "--arch", a)
+	}
+	if partial {
+		args = append(args, "--partial")
+	}
+	cmd := exec.Command(e.bin, args...)
+	cmd.Env = e.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: cfs-compose %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	st, ok := parseStats(stderr.String())
+	if !ok {
+		t.Fatalf("%s: no cache-registry line on stderr:\n%s", name, stderr.String())
+	}
+	return workerResult{dir: filepath.Join(base, "out", scaleOutID), stats: st, stderr: stderr.String()}
+}
+
+// fanOut runs the units as concurrent worker processes, fresh local
+// caches each, and returns their results in unit order and the wall time.
+func (e *scaleOutEnv) fanOut(t testing.TB, round, repo string, units []unit) ([]workerResult, time.Duration) {
+	t.Helper()
+	res := make([]workerResult, len(units))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, u := range units {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = e.run(t, fmt.Sprintf("%s-w%d", round, i), repo, u, len(units) > 1)
+		}()
+	}
+	wg.Wait()
+	return res, time.Since(start)
+}
+
+func (e *scaleOutEnv) merge(t testing.TB, name string, parts []string) string {
+	t.Helper()
+	out := filepath.Join(e.dir, name)
+	args := append([]string{"-m", e.manifests, "compose", "merge", "--out", out}, parts...)
+	cmd := exec.Command(e.bin, args...)
+	cmd.Env = e.env
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("merge: %v\n%s", err, b)
+	}
+	return filepath.Join(out, scaleOutID)
+}
+
+// stageRuns counts, per stage cache key, how many of the composes ran the
+// stage (rather than taking it from a cache).
+func stageRuns(t testing.TB, dirs []string) (runs map[string]int, kinds map[string]string) {
+	t.Helper()
+	runs, kinds = map[string]int{}, map[string]string{}
+	for _, d := range dirs {
+		rec, err := artifacts.LoadComposeRecord(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range rec.Stages {
+			kinds[s.Key] = s.Kind
+			if s.Status == "ran" {
+				runs[s.Key]++
+			} else if _, ok := runs[s.Key]; !ok {
+				runs[s.Key] = 0
+			}
+		}
+	}
+	return runs, kinds
+}
+
+// composeFiles reads every file of a compose directory.
+func composeFiles(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		b, err := os.ReadFile(p)
+		files[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// diffComposes lists the files that differ between two composes; with
+// runFacts, compose.json is compared with each stage's run facts (status,
+// cacheHit, bytesWritten: whether this process ran the stage or took it
+// from a cache) set aside.
+func diffComposes(t testing.TB, a, b string, runFacts bool) []string {
+	t.Helper()
+	fa, fb := composeFiles(t, a), composeFiles(t, b)
+	var d []string
+	for _, p := range slices.Sorted(func(yield func(string) bool) {
+		for k := range fa {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		x, y := fa[p], fb[p]
+		if p == artifacts.ComposeRecordFile && runFacts {
+			x, y = withoutRunFacts(t, x), withoutRunFacts(t, y)
+		}
+		if _, ok := fb[p]; !ok {
+			d = append(d, p+": only in "+a)
+		} else if !bytes.Equal(x, y) {
+			d = append(d, p+": differs")
+		}
+	}
+	for p := range fb {
+		if _, ok := fa[p]; !ok {
+			d = append(d, p+": only in "+b)
+		}
+	}
+	return d
+}
+
+func withoutRunFacts(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var rec artifacts.ComposeRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	for i := range rec.Stages {
+		rec.Stages[i].Status, rec.Stages[i].CacheHit, rec.Stages[i].BytesWritten = "", false, 0
+	}
+	out, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestScaleOutFanOut: two workers (one per arch) build the testbed
+// compose through a registry, each stage exactly once; their merged units
+// equal the one-process compose; a second fan-out against the warm
+// registry builds nothing and its merge equals the one-process compose
+// byte for byte.
+func TestScaleOutFanOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the testbed compose four times as separate processes; skipped with -short")
+	}
+	e := newScaleOutEnv(t, 1)
+	units := []unit{{"testbed", []string{"x86_64"}}, {"testbed", []string{"aarch64"}}}
+
+	cold, _ := e.fanOut(t, "cold", "cfs/cache", units)
+	var parts []string
+	for i, w := range cold {
+		parts = append(parts, w.dir)
+		if w.stats.Pushed == 0 || w.stats.Fetched != 0 || w.stats.Failures != 0 || w.stats.Refused != 0 {
+			t.Errorf("cold worker %d: %+v, want pushes only\n%s", i, w.stats, w.stderr)
+		}
+		rec, err := artifacts.LoadComposeRecord(w.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Partial == nil || len(rec.Targets) != 1 || rec.ID != scaleOutID {
+			t.Errorf("cold worker %d: partial %v targets %v id %s", i, rec.Partial, rec.Targets, rec.ID)
+		}
+	}
+	runs, kinds := stageRuns(t, parts)
+	if len(runs) != 10 {
+		t.Errorf("the units record %d stages, want 10 (5 per arch)", len(runs))
+	}
+	for key, n := range runs {
+		if n != 1 {
+			t.Errorf("stage %s %s built %d times across the workers, want exactly once", kinds[key], key[:12], n)
+		}
+	}
+	merged := e.merge(t, "merged-cold", parts)
+
+	// The warm fan-out: fresh local caches, the registry holds everything.
+	warm, _ := e.fanOut(t, "warm", "cfs/cache", units)
+	var warmParts []string
+	for i, w := range warm {
+		warmParts = append(warmParts, w.dir)
+		if w.stats.Pushed != 0 || w.stats.Fetched != 5 || w.stats.Misses != 0 {
+			t.Errorf("warm worker %d: %+v, want 5 fetched and nothing pushed", i, w.stats)
+		}
+	}
+	runs, _ = stageRuns(t, warmParts)
+	for key, n := range runs {
+		if n != 0 {
+			t.Errorf("warm fan-out built stage %s %s %d times, want none", kinds[key], key[:12], n)
+		}
+	}
+	// Merging in the other order gives the same compose.
+	slices.Reverse(warmParts)
+	mergedWarm := e.merge(t, "merged-warm", warmParts)
+
+	// One process, all targets, fresh local cache, warm registry.
+	single := e.run(t, "single", "cfs/cache", unit{"testbed", []string{"x86_64", "aarch64"}}, false)
+	if single.stats.Fetched != 10 || single.stats.Pushed != 0 {
+		t.Errorf("one-process compose: %+v, want 10 fetched", single.stats)
+	}
+	if d := diffComposes(t, single.dir, mergedWarm, false); len(d) > 0 {
+		t.Errorf("merged warm units differ from the one-process compose:\n%s", strings.Join(d, "\n"))
+	}
+	if d := diffComposes(t, single.dir, merged, true); len(d) > 0 {
+		t.Errorf("merged cold units differ from the one-process compose (beyond the stages' run facts):\n%s", strings.Join(d, "\n"))
+	}
+	// The cold merge differs from the one-process compose only in the run
+	// facts of compose.json: the workers ran what the single process
+	// fetched.
+	if d := diffComposes(t, single.dir, merged, false); !slices.Equal(d, []string{"compose.json: differs"}) {
+		t.Errorf("cold merge vs one-process compose: %v, want only compose.json's run facts to differ", d)
+	}
+	files := composeFiles(t, mergedWarm)
+	for _, p := range []string{"Testbed/x86_64/images/Fedora-Testbed-43.x86_64.raw", "Testbed/aarch64/images/Fedora-Testbed-43.aarch64.raw",
+		"SHA256SUMS", "metadata/images.json", "logs/Testbed/aarch64/disk.log", "logs/Testbed/x86_64/source.log"} {
+		if len(files[p]) == 0 {
+			t.Errorf("merged compose lacks %s", p)
+		}
+	}
+	cmd := exec.Command("sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS")
+	cmd.Dir = mergedWarm
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c in the merged compose: %v\n%s", err, out)
+	}
+}
