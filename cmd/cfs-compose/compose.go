@@ -17,7 +17,9 @@ func newComposeCmd(g *globals) *cobra.Command {
 		Use:   "compose",
 		Short: "Work on composes as a whole (merge compose units)",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return usageError{errors.New("compose: name a subcommand (merge)")} },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError{errors.New("compose: name a subcommand (merge)")}
+		},
 	}
 	c.AddCommand(newComposeMergeCmd(g))
 	return c
