@@ -217,7 +217,16 @@ type BlobWriter struct {
 	n         int64
 	mediaType string
 	done      bool
+	sparse    bool
 }
+
+// sparseBlock is the unit [BlobWriter.Sparse] leaves holes in.
+const sparseBlock = 4096
+
+// Sparse makes the writer leave holes for aligned all-zero blocks instead
+// of writing them (a disk image fetched from a registry stays as sparse
+// as the one built locally). The content and digest are the same.
+func (w *BlobWriter) Sparse() { w.sparse = true }
 
 // NewBlobWriter starts a blob of the given media type.
 func (s *Store) NewBlobWriter(mediaType string) (*BlobWriter, error) {
@@ -230,10 +239,50 @@ func (s *Store) NewBlobWriter(mediaType string) (*BlobWriter, error) {
 
 // Write implements io.Writer.
 func (w *BlobWriter) Write(p []byte) (int, error) {
+	if w.sparse {
+		return w.writeSparse(p)
+	}
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
 	return n, err
+}
+
+// writeSparse writes p at offset w.n, skipping zeros in block-aligned
+// pieces (the file is extended to its size at Commit).
+func (w *BlobWriter) writeSparse(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		// Up to the next block boundary, so that holes stay aligned.
+		end := done + sparseBlock - int((w.n+int64(done))%sparseBlock)
+		if end > len(p) {
+			end = len(p)
+		}
+		// A zero chunk is skipped whatever its length: nothing was written
+		// at or after this offset yet, so it reads as zeros, and a block
+		// no write touches stays a hole.
+		chunk := p[done:end]
+		if !allZero(chunk) {
+			if _, err := w.f.WriteAt(chunk, w.n+int64(done)); err != nil {
+				w.h.Write(p[:done])
+				w.n += int64(done)
+				return done, err
+			}
+		}
+		done = end
+	}
+	w.h.Write(p)
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Commit renames the blob into place. Durability comes from one
@@ -245,7 +294,13 @@ func (w *BlobWriter) Commit() (Descriptor, error) {
 	w.done = true
 	d := NewDigest(w.h.Sum(nil))
 	desc := Descriptor{Digest: d, Size: w.n, MediaType: w.mediaType}
-	err := w.f.Close()
+	var err error
+	if w.sparse {
+		err = w.f.Truncate(w.n) // a trailing hole
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
 	if err == nil {
 		err = w.s.install(w.f.Name(), w.s.BlobPath(d))
 	}

@@ -1,6 +1,7 @@
 package artifacts
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func open(t *testing.T, dir string) *Store {
@@ -258,5 +261,56 @@ func TestComposeRespinAndStalePartial(t *testing.T) {
 			n = append(n, e.Name())
 		}
 		t.Errorf("out = %v", n)
+	}
+}
+
+func TestSparseBlobWriter(t *testing.T) {
+	block := func(c byte, n int) []byte { return bytes.Repeat([]byte{c}, n) }
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		chunk   int  // write size
+		holes   bool // the stored file must have holes
+	}{
+		{"all zero", block(0, 1<<20), 65536, true},
+		{"data between holes", append(append(block(0, 8192), block('x', 5000)...), block(0, 1<<20)...), 3000, true},
+		{"unaligned small writes", append(block('a', 10), block(0, 300000)...), 777, true},
+		{"no zeros", block('z', 100000), 4096, false},
+		{"short zero tail", append(block('q', 4096), block(0, 100)...), 10, false},
+		{"empty", nil, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := open(t, t.TempDir())
+			w, err := st.NewBlobWriter("application/octet-stream")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			w.Sparse()
+			for off := 0; off < len(tc.content); off += tc.chunk {
+				end := min(off+tc.chunk, len(tc.content))
+				if n, err := w.Write(tc.content[off:end]); err != nil || n != end-off {
+					t.Fatalf("write: %d, %v", n, err)
+				}
+			}
+			d, err := w.Commit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := DigestBytes(tc.content); d.Digest != want || d.Size != int64(len(tc.content)) {
+				t.Errorf("descriptor %s/%d, want %s/%d", d.Digest, d.Size, want, len(tc.content))
+			}
+			got, err := st.ReadBlob(d.Digest)
+			if err != nil || !bytes.Equal(got, tc.content) {
+				t.Fatalf("read back: %v (equal %v)", err, bytes.Equal(got, tc.content))
+			}
+			var sys unix.Stat_t
+			if err := unix.Stat(st.BlobPath(d.Digest), &sys); err != nil {
+				t.Fatal(err)
+			}
+			if allocated := sys.Blocks * 512; tc.holes && allocated >= int64(len(tc.content)) {
+				t.Errorf("%d bytes allocated for %d bytes of mostly zeros: no holes", allocated, len(tc.content))
+			}
+		})
 	}
 }

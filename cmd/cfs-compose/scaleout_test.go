@@ -37,6 +37,7 @@ type scaleOutEnv struct {
 	bin, manifests, dir string
 	reg                 *regtest.Registry
 	env                 []string
+	seq                 int // rounds so far: unique directory and repository names
 }
 
 // remoteStats is the cache-registry line a build prints on stderr.
@@ -383,5 +384,74 @@ func TestScaleOutFanOut(t *testing.T) {
 	cmd.Dir = mergedWarm
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("sha256sum -c in the merged compose: %v\n%s", err, out)
+	}
+}
+
+// BenchmarkScaleOut measures the fan-out figures of docs/scale-out.md on
+// a four-target compose (testbed and testbed2, x86_64 and aarch64; boot
+// tests off): the cold fan-out's wall time (ns/op) with 1, 2 (one per
+// arch) and 4 (one per target) worker processes, each with an empty local
+// cache, sharing an empty registry repository; the bytes they pushed and
+// pulled; how many stage runs that took (stage_runs; testbed2 shares its
+// source, composefs and initramfs stages with testbed, so concurrent
+// workers may both build those); and the wall time of a warm fan-out
+// (fresh local caches, the registry full) and of the merge.
+//
+//	go test -run '^$' -bench BenchmarkScaleOut -benchtime 1x ./cmd/cfs-compose
+func BenchmarkScaleOut(b *testing.B) {
+	e := newScaleOutEnv(b, 2)
+	splits := map[int][]unit{
+		1: {{"testbed,testbed2", []string{"x86_64", "aarch64"}}},
+		2: {{"testbed,testbed2", []string{"x86_64"}}, {"testbed,testbed2", []string{"aarch64"}}},
+		4: {{"testbed", []string{"x86_64"}}, {"testbed", []string{"aarch64"}}, {"testbed2", []string{"x86_64"}}, {"testbed2", []string{"aarch64"}}},
+	}
+	for _, n := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
+			var pushed, pulled, warmPulled, runs, stages int64
+			var warm, merge time.Duration
+			for range b.N {
+				e.seq++
+				repo := fmt.Sprintf("bench/w%d-%d", n, e.seq)
+				round := fmt.Sprintf("b%d-%d", n, e.seq)
+				b.StartTimer()
+				cold, _ := e.fanOut(b, round+"-cold", repo, splits[n])
+				b.StopTimer()
+				var dirs []string
+				for _, w := range cold {
+					pushed += w.stats.BytesPushed
+					pulled += w.stats.BytesPulled
+					dirs = append(dirs, w.dir)
+				}
+				r, _ := stageRuns(b, dirs)
+				for _, c := range r {
+					runs += int64(c)
+				}
+				stages += int64(len(r))
+				again, d := e.fanOut(b, round+"-warm", repo, splits[n])
+				warm += d
+				for _, w := range again {
+					warmPulled += w.stats.BytesPulled
+					if w.stats.Pushed != 0 {
+						b.Errorf("warm fan-out pushed %d entries", w.stats.Pushed)
+					}
+					os.RemoveAll(filepath.Dir(filepath.Dir(w.dir)))
+				}
+				if n > 1 {
+					start := time.Now()
+					e.merge(b, round+"-merged", dirs)
+					merge += time.Since(start)
+				}
+				for _, w := range cold {
+					os.RemoveAll(filepath.Dir(filepath.Dir(w.dir)))
+				}
+			}
+			b.ReportMetric(float64(pushed)/float64(b.N), "bytes_pushed/op")
+			b.ReportMetric(float64(pulled)/float64(b.N), "bytes_pulled/op")
+			b.ReportMetric(float64(runs)/float64(b.N), "stage_runs/op")
+			b.ReportMetric(float64(stages)/float64(b.N), "stages/op")
+			b.ReportMetric(float64(warmPulled)/float64(b.N), "warm_bytes_pulled/op")
+			b.ReportMetric(warm.Seconds()/float64(b.N), "warm_s/op")
+			b.ReportMetric(merge.Seconds()/float64(b.N), "merge_s/op")
+		})
 	}
 }

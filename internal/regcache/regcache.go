@@ -279,6 +279,7 @@ func (c *Cache) fetchBlob(ctx context.Context, st *artifacts.Store, d artifacts.
 		return err
 	}
 	defer w.Abort()
+	w.Sparse() // registries keep no holes; the store does
 	n, err := io.Copy(w, rc)
 	c.pulledB.Add(n)
 	if err != nil {
