@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -70,7 +71,24 @@ func unitOpts(f *mergeFixture, out string, respin int, partial bool, variants, a
 		Resolve:       ResolveOptions{Variants: variants, Arches: arches},
 		Exec:          ExecOptions{Tool: "cfs-compose test"},
 		ManifestFiles: f.manifests, Variables: map[string]string{"release": "41"},
+		Finalize:      fakeSign,
 	}
+}
+
+// fakeSign stands for the build's finalizer that signs SHA256SUMS: it
+// writes SHA256SUMS.sig (here the checksum's sha256) and records it in
+// compose.json.
+func fakeSign(_ context.Context, c *artifacts.Compose, rec *artifacts.ComposeRecord) error {
+	b, err := os.ReadFile(filepath.Join(c.WorkDir(), "SHA256SUMS"))
+	if err != nil {
+		return err
+	}
+	d := artifacts.DigestBytes(b)
+	if err := c.AddFile("SHA256SUMS.sig", strings.NewReader(d.Hex()+"\n"), false); err != nil {
+		return err
+	}
+	rec.Extra = map[string]json.RawMessage{"sums": json.RawMessage(`"` + d.Hex() + `"`)}
+	return nil
 }
 
 // newMergeFixture builds, from one warm store, the whole compose of three
@@ -119,7 +137,7 @@ func TestMergeEqualsWholeCompose(t *testing.T) {
 				parts = append(parts, f.parts[i])
 			}
 			out := filepath.Join(t.TempDir(), "merged")
-			rec, err := Merge(context.Background(), f.m, chain(newHooks()), parts, &MergeOptions{Out: out, ManifestFiles: f.manifests})
+			rec, err := Merge(context.Background(), f.m, chain(newHooks()), parts, &MergeOptions{Out: out, ManifestFiles: f.manifests, Finalize: fakeSign})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +145,7 @@ func TestMergeEqualsWholeCompose(t *testing.T) {
 				t.Errorf("merged: partial %v status %s", rec.Partial, rec.Status)
 			}
 			files := readTree(t, rec.Dir)
-			for _, p := range []string{"compose.json", "SHA256SUMS", "STATUS", "metadata/images.json", "metadata/composeinfo.json",
+			for _, p := range []string{"compose.json", "SHA256SUMS", "SHA256SUMS.sig", "STATUS", "metadata/images.json", "metadata/composeinfo.json",
 				"Coreos/x86_64/images/disk-x86_64.raw", "Coreos/aarch64/images/disk-aarch64.raw", "Iot/x86_64/images/disk-x86_64.raw",
 				"logs/Coreos/aarch64/disk.log", "logs/Iot/x86_64/src.log"} {
 				if len(files[p]) == 0 {

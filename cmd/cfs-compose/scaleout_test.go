@@ -117,8 +117,8 @@ func newScaleOutEnv(t testing.TB, variants int) *scaleOutEnv {
 	}
 	if variants == 2 {
 		// A second variant, so that four units exist: its kernel command
-		// line differs, so its UKI and disk are its own while the source,
-		// composefs and initramfs stages are shared with testbed.
+		// line differs, so its initramfs, UKI and disk are its own while
+		// the source and composefs stages are shared with testbed.
 		second := strings.Replace(src, `variant "testbed" {`, `variant "testbed2" {`, 1)
 		second = strings.Replace(second, `  initramfs {`, "  kernel {\n    cmdline = [\"quiet\"]\n  }\n\n  initramfs {", 1)
 		if err := os.WriteFile(filepath.Join(e.manifests, "testbed2.hcl"), []byte(second), 0o644); err != nil {
@@ -385,6 +385,13 @@ func TestScaleOutFanOut(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("sha256sum -c in the merged compose: %v\n%s", err, out)
 	}
+	// cfs-compose verify checks the merged compose end to end (artifacts
+	// against SHA256SUMS, the UKI's composefs digest, the disk's objects).
+	verify := exec.Command(e.bin, "verify", merged)
+	verify.Env = e.env
+	if out, err := verify.CombinedOutput(); err != nil {
+		t.Errorf("cfs-compose verify of the merged compose: %v\n%s", err, out)
+	}
 }
 
 // BenchmarkScaleOut measures the fan-out figures of docs/scale-out.md on
@@ -393,8 +400,8 @@ func TestScaleOutFanOut(t *testing.T) {
 // arch) and 4 (one per target) worker processes, each with an empty local
 // cache, sharing an empty registry repository; the bytes they pushed and
 // pulled; how many stage runs that took (stage_runs; testbed2 shares its
-// source, composefs and initramfs stages with testbed, so concurrent
-// workers may both build those); and the wall time of a warm fan-out
+// source and composefs stages with testbed, so concurrent workers may both
+// build those); and the wall time of a warm fan-out
 // (fresh local caches, the registry full) and of the merge.
 //
 //	go test -run '^$' -bench BenchmarkScaleOut -benchtime 1x ./cmd/cfs-compose
