@@ -71,7 +71,7 @@ func unitOpts(f *mergeFixture, out string, respin int, partial bool, variants, a
 		Resolve:       ResolveOptions{Variants: variants, Arches: arches},
 		Exec:          ExecOptions{Tool: "cfs-compose test"},
 		ManifestFiles: f.manifests, Variables: map[string]string{"release": "41"},
-		Finalize:      fakeSign,
+		Finalize: fakeSign,
 	}
 }
 
