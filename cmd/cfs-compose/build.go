@@ -198,10 +198,10 @@ variant signs with the same key, SHA256SUMS is signed too
 	}
 	o.register(c.Flags(), "build")
 	c.Flags().BoolVar(&o.keepGoing, "keep-going", false, "after a failure, finish the stages that do not depend on it")
-	c.Flags().BoolVar(&o.partial, "partial", false, "write a compose unit: the selected targets of a compose that `compose merge` completes (needs --compose-id, or --date and --respin)")
+	c.Flags().BoolVar(&o.partial, "partial", false, "write a compose unit: the selected targets of a compose that 'compose merge' completes (needs --compose-id, or --date and --respin)")
 	c.Flags().StringVar(&o.composeID, "compose-id", "", "the compose ID to write (Product-Release-YYYYMMDD[.type].RESPIN): pins the date to that day and the respin")
 	c.Flags().StringVar(&o.date, "date", "", "pin the compose date and every time compose.json and images.json record: YYYY-MM-DD, RFC 3339 or @UNIX_SECONDS (default $SOURCE_DATE_EPOCH when set)")
-	c.Flags().IntVar(&o.respin, "respin", -1, "the respin number instead of the next free one")
+	c.Flags().IntVar(&o.respin, "respin", -1, "the respin number (-1: the next free one in --out)")
 	return c
 }
 

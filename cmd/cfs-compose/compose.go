@@ -36,7 +36,10 @@ one compose under --out: the published files and logs of every unit, and
 SHA256SUMS (signed as build signs it), metadata/composeinfo.json,
 metadata/images.json, compose.json and STATUS made anew. The result is the
 compose one ` + "`build`" + ` of all the units' targets with the same --compose-id
-writes, byte for byte, whatever the order of the units.
+writes, byte for byte, whatever the order of the units - given the same
+stage results: compose.json records for each stage whether its compose ran
+it or took it from a cache, so a unit that built a stage and a build that
+fetched it differ there (docs/scale-out.md).
 
 The units must come from these manifests (-m) with the same variables,
 tool, compose ID and stage versions, and must not share a target; every
