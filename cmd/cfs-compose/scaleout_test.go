@@ -301,7 +301,8 @@ func withoutRunFacts(t testing.TB, b []byte) []byte {
 
 // TestScaleOutFanOut: two workers (one per arch) build the testbed
 // compose through a registry, each stage exactly once; their merged units
-// equal the one-process compose; a second fan-out against the warm
+// equal, byte for byte, a one-process compose that built every stage
+// too; a second fan-out against the warm
 // registry builds nothing and its merge equals the one-process compose
 // byte for byte.
 func TestScaleOutFanOut(t *testing.T) {
@@ -367,11 +368,23 @@ func TestScaleOutFanOut(t *testing.T) {
 	if d := diffComposes(t, single.dir, merged, true); len(d) > 0 {
 		t.Errorf("merged cold units differ from the one-process compose (beyond the stages' run facts):\n%s", strings.Join(d, "\n"))
 	}
-	// The cold merge differs from the one-process compose only in the run
-	// facts of compose.json: the workers ran what the single process
-	// fetched.
+	// The cold merge differs from the warm one-process compose only in
+	// the run facts of compose.json: the workers ran what the single
+	// process fetched.
 	if d := diffComposes(t, single.dir, merged, false); !slices.Equal(d, []string{"compose.json: differs"}) {
 		t.Errorf("cold merge vs one-process compose: %v, want only compose.json's run facts to differ", d)
+	}
+	// A cold one-process compose (its own empty registry repository, so
+	// it builds every stage as the workers did) equals the cold merge
+	// byte for byte, compose.json's run facts included; only the stage
+	// logs differ, which carry the wall-clock times of each run.
+	singleCold := e.run(t, "single-cold", "cfs/single-cold", unit{"testbed", []string{"x86_64", "aarch64"}}, false)
+	if singleCold.stats.Fetched != 0 || singleCold.stats.Pushed == 0 {
+		t.Errorf("cold one-process compose: %+v, want pushes only", singleCold.stats)
+	}
+	d := slices.DeleteFunc(diffComposes(t, singleCold.dir, merged, false), func(l string) bool { return strings.HasPrefix(l, "logs/") })
+	if len(d) > 0 {
+		t.Errorf("merged cold units differ from the cold one-process compose:\n%s", strings.Join(d, "\n"))
 	}
 	files := composeFiles(t, mergedWarm)
 	for _, p := range []string{"Testbed/x86_64/images/Fedora-Testbed-43.x86_64.raw", "Testbed/aarch64/images/Fedora-Testbed-43.aarch64.raw",
