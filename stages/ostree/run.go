@@ -69,9 +69,8 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("deploying commit %s: %w", commit, err)
 	}
-	// The store and mkfs.ext4 -d keep no inode flags, and the store must
-	// be able to remove the tree: ostree sets the flag again when it next
-	// deploys.
+	// The store keeps no inode flags and must be able to remove the
+	// tree: the disk stage sets the flag again in the root partition.
 	if err := clearImmutable(filepath.Join(dir, dep.Dir)); err != nil {
 		return err
 	}
