@@ -2,6 +2,7 @@ package ostree_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/ostreetest"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/sysroot"
 	"github.com/cfs-compose/cfs-compose/internal/uki"
@@ -122,7 +124,9 @@ func TestHostChecks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mnt := mountRoot(t, st.Path(stagetest.Output(t, p, res, contract.Disk, contract.DiskRaw.Name).Descriptor), layout)
+			raw := st.Path(stagetest.Output(t, p, res, contract.Disk, contract.DiskRaw.Name).Descriptor)
+			verifyDisk(t, raw, layout, dep, composefs)
+			mnt := mountRoot(t, raw, layout)
 			if _, err := os.Stat(filepath.Join(mnt, dep.Dir, sysroot.ComposefsFile)); (err == nil) != composefs {
 				t.Errorf("%s in the deployment: %v, want present = %t", sysroot.ComposefsFile, err, composefs)
 			}
@@ -215,4 +219,133 @@ func hostChecks(t *testing.T, ch *ostreetest.Chroot, mnt string, dep *artifacts.
 		}
 	}
 	run("--repo=/mnt/sysroot/ostree/repo", "fsck")
+}
+
+// verifyDisk runs cfs-compose verify's ostree rows on the disk (all must
+// pass), then on copies of it changed in one place each (one row must
+// fail, naming the change).
+func verifyDisk(t *testing.T, raw string, layout *artifacts.DiskLayout, dep *artifacts.OstreeDeployment, composefs bool) {
+	t.Helper()
+	root := rootOf(t, layout)
+	ctx := t.Context()
+	rows := composedir.VerifyOstree(ctx, raw, root.Offset, dep.Cmdline, "")
+	if len(rows) != 4 {
+		t.Fatalf("verify rows: %+v", rows)
+	}
+	for _, r := range rows {
+		if !r.OK {
+			t.Errorf("verify %s: %s", r.Check, r.Detail)
+		} else {
+			t.Logf("verify %s: ok: %s", r.Check, r.Detail)
+		}
+	}
+	commitObj := "ostree/repo/objects/" + dep.Commit[:2] + "/" + dep.Commit[2:] + ".commit"
+	tests := []struct {
+		name   string
+		change func(mnt string) error
+		check  string
+		detail string
+		// also may fail too (a removed object is missing from the
+		// composefs image's view as well).
+		also string
+	}{
+		{"a dirtree object changed", func(mnt string) error {
+			ms, err := filepath.Glob(filepath.Join(mnt, "ostree/repo/objects/*/*.dirtree"))
+			if err != nil || len(ms) == 0 {
+				return fmt.Errorf("no dirtree objects: %v", err)
+			}
+			return flipByte(ms[0])
+		}, composedir.CheckOstreeObjects, "metadata objects with a wrong checksum (", ""},
+		{"a content object removed", func(mnt string) error {
+			ms, err := filepath.Glob(filepath.Join(mnt, "ostree/repo/objects/*/*.file"))
+			if err != nil || len(ms) == 0 {
+				return fmt.Errorf("no content objects: %v", err)
+			}
+			return os.Remove(ms[len(ms)/2])
+		}, composedir.CheckOstreeObjects, "objects the commit's tree references are missing (", composedir.CheckOstreeComposefs},
+		{"the commit object changed", func(mnt string) error { return flipByte(filepath.Join(mnt, commitObj)) },
+			composedir.CheckOstreeCommit, "not the " + dep.Commit + " its name says", ""},
+		{"the ref removed", func(mnt string) error { return os.Remove(filepath.Join(mnt, "ostree/repo/refs/heads/ostree/1/1/0")) },
+			composedir.CheckOstreeCommit, "ref ostree/1/1/0 is missing", ""},
+		{"the origin removed", func(mnt string) error { return os.Remove(filepath.Join(mnt, dep.Dir+".origin")) },
+			composedir.CheckOstreeDeployment, "has no origin file", ""},
+	}
+	if composefs {
+		tests = append(tests, struct {
+			name   string
+			change func(mnt string) error
+			check  string
+			detail string
+			also   string
+		}{".ostree.cfs changed", func(mnt string) error { return flipByte(filepath.Join(mnt, dep.Dir, sysroot.ComposefsFile)) },
+			composedir.CheckOstreeComposefs, "is not a composefs image", ""})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img := changedCopy(t, raw, root, tt.change)
+			var got *composedir.OstreeRow
+			for _, r := range composedir.VerifyOstree(ctx, img, root.Offset, dep.Cmdline, "") {
+				if r.Check == tt.check {
+					got = &r
+				} else if !r.OK && !strings.HasPrefix(r.Detail, "not checked") && r.Check != tt.also {
+					t.Errorf("%s failed too: %s", r.Check, r.Detail)
+				}
+			}
+			if got == nil || got.OK || !strings.Contains(got.Detail, tt.detail) {
+				t.Fatalf("%s: %+v, want a failure saying %q", tt.check, got, tt.detail)
+			}
+			t.Logf("%s: %s", tt.check, got.Detail)
+		})
+	}
+}
+
+func rootOf(t *testing.T, layout *artifacts.DiskLayout) *artifacts.DiskPartition {
+	t.Helper()
+	for i := range layout.Partitions {
+		if layout.Partitions[i].Type == manifest.PartitionRoot {
+			return &layout.Partitions[i]
+		}
+	}
+	t.Fatalf("no root partition in %+v", layout)
+	return nil
+}
+
+// changedCopy copies the disk, applies change to its mounted root
+// partition, unmounts it and returns the copy.
+func changedCopy(t *testing.T, raw string, root *artifacts.DiskPartition, change func(mnt string) error) string {
+	t.Helper()
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.raw")
+	if out, err := exec.Command("cp", "--sparse=always", raw, img).CombinedOutput(); err != nil {
+		t.Fatalf("copying the disk: %v: %s", err, out)
+	}
+	mnt := filepath.Join(dir, "root")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := "loop,offset=" + strconv.FormatInt(root.Offset, 10) + ",sizelimit=" + strconv.FormatInt(root.Size, 10)
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", opts, img, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mounting the root partition: %v: %s", err, out)
+	}
+	cerr := change(mnt)
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmounting %s: %v: %s", mnt, err, out)
+	}
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	return img
+}
+
+// flipByte inverts the first byte of the file p.
+func flipByte(p string) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("%s is empty", p)
+	}
+	b[0] ^= 0xff
+	return os.WriteFile(p, b, 0o644)
 }
