@@ -235,6 +235,7 @@ func (v *verifier) composefsDigest(t *Target) {
 func (v *verifier) disk(ctx context.Context, t *Target) {
 	var checks []string
 	var ostreeCmdline string
+	var initrd []byte
 	if t.UKI != "" {
 		checks = append(checks, CheckDiskUKI)
 		// The ostree backend's UKI boots a deployment (ostree=).
@@ -243,6 +244,9 @@ func (v *verifier) disk(ctx context.Context, t *Target) {
 				if _, ok := ostreeArg(cl); ok {
 					ostreeCmdline = cl
 					checks = append(checks, ostreeChecks...)
+					if s := u.Section(uki.SectionInitrd); s != nil {
+						initrd, _ = s.Data()
+					}
 				}
 			}
 			u.Close()
@@ -289,7 +293,7 @@ func (v *verifier) disk(ctx context.Context, t *Target) {
 			}
 			return
 		}
-		for _, r := range VerifyOstree(ctx, v.path(t.Raw), int64(root.FirstLBA)*int64(tbl.SectorSize), ostreeCmdline, v.opts.Debugfs) {
+		for _, r := range VerifyOstree(ctx, v.path(t.Raw), int64(root.FirstLBA)*int64(tbl.SectorSize), ostreeCmdline, initrd, v.opts.Debugfs) {
 			v.rep.Add(t.Raw, r.Check, r.OK, r.Detail)
 		}
 	}

@@ -3,7 +3,9 @@ package composedir
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/composefs"
 	"github.com/cfs-compose/cfs-compose/internal/debugfs"
 	"github.com/cfs-compose/cfs-compose/internal/fsverity"
+	"github.com/cfs-compose/cfs-compose/internal/initramfs"
 	"github.com/cfs-compose/cfs-compose/internal/ostree"
 )
 
@@ -40,6 +43,12 @@ const (
 	// composefs off; without, there is no .ostree.cfs and the command line
 	// has ostree.prepare-root.composefs=0.
 	CheckOstreeComposefs = "ostree-composefs"
+	// CheckOstreeSignature: a signed commit (ostree.sign.ed25519 in its
+	// detached metadata) verifies with the key the UKI's initramfs carries
+	// for ostree-prepare-root (/etc/ostree/initramfs-root-binding.key),
+	// and a commit is signed when the initramfs carries a key. The row is
+	// there only when either is.
+	CheckOstreeSignature = "ostree-signature"
 )
 
 // ostreeChecks are the rows of an ostree disk, in report order.
@@ -126,18 +135,22 @@ type OstreeRow struct {
 // CheckOstreeComposefs). debugfsTool is the debugfs program ("" for
 // "debugfs" from $PATH). [Compose.Verify] runs it for every disk whose
 // UKI boots an ostree deployment.
-func VerifyOstree(ctx context.Context, raw string, offset int64, cmdline, debugfsTool string) []OstreeRow {
+//
+// initrd is the UKI's initramfs: the key a signed commit must verify with
+// is read from it ([CheckOstreeSignature]); nil skips that check.
+func VerifyOstree(ctx context.Context, raw string, offset int64, cmdline string, initrd []byte, debugfsTool string) []OstreeRow {
 	dfs := debugfs.Open(raw, offset)
 	if debugfsTool != "" {
 		dfs.Tool = debugfsTool
 	}
-	return verifyOstree(ctx, dfs, cmdline)
+	rows := verifyOstree(ctx, dfs, cmdline, initrd)
+	return rows
 }
 
 // verifyOstree returns one row per [ostreeChecks] for the ostree sysroot
 // of dfs booted with cmdline. A check that cannot run because an earlier
 // one failed fails naming that one.
-func verifyOstree(ctx context.Context, dfs *debugfs.FS, cmdline string) []OstreeRow {
+func verifyOstree(ctx context.Context, dfs *debugfs.FS, cmdline string, initrd []byte) []OstreeRow {
 	var rows []OstreeRow
 	add := func(check string, ok bool, format string, a ...any) {
 		rows = append(rows, OstreeRow{check, ok, fmt.Sprintf(format, a...)})
@@ -206,7 +219,7 @@ func verifyOstree(ctx context.Context, dfs *debugfs.FS, cmdline string) []Ostree
 				sizes[rel] = e.Size
 			}
 			switch path.Ext(e.Name) {
-			case ".commit", ".dirtree", ".dirmeta":
+			case ".commit", ".dirtree", ".dirmeta", ".commitmeta":
 				if e.IsRegular() {
 					meta = append(meta, d+"/"+e.Name)
 				}
@@ -286,7 +299,56 @@ func verifyOstree(ctx context.Context, dfs *debugfs.FS, cmdline string) []Ostree
 		ok, detail := checkCfs(ctx, dfs, dir+"/.ostree.cfs", want, sizes, tmp)
 		add(CheckOstreeComposefs, ok, "%s", detail)
 	}
+	if initrd != nil {
+		if ok, detail, present := checkSignature(r, commit, raw, initrd); present {
+			add(CheckOstreeSignature, ok, "%s", detail)
+		}
+	}
 	return rows
+}
+
+// checkSignature checks a commit's ed25519 signatures against the keys in
+// the initramfs; present is false for an unsigned commit booted by an
+// initramfs without keys.
+func checkSignature(r *ostree.Reader, commit ostree.Checksum, data, initrd []byte) (ok bool, detail string, present bool) {
+	keyText, hasKey := initramfs.FindFile(initrd, ostree.RootBindingKeyPath)
+	meta, err := r.ReadCommitMeta(commit)
+	if errors.Is(err, ostree.ErrNotExist) {
+		meta, err = nil, nil
+	}
+	if err != nil {
+		return false, err.Error(), true
+	}
+	signed := false
+	for _, e := range meta {
+		signed = signed || e.Key == ostree.MetaSignEd25519
+	}
+	switch {
+	case !hasKey && !signed:
+		return false, "", false
+	case !hasKey:
+		return false, "the commit is signed (" + ostree.MetaSignEd25519 + ") but the UKI's initramfs has no /" + ostree.RootBindingKeyPath + ": nothing checks the signature at boot", true
+	case !signed:
+		return false, "the UKI's initramfs trusts keys in /" + ostree.RootBindingKeyPath + " but the commit has no " + ostree.MetaSignEd25519 + " signature: ostree-prepare-root refuses it", true
+	}
+	var keys []ed25519.PublicKey
+	var names []string
+	for _, line := range strings.Split(string(keyText), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return false, fmt.Sprintf("/%s: %q is not a base64 ed25519 public key", ostree.RootBindingKeyPath, line), true
+		}
+		keys, names = append(keys, ed25519.PublicKey(b)), append(names, line)
+	}
+	i, err := ostree.VerifyCommit(data, meta, keys)
+	if err != nil {
+		return false, fmt.Sprintf("%v (keys in the initramfs: %s)", err, strings.Join(names, ", ")), true
+	}
+	return true, "the commit's ed25519 signature verifies with " + names[i] + ", the key the UKI's initramfs gives ostree-prepare-root", true
 }
 
 func hasEntry(ents []debugfs.Entry, name string, is func(*debugfs.Entry) bool) bool {
@@ -317,6 +379,9 @@ func checkRef(ctx context.Context, dfs *debugfs.FS, refs []debugfs.Entry, p stri
 // checksum in its name; it returns the bad ones and how many it checked.
 func checkMetaObjects(local string, meta []string, repo string) (bad []string, n int) {
 	for _, m := range meta {
+		if path.Ext(m) == ".commitmeta" {
+			continue // named by its commit, not its content
+		}
 		rel := strings.TrimPrefix(m, repo+"/")
 		b, err := os.ReadFile(filepath.Join(local, filepath.FromSlash(rel)))
 		name := path.Base(path.Dir(rel)) + strings.TrimSuffix(path.Base(rel), path.Ext(rel))

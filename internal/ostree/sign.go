@@ -2,12 +2,15 @@ package ostree
 
 import (
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -126,3 +129,43 @@ func (r *Reader) ReadCommitMeta(c Checksum) ([]MetaEntry, error) {
 	}
 	return m, nil
 }
+
+// ParseSigningKey parses an ed25519 commit-signing key: PKCS#8 PEM
+// ("PRIVATE KEY", as `openssl genpkey -algorithm ed25519` writes it) or
+// ostree's base64 secret-key text ([ParseSecretKeyText]).
+func ParseSigningKey(data []byte) (ed25519.PrivateKey, error) {
+	if blk, _ := pem.Decode(data); blk != nil {
+		if blk.Type != "PRIVATE KEY" {
+			return nil, fmt.Errorf("ostree: signing key: PEM block %q, want an unencrypted PKCS#8 \"PRIVATE KEY\"", blk.Type)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("ostree: signing key: %w", err)
+		}
+		ek, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("ostree: signing key: a %T, ostree signs with ed25519", k)
+		}
+		return ek, nil
+	}
+	return ParseSecretKeyText(strings.TrimSpace(string(data)))
+}
+
+// LoadSigningKey reads an ed25519 commit-signing key file
+// ([ParseSigningKey]).
+func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParseSigningKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// RootBindingKeyPath is where ostree-prepare-root reads the public keys a
+// signed composefs commit must verify with (its default
+// composefs.keypath), in the initramfs.
+const RootBindingKeyPath = "etc/ostree/initramfs-root-binding.key"

@@ -2,7 +2,10 @@ package ostree
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -184,5 +187,37 @@ func TestSignOracle(t *testing.T) {
 	}
 	if _, err := openDir(t, ours).ReadCommitMeta(root.Contents); !errors.Is(err, ErrNotExist) {
 		t.Errorf("ReadCommitMeta of a commit without: %v", err)
+	}
+}
+
+func TestParseSigningKey(t *testing.T) {
+	k := testKey()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8 := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	for name, data := range map[string][]byte{"PKCS#8 PEM": pkcs8, "ostree text": []byte(base64.StdEncoding.EncodeToString(k) + "\n")} {
+		got, err := ParseSigningKey(data)
+		if err != nil || !got.Equal(k) {
+			t.Errorf("%s: %v, %v", name, got, err)
+		}
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, _ := x509.MarshalPKCS8PrivateKey(ec)
+	for name, tt := range map[string]struct {
+		data []byte
+		err  string
+	}{
+		"ECDSA":     {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ecDER}), "ostree signs with ed25519"},
+		"encrypted": {pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}}), "want an unencrypted PKCS#8"},
+		"garbage":   {[]byte("not a key"), "ed25519 secret key"},
+	} {
+		if _, err := ParseSigningKey(tt.data); err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: %v, want %q", name, err, tt.err)
+		}
 	}
 }

@@ -2,6 +2,10 @@ package ostree_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +16,8 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
+	cfsinitramfs "github.com/cfs-compose/cfs-compose/internal/initramfs"
+	ot "github.com/cfs-compose/cfs-compose/internal/ostree"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/ostreetest"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/sysroot"
 	"github.com/cfs-compose/cfs-compose/internal/uki"
@@ -64,10 +70,19 @@ func TestHostChecks(t *testing.T) {
 	ch := ostreetest.Get(t)
 	kver := stagetest.FixtureContent(t).Kernel.Version
 	image := stagetest.DerivedImage(t, ti.File("usr/lib/modules/"+kver+"/initramfs.img", "fake initramfs\n", 0o644))
-	for _, composefs := range []bool{true, false} {
-		t.Run("composefs="+strconv.FormatBool(composefs), func(t *testing.T) {
+	key := signingKey(t)
+	for _, tc := range []struct{ composefs, signed bool }{{true, false}, {false, false}, {true, true}} {
+		composefs := tc.composefs
+		config := func() *manifest.Config {
+			mc := ostreeConfig(image, composefs)
+			if tc.signed {
+				mc.Composefs.Signed, mc.Signing.OstreeKey = true, key
+			}
+			return mc
+		}
+		t.Run("composefs="+strconv.FormatBool(composefs)+",signed="+strconv.FormatBool(tc.signed), func(t *testing.T) {
 			st := stagetest.OpenStore(t)
-			p, res, err := stagetest.Build(t, st, ostreeConfig(image, composefs),
+			p, res, err := stagetest.Build(t, st, config(),
 				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
 			if err != nil {
 				t.Fatal(err)
@@ -75,7 +90,7 @@ func TestHostChecks(t *testing.T) {
 			// Deterministic: a second build in a fresh store gives the same
 			// sysroot tree and disk bytes.
 			st2 := stagetest.OpenStore(t)
-			p2, res2, err := stagetest.Build(t, st2, ostreeConfig(image, composefs),
+			p2, res2, err := stagetest.Build(t, st2, config(),
 				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
 			if err != nil {
 				t.Fatal(err)
@@ -125,7 +140,12 @@ func TestHostChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 			raw := st.Path(stagetest.Output(t, p, res, contract.Disk, contract.DiskRaw.Name).Descriptor)
-			verifyDisk(t, raw, layout, dep, composefs)
+			initrd, err := f.Section(uki.SectionInitrd).Data()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSigned(t, st, p, res, dep, initrd, tc.signed)
+			verifyDisk(t, raw, layout, dep, composefs, initrd)
 			mnt := mountRoot(t, raw, layout)
 			if _, err := os.Stat(filepath.Join(mnt, dep.Dir, sysroot.ComposefsFile)); (err == nil) != composefs {
 				t.Errorf("%s in the deployment: %v, want present = %t", sysroot.ComposefsFile, err, composefs)
@@ -224,12 +244,16 @@ func hostChecks(t *testing.T, ch *ostreetest.Chroot, mnt string, dep *artifacts.
 // verifyDisk runs cfs-compose verify's ostree rows on the disk (all must
 // pass), then on copies of it changed in one place each (one row must
 // fail, naming the change).
-func verifyDisk(t *testing.T, raw string, layout *artifacts.DiskLayout, dep *artifacts.OstreeDeployment, composefs bool) {
+func verifyDisk(t *testing.T, raw string, layout *artifacts.DiskLayout, dep *artifacts.OstreeDeployment, composefs bool, initrd []byte) {
 	t.Helper()
 	root := rootOf(t, layout)
 	ctx := t.Context()
-	rows := composedir.VerifyOstree(ctx, raw, root.Offset, dep.Cmdline, "")
-	if len(rows) != 4 {
+	rows := composedir.VerifyOstree(ctx, raw, root.Offset, dep.Cmdline, initrd, "")
+	wantRows := 4
+	if dep.SignedBy != "" {
+		wantRows++ // ostree-signature
+	}
+	if len(rows) != wantRows {
 		t.Fatalf("verify rows: %+v", rows)
 	}
 	for _, r := range rows {
@@ -280,11 +304,26 @@ func verifyDisk(t *testing.T, raw string, layout *artifacts.DiskLayout, dep *art
 		}{".ostree.cfs changed", func(mnt string) error { return flipByte(filepath.Join(mnt, dep.Dir, sysroot.ComposefsFile)) },
 			composedir.CheckOstreeComposefs, "is not a composefs image", ""})
 	}
+	if dep.SignedBy != "" {
+		meta := "ostree/repo/objects/" + dep.Commit[:2] + "/" + dep.Commit[2:] + ".commitmeta"
+		tests = append(tests, []struct {
+			name   string
+			change func(mnt string) error
+			check  string
+			detail string
+			also   string
+		}{
+			{"the signature changed", func(mnt string) error { return flipByteAt(filepath.Join(mnt, meta), 40) },
+				composedir.CheckOstreeSignature, "no valid ed25519 signature", ""},
+			{"the signature removed", func(mnt string) error { return os.Remove(filepath.Join(mnt, meta)) },
+				composedir.CheckOstreeSignature, "but the commit has no ostree.sign.ed25519 signature", ""},
+		}...)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			img := changedCopy(t, raw, root, tt.change)
 			var got *composedir.OstreeRow
-			for _, r := range composedir.VerifyOstree(ctx, img, root.Offset, dep.Cmdline, "") {
+			for _, r := range composedir.VerifyOstree(ctx, img, root.Offset, dep.Cmdline, initrd, "") {
 				if r.Check == tt.check {
 					got = &r
 				} else if !r.OK && !strings.HasPrefix(r.Detail, "not checked") && r.Check != tt.also {
@@ -338,14 +377,82 @@ func changedCopy(t *testing.T, raw string, root *artifacts.DiskPartition, change
 }
 
 // flipByte inverts the first byte of the file p.
-func flipByte(p string) error {
+func flipByte(p string) error { return flipByteAt(p, 0) }
+
+// flipByteAt inverts byte i of the file p.
+func flipByteAt(p string, i int) error {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return err
 	}
-	if len(b) == 0 {
-		return fmt.Errorf("%s is empty", p)
+	if len(b) <= i {
+		return fmt.Errorf("%s has %d bytes", p, len(b))
 	}
-	b[0] ^= 0xff
+	b[i] ^= 0xff
 	return os.WriteFile(p, b, 0o644)
+}
+
+// signingKey writes an ed25519 key as PKCS#8 PEM (what `openssl genpkey
+// -algorithm ed25519` writes) and returns its path.
+func signingKey(t *testing.T) string {
+	t.Helper()
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(7 * i)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ostree.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkSigned checks a signed build: the deployment names the key, the
+// commit's detached signature verifies with it, and the initramfs (the
+// image's own, with an appended archive) carries it where
+// ostree-prepare-root reads it; an unsigned build has none of these.
+func checkSigned(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, dep *artifacts.OstreeDeployment, initrd []byte, signed bool) {
+	t.Helper()
+	keyText, hasKey := cfsinitramfs.FindFile(initrd, ot.RootBindingKeyPath)
+	if !signed {
+		if dep.SignedBy != "" || hasKey || !bytes.Equal(initrd, []byte("fake initramfs\n")) {
+			t.Errorf("unsigned build: signed by %q, key in the initramfs %v, initramfs %q", dep.SignedBy, hasKey, initrd)
+		}
+		return
+	}
+	if dep.SignedBy == "" || string(keyText) != dep.SignedBy+"\n" {
+		t.Errorf("signed by %q, initramfs key %q", dep.SignedBy, keyText)
+	}
+	if !bytes.HasPrefix(initrd, []byte("fake initramfs\n\x00")) {
+		t.Errorf("the image's initramfs is not kept in front of the key archive: %q", initrd[:min(len(initrd), 40)])
+	}
+	repo := filepath.Join(st.Path(stagetest.Output(t, p, res, contract.Ostree, contract.OstreeSysroot.Name).Descriptor), "ostree", "repo")
+	r, err := ot.OpenDir(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := ot.ParseChecksum(dep.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := r.ReadCommitMeta(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(repo, filepath.FromSlash(ot.ObjectPath(c, ot.ObjectCommit))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := base64.StdEncoding.DecodeString(dep.SignedBy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ot.VerifyCommit(data, meta, []ed25519.PublicKey{pub}); err != nil {
+		t.Errorf("the commit's signature: %v", err)
+	}
 }
