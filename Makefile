@@ -32,7 +32,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils zstd \
 	busybox-static qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 \
 	sbsigntool osslsigncode erofs-utils fsverity openssl \
-	python3 python3-cryptography debian-archive-keyring binutils util-linux libxml2-utils \
+	python3 python3-cryptography python3-gi debian-archive-keyring binutils util-linux libxml2-utils \
 	mmdebstrap arch-test qemu-user-static binfmt-support docker-registry
 
 # The cosign CLI the signing interoperability tests run (bin/cosign).

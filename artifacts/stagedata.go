@@ -221,6 +221,10 @@ type OstreeDeployment struct {
 	ComposefsDigest string `json:"composefs_digest,omitempty"`
 	// Origin is the deployment's origin file.
 	Origin string `json:"origin"`
+	// SignedBy is the public key (base64, as ostree writes key IDs) whose
+	// ed25519 signature (ostree.sign.ed25519) the commit carries; empty
+	// for an unsigned commit.
+	SignedBy string `json:"signed_by,omitempty"`
 }
 
 // Validate checks the schema version, the checksums and that the command

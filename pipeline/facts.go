@@ -47,6 +47,9 @@ type Facts struct {
 	// key (signing.pub, whose default the schema derives from the key).
 	Sign                   bool
 	SigningKey, SigningPub string
+	// OstreeKey is the ed25519 key (signing.ostree_key) that signs the
+	// ostree commit; set with ComposefsSigned and the ostree backend.
+	OstreeKey string
 	// BootTest: the disk image is boot-tested as the last stage.
 	BootTest bool
 }
@@ -75,6 +78,9 @@ func FactsOf(t Target, c *manifest.Config) (*Facts, error) {
 	if f.Composefs {
 		f.Verity = c.Composefs.Verity
 		f.ComposefsSigned = c.Composefs.Signed
+	}
+	if f.ComposefsSigned && f.Ostree() {
+		f.OstreeKey = c.Signing.OstreeKey
 	}
 	if f.Sign {
 		f.SigningKey, f.SigningPub = c.Signing.Key, c.Signing.Pub

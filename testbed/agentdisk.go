@@ -44,6 +44,12 @@ type AgentOptions struct {
 	// Tampered are files whose composefs object the harness changed on
 	// the disk: the agent's object-tamper check expects EIO reading them.
 	Tampered []string
+	// Ostree: the disk is an ostree sysroot; the agent runs its ostree
+	// checks (-ostree).
+	Ostree bool
+	// ImageInitramfs: the disk boots the image's own initramfs; the
+	// agent checks that it ran (-image-initramfs).
+	ImageInitramfs bool
 }
 
 // agentUnitText returns the unit file that runs the agent. The unit is
@@ -57,6 +63,12 @@ func agentUnitText(o AgentOptions) string {
 	}
 	if len(o.Tampered) > 0 {
 		args += " -tampered " + strings.Join(o.Tampered, ",")
+	}
+	if o.Ostree {
+		args += " -ostree"
+	}
+	if o.ImageInitramfs {
+		args += " -image-initramfs"
 	}
 	return `[Unit]
 Description=cfs-compose testbed agent (delivered at boot)

@@ -37,6 +37,14 @@ const (
 	// object on the disk after a first boot had enabled fs-verity on it,
 	// and told the agent the file's path (AgentOptions.Tampered).
 	FeatureTamper Feature = "tamper"
+	// FeatureOstree means the disk is an ostree sysroot (deploy.backend =
+	// "ostree"): the booted system must be the deployment of
+	// [Target.OstreeDeployment], as the image's own `ostree admin status`
+	// reports it.
+	FeatureOstree Feature = "ostree"
+	// FeatureImageInitramfs means the disk boots the image's own
+	// initramfs (initramfs.source = "image"), not the builtin cfs-init.
+	FeatureImageInitramfs Feature = "image-initramfs"
 )
 
 // Check is one host-side check, declared as data and registered by name.

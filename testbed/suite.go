@@ -25,6 +25,10 @@ type Target struct {
 	// be mounted with: "none", "enable" (verity=on) or "require"; empty
 	// means it is not checked.
 	ComposefsVerity string
+	// OstreeDeployment is the deployment the boot must come up in (for
+	// FeatureOstree), as `ostree admin status` names it: "STATEROOT
+	// CHECKSUM.SERIAL"; empty means only the guest's own check runs.
+	OstreeDeployment string
 }
 
 // Has reports whether the target has feature f.

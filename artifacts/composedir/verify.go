@@ -72,7 +72,11 @@ type VerifyOptions struct {
 //   - per target with a UKI and a composefs image, [CheckComposefsDigest];
 //   - per target with a raw disk image, [CheckDiskUKI] (with a UKI) and
 //     [CheckDiskImage] and [CheckDiskObjects] (with a composefs image),
-//     comparing the disk's contents with the published files.
+//     comparing the disk's contents with the published files;
+//   - per target whose UKI boots an ostree deployment (ostree= on its
+//     command line: the ostree backend), [CheckOstreeDeployment],
+//     [CheckOstreeCommit], [CheckOstreeObjects] and [CheckOstreeComposefs]
+//     on the disk's ostree sysroot.
 //
 // Problems with the compose are failed rows; the error is only for a
 // SHA256SUMS that cannot be read or parsed, or a cancelled context.
@@ -230,8 +234,23 @@ func (v *verifier) composefsDigest(t *Target) {
 // artifacts.
 func (v *verifier) disk(ctx context.Context, t *Target) {
 	var checks []string
+	var ostreeCmdline string
+	var initrd []byte
 	if t.UKI != "" {
 		checks = append(checks, CheckDiskUKI)
+		// The ostree backend's UKI boots a deployment (ostree=).
+		if u, err := uki.Open(v.path(t.UKI)); err == nil {
+			if cl, err := u.Cmdline(); err == nil {
+				if _, ok := ostreeArg(cl); ok {
+					ostreeCmdline = cl
+					checks = append(checks, ostreeChecks...)
+					if s := u.Section(uki.SectionInitrd); s != nil {
+						initrd, _ = s.Data()
+					}
+				}
+			}
+			u.Close()
+		}
 	}
 	if t.Composefs != "" {
 		checks = append(checks, CheckDiskImage, CheckDiskObjects)
@@ -265,6 +284,18 @@ func (v *verifier) disk(ctx context.Context, t *Target) {
 	}
 	if t.Composefs != "" {
 		v.diskComposefs(ctx, t, tbl)
+	}
+	if ostreeCmdline != "" {
+		root := rootPartition(tbl, t.Arch)
+		if root == nil {
+			for _, c := range ostreeChecks {
+				v.rep.Add(t.Raw, c, false, "no root partition (GPT name \""+bootlayout.DefaultRootLabel+"\" or the "+t.Arch+" root type)")
+			}
+			return
+		}
+		for _, r := range VerifyOstree(ctx, v.path(t.Raw), int64(root.FirstLBA)*int64(tbl.SectorSize), ostreeCmdline, initrd, v.opts.Debugfs) {
+			v.rep.Add(t.Raw, r.Check, r.OK, r.Detail)
+		}
 	}
 }
 

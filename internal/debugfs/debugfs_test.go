@@ -229,3 +229,26 @@ func FuzzParseListing(f *testing.F) {
 		}
 	})
 }
+
+func TestDumpFiles(t *testing.T) {
+	ctx := context.Background()
+	img, off := image(t)
+	fsys := Open(img, off)
+	dest := t.TempDir()
+	names := []string{"/composefs/objects/ab/cdef", "/composefs/objects/ab/0123", "/composefs/objects/cd/4567", "/composefs/images/deadbeef"}
+	if err := fsys.DumpFiles(ctx, names, dest); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"composefs/objects/ab/cdef": "hello\n", "composefs/objects/ab/0123": strings.Repeat("x", 10000),
+		"composefs/objects/cd/4567": "", "composefs/images/deadbeef": "image bytes"} {
+		if got, err := os.ReadFile(filepath.Join(dest, name)); err != nil || string(got) != want {
+			t.Errorf("%s: %d bytes, %v", name, len(got), err)
+		}
+	}
+	if err := fsys.DumpFiles(ctx, []string{"/composefs/objects/ab/cdef", "/composefs/objects/ab/nope"}, t.TempDir()); !errors.Is(err, ErrNotExist) {
+		t.Errorf("DumpFiles with a missing file: %v", err)
+	}
+	if err := fsys.DumpFiles(ctx, []string{"/a b"}, dest); !errors.Is(err, ErrPath) {
+		t.Errorf("DumpFiles of a name with a space: %v", err)
+	}
+}

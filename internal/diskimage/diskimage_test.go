@@ -82,7 +82,9 @@ func TestWriteVerifiesWithHostTools(t *testing.T) {
 	tree := filepath.Join(dir, "tree")
 	materialise(t, tree, rootTree(), false)
 	img := filepath.Join(dir, "disk.raw")
-	l, err := Write(context.Background(), testSpec("compose-1/testbed/x86_64", tree), img)
+	spec := testSpec("compose-1/testbed/x86_64", tree)
+	spec.Partitions[1].Immutable = []string{"usr/lib", "usr/bin/ping"}
+	l, err := Write(context.Background(), spec, img)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +196,14 @@ func TestWriteVerifiesWithHostTools(t *testing.T) {
 		}
 		if big := debugfs("ea_list /usr/lib/big-xattr"); !strings.Contains(big, "user.big (500)") {
 			t.Errorf("ea_list /usr/lib/big-xattr:\n%s", big)
+		}
+		// Immutable: the flag on the listed inodes only (0x80000 is
+		// EXT4_EXTENTS_FL, 0x10 EXT4_IMMUTABLE_FL), checksums still right
+		// (e2fsck above).
+		for p, want := range map[string]string{"/usr/lib": "Flags: 0x80010", "/usr/bin/ping": "Flags: 0x80010", "/usr/bin": "Flags: 0x80000\n", "/usr": "Flags: 0x80000\n"} {
+			if s := debugfs("stat " + p); !strings.Contains(s, want) {
+				t.Errorf("%s: want %q:\n%s", p, want, s)
+			}
 		}
 		if got := debugfs("cat /usr/bin/ping"); !strings.Contains(got, strings.Repeat("ping!", 3000)) {
 			t.Error("ping content differs")
@@ -486,7 +496,7 @@ func TestNormalizeExt4RejectsNonExt4(t *testing.T) {
 	if err := f.Truncate(1 << 20); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := normalizeExt4(f, 0, 0); err == nil || !strings.Contains(err.Error(), "no ext4 superblock") {
+	if _, err := normalizeExt4(f, 0, 0, nil); err == nil || !strings.Contains(err.Error(), "no ext4 superblock") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -708,4 +718,20 @@ func TestKernelReadsRoot(t *testing.T) {
 			t.Errorf("%s: mtime %d ctime %d atime %d", e.path, st.Mtim.Sec, st.Ctim.Sec, st.Atim.Sec)
 		}
 	}
+}
+
+// TestImmutableMissing: an immutable path that the tree lacks fails the
+// write, naming the partition and the path, and leaves nothing behind.
+func TestImmutableMissing(t *testing.T) {
+	requireTools(t, "mkfs.ext4", "debugfs")
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	materialise(t, tree, rootTree(), false)
+	s := testSpec("s", tree)
+	s.Partitions[1].Immutable = []string{"usr/lib/nope"}
+	_, err := Write(context.Background(), s, filepath.Join(dir, "disk.raw"))
+	if err == nil || !strings.Contains(err.Error(), `partition "root": immutable paths: usr/lib/nope is not in the file system`) {
+		t.Fatalf("Write error = %v", err)
+	}
+	assertOnly(t, dir, "tree")
 }

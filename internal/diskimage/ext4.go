@@ -6,11 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	pathpkg "path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cfs-compose/cfs-compose/internal/debugfs"
 )
 
 // mke2fsConf replaces /etc/mke2fs.conf so the host's defaults cannot change
@@ -159,7 +162,11 @@ func writeExt4(ctx context.Context, f *os.File, path string, p Partition, pl *Pa
 		}
 		return fmt.Errorf("diskimage: partition %q: mkfs.ext4 %s: %w: %s", p.Name, strings.Join(args, " "), err, msg)
 	}
-	if _, err := normalizeExt4(f, pl.Offset, epoch.Unix()); err != nil {
+	immutable, err := inodesOf(ctx, path, pl.Offset, p.Immutable)
+	if err != nil {
+		return fmt.Errorf("diskimage: partition %q: immutable paths: %w", p.Name, err)
+	}
+	if _, err := normalizeExt4(f, pl.Offset, epoch.Unix(), immutable); err != nil {
 		return fmt.Errorf("diskimage: partition %q: normalising ext4 inode times and xattr order: %w", p.Name, err)
 	}
 	return nil
@@ -193,4 +200,37 @@ func trimOutput(b []byte) string {
 		return "(no output)"
 	}
 	return s
+}
+
+// inodesOf returns the inode numbers of paths (relative to the file
+// system's root) in the ext4 file system offset bytes into the image, read
+// with debugfs; a path that does not exist is an error.
+func inodesOf(ctx context.Context, image string, offset int64, paths []string) (map[uint32]bool, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	parents := make([]string, len(paths))
+	for i, p := range paths {
+		parents[i] = "/" + strings.Trim(pathpkg.Dir("/"+p), "/")
+	}
+	listing, err := debugfs.Open(image, offset).ReadDirs(ctx, parents)
+	if err != nil {
+		return nil, err
+	}
+	inodes := map[uint32]bool{}
+	for i, p := range paths {
+		base := pathpkg.Base("/" + p)
+		found := false
+		for _, e := range listing[parents[i]] {
+			if e.Name == base {
+				inodes[uint32(e.Inode)] = true
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%s is not in the file system", p)
+		}
+	}
+	return inodes, nil
 }

@@ -19,6 +19,7 @@ const (
 	roCompatMetadataCsm = 0x400
 	bgInodeUninit       = 0x1
 	goodOldInodeSize    = 128
+	immutableFlag       = 0x10 // EXT4_IMMUTABLE_FL in i_flags
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -98,10 +99,11 @@ func openExt4(f io.ReaderAt, base int64) (*ext4FS, error) {
 // attributes in a canonical order (see canonicalXattrs), because mke2fs
 // keeps the source file system's listing order. Inode and xattr block
 // checksums are updated. Modification times are the tree's and stay.
+// The inodes in immutable get the immutable flag (EXT4_IMMUTABLE_FL).
 func normalizeExt4(f interface {
 	io.ReaderAt
 	io.WriterAt
-}, base int64, t int64) (changed int, err error) {
+}, base int64, t int64, immutable map[uint32]bool) (changed int, err error) {
 	e, err := openExt4(f, base)
 	if err != nil {
 		return 0, err
@@ -162,6 +164,9 @@ func normalizeExt4(f interface {
 			}
 			if fits(0x8C, 4) {
 				le.PutUint32(ino[0x8C:], extra) // i_atime_extra
+			}
+			if immutable[g*e.perGroup+i+1] {
+				le.PutUint32(ino[0x20:], le.Uint32(ino[0x20:])|immutableFlag) // i_flags
 			}
 			if _, err := e.canonicalXattrs(ino, extraSize, rw); err != nil {
 				return changed, fmt.Errorf("inode %d: %w", g*e.perGroup+i+1, err)

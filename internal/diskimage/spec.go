@@ -109,6 +109,11 @@ type Partition struct {
 	// means an empty file system. Hardlinks, xattrs, device nodes, symlinks,
 	// owners and modes are kept.
 	Dir string
+	// Immutable are directories or files of an ext4 partition, slash-
+	// separated paths relative to Dir, that get the immutable inode flag
+	// (chattr +i; mkfs.ext4 -d copies no inode flags), as `ostree admin
+	// deploy` sets it on a deployment directory.
+	Immutable []string
 }
 
 // File is one file of a vfat partition.

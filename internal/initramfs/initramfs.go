@@ -28,6 +28,7 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -317,4 +318,47 @@ func Read(r io.Reader) ([]Entry, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// newcHeaderSize is the size of a newc cpio header: the magic and 13
+// eight-digit hexadecimal fields.
+const newcHeaderSize = 110
+
+// FindFile returns the content of the regular file name in the
+// uncompressed newc archives of an initramfs image data (compressed parts
+// are skipped: it finds files a tool appended as a plain archive, like a
+// key file, without unpacking the rest). The last such file wins, as when
+// the kernel unpacks them in order.
+func FindFile(data []byte, name string) ([]byte, bool) {
+	needle := []byte(name + "\x00")
+	var found []byte
+	ok := false
+	for off := 0; ; {
+		i := bytes.Index(data[off:], needle)
+		if i < 0 {
+			return found, ok
+		}
+		at := off + i
+		off = at + 1
+		h := at - newcHeaderSize
+		if h < 0 || string(data[h:h+6]) != "070701" {
+			continue
+		}
+		field := func(n int) (uint64, bool) {
+			v, err := strconv.ParseUint(string(data[h+6+8*n:h+6+8*n+8]), 16, 32)
+			return v, err == nil
+		}
+		mode, ok1 := field(1)
+		size, ok2 := field(6)
+		nameSize, ok3 := field(11)
+		if !ok1 || !ok2 || !ok3 || int(nameSize) != len(needle) || mode&0o170000 != 0o100000 {
+			continue
+		}
+		start := (at + len(needle) + 3) &^ 3 // name padded to 4 bytes (header included)
+		start = h + ((newcHeaderSize + len(needle) + 3) &^ 3)
+		if start+int(size) > len(data) {
+			continue
+		}
+		found, ok = data[start:start+int(size)], true
+	}
 }

@@ -193,3 +193,45 @@ func FuzzRead(f *testing.F) {
 		Read(bytes.NewReader(data))
 	})
 }
+
+func TestFindFile(t *testing.T) {
+	archive := func(files map[string]string, c Compression) []byte {
+		var b bytes.Buffer
+		w := NewWriter(&b, c)
+		for name, data := range files {
+			if err := w.AddFile(name, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.AddDir("etc/ostree/initramfs-root-binding.key.d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	const key = "etc/ostree/initramfs-root-binding.key"
+	compressed := archive(map[string]string{key: "hidden in gzip\n", "init": "x"}, Gzip)
+	plain := archive(map[string]string{key: "AAAA\n", "etc/other": "o"}, None)
+	later := archive(map[string]string{key: "BBBB\n"}, None)
+	pad := func(b []byte) []byte { return append(b, make([]byte, (4-len(b)%4)%4)...) }
+	tests := []struct {
+		name string
+		data []byte
+		want string
+		ok   bool
+	}{
+		{"appended after a compressed archive", append(pad(compressed), plain...), "AAAA\n", true},
+		{"the last one wins", append(pad(append(pad(compressed), plain...)), later...), "BBBB\n", true},
+		{"only compressed", compressed, "", false},
+		{"a directory of a longer name is not it", archive(map[string]string{"etc/x": "y"}, None), "", false},
+		{"truncated in the file's data", plain[:bytes.Index(plain, []byte(key+"\x00"))+len(key)+4], "", false},
+	}
+	for _, tt := range tests {
+		got, ok := FindFile(tt.data, key)
+		if ok != tt.ok || string(got) != tt.want {
+			t.Errorf("%s: FindFile = %q, %v; want %q, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}

@@ -57,6 +57,9 @@ const (
 	ObjectDirTree ObjectType = 2 // a directory listing ([DirTree])
 	ObjectDirMeta ObjectType = 3 // directory metadata ([DirMeta])
 	ObjectCommit  ObjectType = 4 // a commit ([Commit])
+	// ObjectCommitMeta is a commit's detached metadata (a{sv}: signatures),
+	// named by the commit's checksum, not its own.
+	ObjectCommitMeta ObjectType = 6
 )
 
 // Ext returns the file name extension of objects of type t ("file",
@@ -71,6 +74,8 @@ func (t ObjectType) Ext() string {
 		return "dirmeta"
 	case ObjectCommit:
 		return "commit"
+	case ObjectCommitMeta:
+		return "commitmeta"
 	}
 	return fmt.Sprintf("ObjectType(%d)", int(t))
 }
@@ -98,13 +103,14 @@ type Variant struct {
 }
 
 var (
-	typeString  = mustType("s")
-	typeBytes   = mustType("ay")
-	typeUint32  = mustType("u")
-	typeUint64  = mustType("t")
-	typeBool    = mustType("b")
-	typeStrings = mustType("as")
-	typeVardict = mustType("a{sv}")
+	typeString     = mustType("s")
+	typeBytes      = mustType("ay")
+	typeUint32     = mustType("u")
+	typeUint64     = mustType("t")
+	typeBool       = mustType("b")
+	typeStrings    = mustType("as")
+	typeVardict    = mustType("a{sv}")
+	typeByteArrays = mustType("aay")
 )
 
 // String returns a string variant (type "s"). s must be valid UTF-8
@@ -131,6 +137,44 @@ func Strings(ss []string) Variant {
 		xs[i] = s
 	}
 	return Variant{typeStrings, xs}
+}
+
+// ByteArrays returns an array-of-byte-arrays variant (type "aay"), the
+// type of ostree's signature lists.
+func ByteArrays(bs [][]byte) Variant {
+	xs := make([]any, len(bs))
+	for i, b := range bs {
+		xs[i] = slices.Clone(b)
+	}
+	return Variant{typeByteArrays, xs}
+}
+
+// AsByteArrays returns the value of an "aay" variant.
+func (v Variant) AsByteArrays() ([][]byte, bool) {
+	if v.t == nil || v.t.sig != "aay" {
+		return nil, false
+	}
+	xs := v.v.([]any)
+	bs := make([][]byte, len(xs))
+	for i, x := range xs {
+		bs[i] = x.([]byte)
+	}
+	return bs, true
+}
+
+// MarshalMeta encodes a metadata dictionary (a{sv}) on its own, as a
+// commit's detached metadata object ([ObjectCommitMeta]) stores it.
+func MarshalMeta(entries []MetaEntry) ([]byte, error) {
+	return typeVardict.encode(nil, encodeMeta(entries))
+}
+
+// ParseMeta decodes a metadata dictionary encoded by [MarshalMeta].
+func ParseMeta(b []byte) ([]MetaEntry, error) {
+	v, err := typeVardict.decodeNormal(b)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	return decodeMeta(v.([]any)), nil
 }
 
 // Dict returns a dictionary variant (type "a{sv}") holding entries in

@@ -251,9 +251,9 @@ func (k *checker) deploy() {
 		k.errorAt("bootloader.type", "ostree-grub2 with the ostree backend", refBootLayout,
 			"bootloader.type = \"ostree-grub2\" is not supported yet: the ostree backend writes BLS entries only (ostree's boot loader \"none\", as bootc sets it). Use type = \"uki\".")
 	}
-	if c.Composefs.Enabled && c.Composefs.Signed {
-		k.errorAt("composefs.signed", "Signed composefs with the ostree backend", refBootLayout,
-			"composefs.signed = true signs cfs-compose's composefs digest for cfs-init; the ostree backend boots through ostree-prepare-root, which checks signed commits instead, and the pipeline does not sign ostree commits yet. Set signed = false or use backend = \"composefs\".")
+	if c.Composefs.Enabled && c.Composefs.Signed && c.Signing.OstreeKey == "" {
+		k.errorAt("composefs.signed", "Signed composefs without an ostree signing key", refBootLayout,
+			"composefs.signed = true with deploy.backend = \"ostree\" signs the commit, which carries the composefs digest, with ed25519 (ostree.sign.ed25519) and puts the public key into the initramfs for ostree-prepare-root: set signing { ostree_key = \"…\" } (openssl genpkey -algorithm ed25519 -out ostree.pem).")
 	}
 	if c.Composefs.Enabled && c.Composefs.Verity == initconfig.VerityRequire {
 		k.errorAt("composefs.verity", "verity = \"require\" with the ostree backend", refBootLayout,

@@ -61,7 +61,8 @@ func TestSemanticChecks(t *testing.T) {
 		{"ostree backend with a bad stateroot", "  deploy {\n    backend = \"ostree\"\n    stateroot = \"a/b\"\n  }\n  initramfs {\n    source = \"image\"\n  }", Options{}, []want{
 			{E, "Invalid stateroot", `"a/b"`}}},
 		{"ostree backend with signed composefs", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  composefs {\n    signed = true\n  }\n  signing {\n    key = \"/k/cosign.key\"\n  }\n  secureboot {\n    key  = \"/k/db.key\"\n    cert = \"/k/db.crt\"\n  }", Options{}, []want{
-			{E, "Signed composefs with the ostree backend", "does not sign ostree commits yet"}}},
+			{E, "Signed composefs without an ostree signing key", "set signing { ostree_key"}}},
+		{"ostree backend with signed composefs and a commit key", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  composefs {\n    signed = true\n  }\n  signing {\n    key = \"/k/cosign.key\"\n    ostree_key = \"/k/ostree.pem\"\n  }\n  secureboot {\n    key  = \"/k/db.key\"\n    cert = \"/k/db.crt\"\n  }", Options{}, nil},
 		{"ostree backend with init arguments", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  kernel {\n    cmdline = [\"quiet\", \"--\", \"single\"]\n  }", Options{}, []want{
 			{E, "Kernel argument ostree cannot keep", `"--"`}}},
 		{"pipeline kernel argument", "  kernel {\n    cmdline = [\"quiet\", \"root=/dev/sda2\"]\n  }", Options{}, []want{

@@ -156,6 +156,11 @@ type SecureBoot struct {
 type Signing struct {
 	Key string `json:"key,omitempty"` // absolute path of cosign.key (encrypted, passphrase from CFS_SIGNING_PASSWORD)
 	Pub string `json:"pub,omitempty"` // absolute path of cosign.pub (default: Key with .key replaced by .pub)
+	// OstreeKey is the absolute path of the ed25519 key that signs ostree
+	// commits (composefs.signed with deploy.backend = "ostree"): PKCS#8
+	// PEM ("openssl genpkey -algorithm ed25519") or ostree's base64
+	// secret-key text.
+	OstreeKey string `json:"ostree_key,omitempty"`
 }
 
 // Rootfs holds root filesystem layout rules.

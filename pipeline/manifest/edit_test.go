@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -113,7 +114,15 @@ func TestSetShippedRoundTrip(t *testing.T) {
 				}
 			}
 			src := files[name]
-			off, diags := Set(src, name, "variant."+v+".composefs.enabled=false")
+			// Flip the contingency switch from the shipped state (on,
+			// except testbed-ostree) and back.
+			a0 := m.Arches(v)[0]
+			c0, err := m.Config(v, a0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shipped := c0.Composefs.Enabled
+			off, diags := Set(src, name, fmt.Sprintf("variant.%s.composefs.enabled=%v", v, !shipped))
 			if diags.HasErrors() {
 				t.Fatal(diagText(diags))
 			}
@@ -127,14 +136,14 @@ func TestSetShippedRoundTrip(t *testing.T) {
 			edited[name] = off
 			m2, diags := Parse(edited, &Options{WorkDir: "/"})
 			if diags.HasErrors() {
-				t.Fatalf("manifests invalid with composefs disabled:\n%s", diagText(diags))
+				t.Fatalf("manifests invalid with composefs flipped:\n%s", diagText(diags))
 			}
 			for _, a := range m2.Arches(v) {
-				if c, _ := m2.Config(v, a); c.Composefs.Enabled {
-					t.Errorf("%s/%s: composefs still enabled", v, a)
+				if c, _ := m2.Config(v, a); c.Composefs.Enabled == shipped {
+					t.Errorf("%s/%s: composefs still %v", v, a, shipped)
 				}
 			}
-			on, diags := Set(off, name, "variant."+v+".composefs.enabled=true")
+			on, diags := Set(off, name, fmt.Sprintf("variant.%s.composefs.enabled=%v", v, shipped))
 			if diags.HasErrors() {
 				t.Fatal(diagText(diags))
 			}

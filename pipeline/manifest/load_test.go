@@ -99,7 +99,7 @@ func TestShippedManifests(t *testing.T) {
 	if len(diags) > 0 {
 		t.Fatalf("shipped manifests have diagnostics:\n%s", diagText(diags))
 	}
-	if got, want := m.Variants(), []string{"coreos", "iot", "silverblue", "testbed", "testbed-os"}; !slices.Equal(got, want) {
+	if got, want := m.Variants(), []string{"coreos", "iot", "silverblue", "testbed", "testbed-os", "testbed-ostree"}; !slices.Equal(got, want) {
 		t.Fatalf("Variants() = %v, want %v", got, want)
 	}
 	tests := []struct {

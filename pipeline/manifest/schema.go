@@ -238,6 +238,8 @@ var settingBlocks = []*blockSpec{
 				return c.Signing.Key + ".pub", "signing.key with .pub appended"
 			},
 			doc: "cosign.pub (default: key with .key replaced by .pub)"},
+		{name: "ostree_key", kind: kindPath, dflt: "", field: func(c *Config, _ *Partition) any { return &c.Signing.OstreeKey },
+			doc: "ed25519 key signing ostree commits with composefs.signed and deploy.backend = \"ostree\" (PKCS#8 PEM or ostree's base64 secret key)"},
 	}},
 	{name: "rootfs", doc: "root filesystem layout", attrs: []*attrSpec{
 		{name: "extra_dirs", kind: kindStrings, unique: true, dflt: []string{}, field: func(c *Config, _ *Partition) any { return &c.Rootfs.ExtraDirs },

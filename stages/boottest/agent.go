@@ -77,5 +77,6 @@ func agentArgs(ctx context.Context, c *Config, mode, dir string) ([]string, erro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return testbed.AgentDelivery(ctx, bin, testbed.AgentOptions{ExtraDirs: c.ExtraDirs}, dir)
+	return testbed.AgentDelivery(ctx, bin, testbed.AgentOptions{ExtraDirs: c.ExtraDirs,
+		Ostree: c.Expect.Ostree, ImageInitramfs: c.Expect.ImageInitramfs}, dir)
 }

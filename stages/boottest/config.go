@@ -76,6 +76,12 @@ type Expect struct {
 	Signed bool `json:"signed"`
 	// SecureBoot: the guest must report Secure Boot enabled.
 	SecureBoot bool `json:"secureboot"`
+	// Ostree: the disk is an ostree sysroot (deploy.backend = "ostree");
+	// the guest must have booted the ostree stage's deployment.
+	Ostree bool `json:"ostree,omitempty"`
+	// ImageInitramfs: the disk boots the image's own initramfs
+	// (initramfs.source = "image"), which the guest must show ran.
+	ImageInitramfs bool `json:"image_initramfs,omitempty"`
 }
 
 // keyConfig is what of a Config enters the cache key: everything but the

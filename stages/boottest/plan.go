@@ -27,7 +27,7 @@ func NewWithReport(report func(*Outcome)) pipeline.Stage {
 	return pipeline.Define(pipeline.Spec[Config]{
 		Kind: contract.BootTest, Version: Version,
 		// The source tree says how the agent gets in (AgentMode).
-		Inputs: []pipeline.Dep{{Kind: contract.Disk}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.Source}},
+		Inputs: []pipeline.Dep{{Kind: contract.Disk}, {Kind: contract.Composefs, Optional: true}, {Kind: contract.Ostree, Optional: true}, {Kind: contract.Source}},
 		When:   func(f *pipeline.Facts) bool { return f.BootTest },
 		Plan:   Plan,
 		Run: func(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
@@ -55,7 +55,8 @@ func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	c.ExtraDirs = append([]string(nil), mc.Rootfs.ExtraDirs...)
 	c.AgentSHA256 = agentSHA256(f.Arch.Name)
 	c.Reboot = t.Reboot
-	c.Expect = Expect{Composefs: f.Composefs, SecureBoot: t.SecureBoot}
+	c.Expect = Expect{Composefs: f.Composefs, SecureBoot: t.SecureBoot,
+		Ostree: f.Ostree(), ImageInitramfs: f.Initramfs == manifest.InitramfsImage}
 	if f.Composefs {
 		c.Expect.Verity, c.Expect.Signed = f.Verity, f.ComposefsSigned
 	}

@@ -13,6 +13,10 @@ package boottest
 //	           produces, to show the boot test changed nothing in the image
 //	os-require composefs with verity = "require", x86_64, no boot test
 //	           stage: TestObjectTamper boots it twice itself
+//	ostree     the shipped testbed-ostree variant (manifests/
+//	           testbed-ostree.hcl): an ostree sysroot booted by the image's
+//	           own dracut initramfs and Debian's ostree-prepare-root,
+//	           composefs off, x86_64, booted twice (persist-reboot)
 
 import (
 	"context"
@@ -37,12 +41,13 @@ const (
 	vOSPlain = "os-plain"
 	vOSNoBT  = "os-nobt"
 	vOSReq   = "os-require"
+	vOstree  = "ostree"
 )
 
 // osSet is a pipeline.Manifests of the real-OS versions.
 type osSet map[string]map[string]*manifest.Config
 
-func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain, vOSReq} }
+func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain, vOSReq, vOstree} }
 func (m osSet) Arches(v string) []string {
 	var as []string
 	for _, a := range []string{"aarch64", "x86_64"} {
@@ -122,6 +127,12 @@ func runOSBuild() (*built, error) {
 			set[v][arch] = c
 		}
 	}
+	c, err := m.Config("testbed-ostree", "x86_64")
+	if err != nil {
+		return nil, err
+	}
+	c.Variant, c.Name = vOstree, "Testbed-"+vOstree
+	set[vOstree] = map[string]*manifest.Config{"x86_64": c}
 	osConfigs = set
 	b := &built{tools: shared.tools, dir: filepath.Join(shared.dir, "realos")}
 	st, err := artifacts.Open(ctx, filepath.Join(b.dir, "cache"), false)
@@ -143,7 +154,8 @@ func runOSBuild() (*built, error) {
 }
 
 // TestRealOS boots the real OS: composefs on (x86_64, aarch64) and off
-// (x86_64), systemd running with nothing failed, every applicable check
+// (x86_64), and deployed as an ostree sysroot booted by the image's own
+// initramfs (x86_64), systemd running with nothing failed, every applicable check
 // passing; and the composefs image of the boot-tested build is the one a
 // plain build (no boot test) produces: the agent is not in the image.
 func TestRealOS(t *testing.T) {
@@ -155,9 +167,10 @@ func TestRealOS(t *testing.T) {
 	want := map[string][]string{
 		vOS:      append([]string{"composefs-root", "composefs-digest", "composefs-verity", "root-full", "usr-readonly"}, common...),
 		vOSPlain: append([]string{"plain-root"}, common...),
+		vOstree:  append([]string{"plain-root", "usr-readonly", "ostree-booted", "image-initramfs"}, common...),
 	}
-	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}} {
-		reboot := vt.v == vOS && vt.arch == "x86_64"
+	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}, {vOstree, "x86_64"}} {
+		reboot := (vt.v == vOS || vt.v == vOstree) && vt.arch == "x86_64"
 		nr := b.node(t, vt.v, vt.arch, contract.BootTest)
 		if nr.Status != pipeline.StatusRan {
 			t.Fatalf("%s/%s: boottest %s", vt.v, vt.arch, nr.Status)
@@ -178,6 +191,21 @@ func TestRealOS(t *testing.T) {
 		}
 		if r.Facts["agent-delivery"] != AgentSystemd || r.Facts["pid"] == "1" {
 			t.Errorf("%s: agent delivery %q, pid %s", name, r.Facts["agent-delivery"], r.Facts["pid"])
+		}
+		if vt.v == vOstree {
+			// The guest booted the deployment the ostree stage wrote.
+			var dep artifacts.OstreeDeployment
+			rec := b.node(t, vt.v, vt.arch, contract.Ostree).Record
+			raw, err := os.ReadFile(b.st.Path(rec.Outputs["deployment"].Descriptor))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(raw, &dep); err != nil {
+				t.Fatal(err)
+			}
+			if want := dep.Stateroot + " " + dep.Commit + ".0"; r.Facts["ostree-booted"] != want {
+				t.Errorf("%s: booted deployment %q, the compose wrote %q", name, r.Facts["ostree-booted"], want)
+			}
 		}
 		if !slices.Contains(r.Features, "systemd") {
 			t.Errorf("%s: features %v lack systemd", name, r.Features)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,6 +34,16 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 		}
 		digest = d.Digest
 	}
+	im := Image{Disk: disk, ComposefsDigest: digest}
+	if c.Expect.Ostree {
+		d, err := contract.OstreeDeployment.Get(rc)
+		if err != nil {
+			return err
+		}
+		// The deployment directory ends in CHECKSUM.SERIAL, as `ostree
+		// admin status` names it.
+		im.OstreeDeployment = d.Stateroot + " " + path.Base(d.Dir)
+	}
 	tree, err := contract.SourceTree.Path(rc)
 	if err != nil {
 		return err
@@ -49,7 +60,7 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 	rc.Log.Info().Str("firmware", c.Firmware.Code).Bool("secureboot", c.SecureBoot != nil).
 		Bool("composefs", c.Expect.Composefs).Str("agent", agent).Msg("booting the disk image")
 	lw := &logWriter{log: rc.Log}
-	out, err := Test(ctx, c, disk, digest, agent, filepath.Join(rc.TempDir(), "boottest"), lw)
+	out, err := Test(ctx, c, im, agent, filepath.Join(rc.TempDir(), "boottest"), lw)
 	lw.Flush()
 	if err != nil {
 		return err

@@ -67,6 +67,12 @@ func (c *Config) Features() []testbed.Feature {
 	if c.Reboot {
 		f = append(f, testbed.FeatureReboot)
 	}
+	if c.Expect.Ostree {
+		f = append(f, testbed.FeatureOstree)
+	}
+	if c.Expect.ImageInitramfs {
+		f = append(f, testbed.FeatureImageInitramfs)
+	}
 	return f
 }
 
@@ -147,21 +153,36 @@ func (c *Config) Target(disk, digest string, fw *testbed.Firmware) testbed.Targe
 	return t
 }
 
-// Test boots the raw disk image per c and runs the checks, writing
-// ResultsFile, JUnitFile and ConsoleFile into dir (created if needed;
-// scratch files go there too). digest is the composefs digest the image
-// must boot (required when c.Expect.Composefs). agent is AgentPID1 or
-// AgentSystemd ([AgentMode]); with AgentSystemd the agent is delivered at
-// boot and the systemd checks apply. Check results go to log
-// as they are made, go-test style. The error is for problems of the
-// harness (no QEMU, no firmware, unreadable files); failed checks are in
-// the outcome ([Outcome.Err]).
-func Test(ctx context.Context, c *Config, disk, digest, agent, dir string, log io.Writer) (*Outcome, error) {
+// Image is what the boot test boots and what the boot must come up in.
+type Image struct {
+	// Disk is the raw disk image.
+	Disk string
+	// ComposefsDigest is the composefs digest the boot must mount
+	// (required when Expect.Composefs).
+	ComposefsDigest string
+	// OstreeDeployment is the deployment the boot must come up in, as
+	// `ostree admin status` names it ("STATEROOT CHECKSUM.SERIAL";
+	// required when Expect.Ostree).
+	OstreeDeployment string
+}
+
+// Test boots im.Disk per c and runs the checks, writing ResultsFile,
+// JUnitFile and ConsoleFile into dir (created if needed; scratch files go
+// there too). agent is AgentPID1 or AgentSystemd ([AgentMode]); with
+// AgentSystemd the agent is delivered at boot and the systemd checks
+// apply. Check results go to log as they are made, go-test style. The
+// error is for problems of the harness (no QEMU, no firmware, unreadable
+// files); failed checks are in the outcome ([Outcome.Err]).
+func Test(ctx context.Context, c *Config, im Image, agent, dir string, log io.Writer) (*Outcome, error) {
+	disk, digest := im.Disk, im.ComposefsDigest
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if c.Expect.Composefs && digest == "" {
 		return nil, errors.New("boottest: composefs is enabled but there is no composefs digest to check the boot against")
+	}
+	if c.Expect.Ostree && im.OstreeDeployment == "" {
+		return nil, errors.New("boottest: the disk is an ostree sysroot but there is no deployment to check the boot against")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -171,6 +192,7 @@ func Test(ctx context.Context, c *Config, disk, digest, agent, dir string, log i
 		return nil, err
 	}
 	tg := c.Target(disk, digest, fw)
+	tg.OstreeDeployment = im.OstreeDeployment
 	extra, err := agentArgs(ctx, c, agent, filepath.Join(dir, "agent"))
 	if err != nil {
 		return nil, err

@@ -32,7 +32,7 @@ import (
 )
 
 // Version is the implementation version (part of every cache key).
-const Version = "1"
+const Version = "2"
 
 // Config is the resolved configuration of one disk stage instance.
 type Config struct {
@@ -131,12 +131,21 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 
 	root := filepath.Join(rc.TempDir(), "root")
 	var digest string
+	var immutable []string
 	if c.Ostree {
 		// The sysroot tree is the root partition as it is (times set
 		// by the ostree stage); mkfs.ext4 only reads it.
 		if root, err = contract.OstreeSysroot.Path(rc); err != nil {
 			return err
 		}
+		// The deployment directory is immutable, as `ostree admin
+		// deploy` leaves it: nothing can be created at / of a system
+		// booted without composefs either.
+		dep, err := contract.OstreeDeployment.Get(rc)
+		if err != nil {
+			return err
+		}
+		immutable = []string{dep.Dir}
 	} else if err := os.Mkdir(root, 0o755); err != nil {
 		return err
 	}
@@ -180,7 +189,7 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 		case diskimage.TypeESP:
 			p.Files = []diskimage.File{diskimage.BytesFile(boot, ukiBytes), diskimage.BytesFile(ukiOnESP, ukiBytes)}
 		case diskimage.TypeRoot:
-			p.Dir = root
+			p.Dir, p.Immutable = root, immutable
 		}
 	}
 	rawPath := filepath.Join(rc.TempDir(), c.Basename+".raw")

@@ -16,6 +16,13 @@ type Config struct {
 	// Go spelling, which selects the cfs-init binary.
 	Arch   string `json:"arch"`
 	GOARCH string `json:"goarch"`
+	// RootBindingKey is the public key (base64, one line) of a signed
+	// ostree commit (composefs.signed with the ostree backend), which goes
+	// into the initramfs as /etc/ostree/initramfs-root-binding.key, where
+	// ostree-prepare-root reads the keys a signed composefs commit must
+	// verify with; the image's own initramfs gets it in an appended cpio
+	// archive. Empty otherwise.
+	RootBindingKey string `json:"root_binding_key,omitempty"`
 	// Kernel is source.kernel: the kernel version the source stage was
 	// asked to pick; empty means the image's only kernel. The kernel
 	// itself comes from the source stage's analysis at Run time.

@@ -2,6 +2,7 @@ package initramfs
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cfs-compose/cfs-compose/internal/initconfig"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
+	"github.com/cfs-compose/cfs-compose/internal/ostree"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
@@ -71,6 +73,13 @@ func (s *stage) binary(goarch string) ([]byte, error) {
 func (s *stage) plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	mc, f := pc.Config, pc.Facts
 	c := &Config{Source: f.Initramfs, Arch: f.Arch.Name, GOARCH: f.Arch.GOARCH, Kernel: mc.Source.Kernel}
+	if f.OstreeKey != "" {
+		k, err := ostree.LoadSigningKey(f.OstreeKey)
+		if err != nil {
+			return nil, fmt.Errorf("signing.ostree_key: %w", err)
+		}
+		c.RootBindingKey = ostree.PublicKeyText(k.Public().(ed25519.PublicKey))
+	}
 	if f.Initramfs != manifest.InitramfsBuiltin {
 		return c, nil
 	}

@@ -1,6 +1,7 @@
 package initramfs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/internal/initramfs"
 	"github.com/cfs-compose/cfs-compose/internal/kmod"
+	"github.com/cfs-compose/cfs-compose/internal/ostree"
 	"github.com/cfs-compose/cfs-compose/pipeline"
 	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
@@ -42,13 +44,16 @@ func (s *stage) run(ctx context.Context, rc *pipeline.RunContext, c *Config) err
 		return err
 	}
 	if c.Source == manifest.InitramfsImage {
-		return copyImageInitramfs(rc, fsys, an)
+		return copyImageInitramfs(rc, fsys, an, c.RootBindingKey)
 	}
 	return s.writeBuiltin(ctx, rc, c, fsys, k)
 }
 
-// copyImageInitramfs copies the image's initramfs.img verbatim.
-func copyImageInitramfs(rc *pipeline.RunContext, fsys fs.FS, an *artifacts.ImageAnalysis) error {
+// copyImageInitramfs copies the image's initramfs.img verbatim and, for a
+// signed ostree commit, appends an uncompressed cpio archive holding the
+// commit's public key ([ostree.RootBindingKeyPath]), zero-padded to a
+// 4-byte boundary first as the kernel expects of a following archive.
+func copyImageInitramfs(rc *pipeline.RunContext, fsys fs.FS, an *artifacts.ImageAnalysis, rootBindingKey string) error {
 	k := an.Kernel
 	name := path.Join(strings.TrimPrefix(k.ModulesDir, "/"), "initramfs.img")
 	f, err := fsys.Open(name)
@@ -83,6 +88,19 @@ func copyImageInitramfs(rc *pipeline.RunContext, fsys fs.FS, an *artifacts.Image
 	}
 	if n != fi.Size() {
 		return fmt.Errorf("copying the image's /%s: read %d bytes, want %d", name, n, fi.Size())
+	}
+	if rootBindingKey != "" {
+		pad := make([]byte, (4-n%4)%4)
+		var key bytes.Buffer
+		if err := writeKeyArchive(&key, rootBindingKey); err != nil {
+			return err
+		}
+		if _, err := io.MultiWriter(w, h).Write(append(pad, key.Bytes()...)); err != nil {
+			return fmt.Errorf("appending the commit key: %w", err)
+		}
+		n += int64(len(pad) + key.Len())
+		rc.Log.Info().Str("path", "/"+ostree.RootBindingKeyPath).Str("key", rootBindingKey).
+			Msg("appended the signed commit's public key to the image's initramfs")
 	}
 	if _, err := w.Commit(); err != nil {
 		return err
@@ -140,6 +158,15 @@ func (s *stage) writeBuiltin(ctx context.Context, rc *pipeline.RunContext, c *Co
 	if err := initramfs.WriteBuiltin(cw, initramfs.Gzip, b); err != nil {
 		return fmt.Errorf("writing the builtin initramfs: %w", err)
 	}
+	if c.RootBindingKey != "" {
+		// The same appended archive as for the image's initramfs.
+		if _, err := cw.Write(make([]byte, (4-cw.n%4)%4)); err != nil {
+			return err
+		}
+		if err := writeKeyArchive(cw, c.RootBindingKey); err != nil {
+			return err
+		}
+	}
 	if _, err := w.Commit(); err != nil {
 		return err
 	}
@@ -196,4 +223,22 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// writeKeyArchive writes an uncompressed initramfs archive holding the
+// public key of a signed ostree commit at [ostree.RootBindingKeyPath].
+func writeKeyArchive(w io.Writer, key string) error {
+	iw := initramfs.NewWriter(w, initramfs.None)
+	for _, d := range []string{"etc", "etc/ostree"} {
+		if err := iw.AddDir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := iw.AddFile(ostree.RootBindingKeyPath, []byte(key+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := iw.Close(); err != nil {
+		return fmt.Errorf("writing the commit key archive: %w", err)
+	}
+	return nil
 }

@@ -36,8 +36,12 @@
 // disk stage copies it into the root partition), and "deployment",
 // artifacts.OstreeDeployment (the UKI's command line comes from it).
 //
-// Not done here (later work): signed commits, the deployment directory's
-// immutable flag (cleared: the store and mkfs.ext4 -d do not keep inode
-// flags; ostree sets it again on its next deployment), SELinux relabelling
-// by the deployment's policy (files keep the labels the image carries).
+// The deployment directory's immutable flag, which `ostree admin deploy`
+// sets, is cleared in the store (which keeps no inode flags and must be
+// able to remove the tree); the disk stage sets it again in the root
+// partition (diskimage.Partition.Immutable), so mkdir at / fails with
+// EPERM on a system booted without composefs, as on Fedora.
+//
+// Not done here (later work): signed commits, SELinux relabelling by the
+// deployment's policy (files keep the labels the image carries).
 package ostree

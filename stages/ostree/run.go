@@ -2,6 +2,7 @@ package ostree
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -69,16 +70,15 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	if err != nil {
 		return fmt.Errorf("deploying commit %s: %w", commit, err)
 	}
-	// The store and mkfs.ext4 -d keep no inode flags, and the store must
-	// be able to remove the tree: ostree sets the flag again when it next
-	// deploys.
+	// The store keeps no inode flags and must be able to remove the
+	// tree: the disk stage sets the flag again in the root partition.
 	if err := clearImmutable(filepath.Join(dir, dep.Dir)); err != nil {
 		return err
 	}
 	d := &artifacts.OstreeDeployment{
 		Schema: artifacts.OstreeDeploymentSchema, Commit: commit.String(), Ref: c.Ref, Stateroot: c.Stateroot,
 		Dir: dep.Dir, BootCsum: dep.BootCsum, KernelVersion: dep.KernelVersion, Entry: dep.Entry,
-		Cmdline: dep.Options, Origin: c.Origin,
+		Cmdline: dep.Options, Origin: c.Origin, SignedBy: c.SignPub,
 	}
 	if dep.ComposefsDigest != nil {
 		d.ComposefsDigest = hex.EncodeToString(dep.ComposefsDigest[:])
@@ -135,11 +135,15 @@ func writeCommit(repo string, tree *cfs.Tree, objects *objstore.Store, c *Config
 		ot.MetaEntry{Key: ot.MetaLinux, Value: ot.String(an.Kernel.Version)},
 		ot.RefBinding(c.Ref))
 	rootIno := tree.Root()
-	commit, err = w.WriteCommit(&ot.Commit{
+	cm := &ot.Commit{
 		Metadata: meta, Subject: subject(an),
 		Timestamp:    time.Unix(rootIno.Mtime.Sec, 0).UTC(),
 		RootContents: root.Contents, RootMeta: root.Meta,
-	})
+	}
+	commit, err = w.WriteCommit(cm)
+	if err == nil && c.SignKey != "" {
+		err = signCommit(w, commit, cm, c)
+	}
 	if err == nil {
 		err = w.SetRef(c.Ref, commit)
 	}
@@ -150,6 +154,25 @@ func writeCommit(repo string, tree *cfs.Tree, objects *objstore.Store, c *Config
 		return commit, fmt.Errorf("writing the commit: %w", err)
 	}
 	return commit, nil
+}
+
+// signCommit signs the commit with the planned key (ostree sign
+// --sign-type=ed25519: a detached signature over the commit object in the
+// commit's detached metadata).
+func signCommit(w *ot.Writer, commit ot.Checksum, cm *ot.Commit, c *Config) error {
+	k, err := loadSigningKey(c.SignKey)
+	if err != nil {
+		return err
+	}
+	if got := ot.PublicKeyText(k.Public().(ed25519.PublicKey)); got != c.SignPub {
+		return fmt.Errorf("signing.ostree_key %s changed since the plan: public key %s, planned %s", c.SignKey, got, c.SignPub)
+	}
+	data, err := cm.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	sig := ot.SignCommit(data, k)
+	return w.WriteCommitMeta(commit, []ot.MetaEntry{{Key: ot.MetaSignEd25519, Value: ot.ByteArrays([][]byte{sig})}})
 }
 
 // subject is the commit subject: the image's os-release PRETTY_NAME, else

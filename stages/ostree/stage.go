@@ -2,6 +2,7 @@ package ostree
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"strings"
 
@@ -30,6 +31,11 @@ type Config struct {
 	Composefs bool `json:"composefs"`
 	// Origin is the deployment's origin file.
 	Origin string `json:"origin"`
+	// SignKey is the ed25519 key file that signs the commit
+	// (composefs.signed, signing.ostree_key); SignPub its public key as
+	// ostree writes key IDs (base64), which enters the cache key.
+	SignKey string `json:"sign_key,omitempty"`
+	SignPub string `json:"sign_pub,omitempty"`
 }
 
 // New returns the ostree stage. A target runs it with the ostree
@@ -64,7 +70,23 @@ func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 		return nil, err
 	}
 	c.Origin = origin
+	if f.OstreeKey != "" {
+		k, err := loadSigningKey(f.OstreeKey)
+		if err != nil {
+			return nil, err
+		}
+		c.SignKey, c.SignPub = f.OstreeKey, ot.PublicKeyText(k.Public().(ed25519.PublicKey))
+	}
 	return c, nil
+}
+
+// loadSigningKey reads signing.ostree_key.
+func loadSigningKey(path string) (ed25519.PrivateKey, error) {
+	k, err := ot.LoadSigningKey(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing.ostree_key: %w", err)
+	}
+	return k, nil
 }
 
 // originOf returns the origin file of a deployment of image: the container

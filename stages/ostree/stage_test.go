@@ -2,6 +2,11 @@ package ostree_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +15,9 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	"github.com/cfs-compose/cfs-compose/artifacts/composedir"
+	cfsinitramfs "github.com/cfs-compose/cfs-compose/internal/initramfs"
+	ot "github.com/cfs-compose/cfs-compose/internal/ostree"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/ostreetest"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/sysroot"
 	"github.com/cfs-compose/cfs-compose/internal/uki"
@@ -62,10 +70,19 @@ func TestHostChecks(t *testing.T) {
 	ch := ostreetest.Get(t)
 	kver := stagetest.FixtureContent(t).Kernel.Version
 	image := stagetest.DerivedImage(t, ti.File("usr/lib/modules/"+kver+"/initramfs.img", "fake initramfs\n", 0o644))
-	for _, composefs := range []bool{true, false} {
-		t.Run("composefs="+strconv.FormatBool(composefs), func(t *testing.T) {
+	key := signingKey(t)
+	for _, tc := range []struct{ composefs, signed bool }{{true, false}, {false, false}, {true, true}} {
+		composefs := tc.composefs
+		config := func() *manifest.Config {
+			mc := ostreeConfig(image, composefs)
+			if tc.signed {
+				mc.Composefs.Signed, mc.Signing.OstreeKey = true, key
+			}
+			return mc
+		}
+		t.Run("composefs="+strconv.FormatBool(composefs)+",signed="+strconv.FormatBool(tc.signed), func(t *testing.T) {
 			st := stagetest.OpenStore(t)
-			p, res, err := stagetest.Build(t, st, ostreeConfig(image, composefs),
+			p, res, err := stagetest.Build(t, st, config(),
 				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
 			if err != nil {
 				t.Fatal(err)
@@ -73,7 +90,7 @@ func TestHostChecks(t *testing.T) {
 			// Deterministic: a second build in a fresh store gives the same
 			// sysroot tree and disk bytes.
 			st2 := stagetest.OpenStore(t)
-			p2, res2, err := stagetest.Build(t, st2, ostreeConfig(image, composefs),
+			p2, res2, err := stagetest.Build(t, st2, config(),
 				source.New(), initramfs.New(), ostree.New(), ukistage.New(), disk.New())
 			if err != nil {
 				t.Fatal(err)
@@ -122,7 +139,14 @@ func TestHostChecks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mnt := mountRoot(t, st.Path(stagetest.Output(t, p, res, contract.Disk, contract.DiskRaw.Name).Descriptor), layout)
+			raw := st.Path(stagetest.Output(t, p, res, contract.Disk, contract.DiskRaw.Name).Descriptor)
+			initrd, err := f.Section(uki.SectionInitrd).Data()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSigned(t, st, p, res, dep, initrd, tc.signed)
+			verifyDisk(t, raw, layout, dep, composefs, initrd)
+			mnt := mountRoot(t, raw, layout)
 			if _, err := os.Stat(filepath.Join(mnt, dep.Dir, sysroot.ComposefsFile)); (err == nil) != composefs {
 				t.Errorf("%s in the deployment: %v, want present = %t", sysroot.ComposefsFile, err, composefs)
 			}
@@ -215,4 +239,220 @@ func hostChecks(t *testing.T, ch *ostreetest.Chroot, mnt string, dep *artifacts.
 		}
 	}
 	run("--repo=/mnt/sysroot/ostree/repo", "fsck")
+}
+
+// verifyDisk runs cfs-compose verify's ostree rows on the disk (all must
+// pass), then on copies of it changed in one place each (one row must
+// fail, naming the change).
+func verifyDisk(t *testing.T, raw string, layout *artifacts.DiskLayout, dep *artifacts.OstreeDeployment, composefs bool, initrd []byte) {
+	t.Helper()
+	root := rootOf(t, layout)
+	ctx := t.Context()
+	rows := composedir.VerifyOstree(ctx, raw, root.Offset, dep.Cmdline, initrd, "")
+	wantRows := 4
+	if dep.SignedBy != "" {
+		wantRows++ // ostree-signature
+	}
+	if len(rows) != wantRows {
+		t.Fatalf("verify rows: %+v", rows)
+	}
+	for _, r := range rows {
+		if !r.OK {
+			t.Errorf("verify %s: %s", r.Check, r.Detail)
+		} else {
+			t.Logf("verify %s: ok: %s", r.Check, r.Detail)
+		}
+	}
+	commitObj := "ostree/repo/objects/" + dep.Commit[:2] + "/" + dep.Commit[2:] + ".commit"
+	tests := []struct {
+		name   string
+		change func(mnt string) error
+		check  string
+		detail string
+		// also may fail too (a removed object is missing from the
+		// composefs image's view as well).
+		also string
+	}{
+		{"a dirtree object changed", func(mnt string) error {
+			ms, err := filepath.Glob(filepath.Join(mnt, "ostree/repo/objects/*/*.dirtree"))
+			if err != nil || len(ms) == 0 {
+				return fmt.Errorf("no dirtree objects: %v", err)
+			}
+			return flipByte(ms[0])
+		}, composedir.CheckOstreeObjects, "metadata objects with a wrong checksum (", ""},
+		{"a content object removed", func(mnt string) error {
+			ms, err := filepath.Glob(filepath.Join(mnt, "ostree/repo/objects/*/*.file"))
+			if err != nil || len(ms) == 0 {
+				return fmt.Errorf("no content objects: %v", err)
+			}
+			return os.Remove(ms[len(ms)/2])
+		}, composedir.CheckOstreeObjects, "objects the commit's tree references are missing (", composedir.CheckOstreeComposefs},
+		{"the commit object changed", func(mnt string) error { return flipByte(filepath.Join(mnt, commitObj)) },
+			composedir.CheckOstreeCommit, "not the " + dep.Commit + " its name says", ""},
+		{"the ref removed", func(mnt string) error { return os.Remove(filepath.Join(mnt, "ostree/repo/refs/heads/ostree/1/1/0")) },
+			composedir.CheckOstreeCommit, "ref ostree/1/1/0 is missing", ""},
+		{"the origin removed", func(mnt string) error { return os.Remove(filepath.Join(mnt, dep.Dir+".origin")) },
+			composedir.CheckOstreeDeployment, "has no origin file", ""},
+	}
+	if composefs {
+		tests = append(tests, struct {
+			name   string
+			change func(mnt string) error
+			check  string
+			detail string
+			also   string
+		}{".ostree.cfs changed", func(mnt string) error { return flipByte(filepath.Join(mnt, dep.Dir, sysroot.ComposefsFile)) },
+			composedir.CheckOstreeComposefs, "is not a composefs image", ""})
+	}
+	if dep.SignedBy != "" {
+		meta := "ostree/repo/objects/" + dep.Commit[:2] + "/" + dep.Commit[2:] + ".commitmeta"
+		tests = append(tests, []struct {
+			name   string
+			change func(mnt string) error
+			check  string
+			detail string
+			also   string
+		}{
+			{"the signature changed", func(mnt string) error { return flipByteAt(filepath.Join(mnt, meta), 40) },
+				composedir.CheckOstreeSignature, "no valid ed25519 signature", ""},
+			{"the signature removed", func(mnt string) error { return os.Remove(filepath.Join(mnt, meta)) },
+				composedir.CheckOstreeSignature, "but the commit has no ostree.sign.ed25519 signature", ""},
+		}...)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img := changedCopy(t, raw, root, tt.change)
+			var got *composedir.OstreeRow
+			for _, r := range composedir.VerifyOstree(ctx, img, root.Offset, dep.Cmdline, initrd, "") {
+				if r.Check == tt.check {
+					got = &r
+				} else if !r.OK && !strings.HasPrefix(r.Detail, "not checked") && r.Check != tt.also {
+					t.Errorf("%s failed too: %s", r.Check, r.Detail)
+				}
+			}
+			if got == nil || got.OK || !strings.Contains(got.Detail, tt.detail) {
+				t.Fatalf("%s: %+v, want a failure saying %q", tt.check, got, tt.detail)
+			}
+			t.Logf("%s: %s", tt.check, got.Detail)
+		})
+	}
+}
+
+func rootOf(t *testing.T, layout *artifacts.DiskLayout) *artifacts.DiskPartition {
+	t.Helper()
+	for i := range layout.Partitions {
+		if layout.Partitions[i].Type == manifest.PartitionRoot {
+			return &layout.Partitions[i]
+		}
+	}
+	t.Fatalf("no root partition in %+v", layout)
+	return nil
+}
+
+// changedCopy copies the disk, applies change to its mounted root
+// partition, unmounts it and returns the copy.
+func changedCopy(t *testing.T, raw string, root *artifacts.DiskPartition, change func(mnt string) error) string {
+	t.Helper()
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.raw")
+	if out, err := exec.Command("cp", "--sparse=always", raw, img).CombinedOutput(); err != nil {
+		t.Fatalf("copying the disk: %v: %s", err, out)
+	}
+	mnt := filepath.Join(dir, "root")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := "loop,offset=" + strconv.FormatInt(root.Offset, 10) + ",sizelimit=" + strconv.FormatInt(root.Size, 10)
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", opts, img, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mounting the root partition: %v: %s", err, out)
+	}
+	cerr := change(mnt)
+	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmounting %s: %v: %s", mnt, err, out)
+	}
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	return img
+}
+
+// flipByte inverts the first byte of the file p.
+func flipByte(p string) error { return flipByteAt(p, 0) }
+
+// flipByteAt inverts byte i of the file p.
+func flipByteAt(p string, i int) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if len(b) <= i {
+		return fmt.Errorf("%s has %d bytes", p, len(b))
+	}
+	b[i] ^= 0xff
+	return os.WriteFile(p, b, 0o644)
+}
+
+// signingKey writes an ed25519 key as PKCS#8 PEM (what `openssl genpkey
+// -algorithm ed25519` writes) and returns its path.
+func signingKey(t *testing.T) string {
+	t.Helper()
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(7 * i)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ostree.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkSigned checks a signed build: the deployment names the key, the
+// commit's detached signature verifies with it, and the initramfs (the
+// image's own, with an appended archive) carries it where
+// ostree-prepare-root reads it; an unsigned build has none of these.
+func checkSigned(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, dep *artifacts.OstreeDeployment, initrd []byte, signed bool) {
+	t.Helper()
+	keyText, hasKey := cfsinitramfs.FindFile(initrd, ot.RootBindingKeyPath)
+	if !signed {
+		if dep.SignedBy != "" || hasKey || !bytes.Equal(initrd, []byte("fake initramfs\n")) {
+			t.Errorf("unsigned build: signed by %q, key in the initramfs %v, initramfs %q", dep.SignedBy, hasKey, initrd)
+		}
+		return
+	}
+	if dep.SignedBy == "" || string(keyText) != dep.SignedBy+"\n" {
+		t.Errorf("signed by %q, initramfs key %q", dep.SignedBy, keyText)
+	}
+	if !bytes.HasPrefix(initrd, []byte("fake initramfs\n\x00")) {
+		t.Errorf("the image's initramfs is not kept in front of the key archive: %q", initrd[:min(len(initrd), 40)])
+	}
+	repo := filepath.Join(st.Path(stagetest.Output(t, p, res, contract.Ostree, contract.OstreeSysroot.Name).Descriptor), "ostree", "repo")
+	r, err := ot.OpenDir(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := ot.ParseChecksum(dep.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := r.ReadCommitMeta(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(repo, filepath.FromSlash(ot.ObjectPath(c, ot.ObjectCommit))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := base64.StdEncoding.DecodeString(dep.SignedBy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ot.VerifyCommit(data, meta, []ed25519.PublicKey{pub}); err != nil {
+		t.Errorf("the commit's signature: %v", err)
+	}
 }

@@ -61,6 +61,8 @@ var checks = []check{
 	{"root-full", "statfs of / reports the EROFS image: 100 % used and small", modeComposefs, checkRootFull},
 	{"root-immutable", "mkdir at / fails with EROFS or EPERM, writes under /usr fail, rootfs.extra_dirs exist", modeAny, checkRootImmutable},
 	{"sysroot", "the physical root partition is mounted read-only at /sysroot", modeAny, checkSysroot},
+	{"ostree-booted", "the image's own `ostree admin status` shows a booted deployment (the host compares it with the compose's)", modeAny, checkOstreeBooted},
+	{"image-initramfs", "the initramfs that ran is the image's own dracut one, not the builtin cfs-init", modeAny, checkImageInitramfs},
 	{"object-tamper", "reading a file whose composefs object was changed on disk fails with EIO (fs-verity)", modeComposefs, checkObjectTamper},
 	{"secureboot", "the SecureBoot EFI variable can be read (state in the detail and the secureboot fact)", modeAny, checkSecureBoot},
 }

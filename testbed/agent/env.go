@@ -36,6 +36,14 @@ type env struct {
 	// the disk (-tampered): object-tamper expects reading them to fail
 	// with EIO.
 	tampered []string
+	// ostree: the disk is an ostree sysroot (-ostree): /sysroot holds
+	// ostree/repo and the ostree checks apply.
+	ostree bool
+	// imageInitramfs: the disk boots the image's own initramfs
+	// (-image-initramfs).
+	imageInitramfs bool
+	// ostreeStatus caches `ostree admin status` (ostreeBooted).
+	ostreeStatus *ostreeStatus
 }
 
 func (e *env) path(p string) string { return filepath.Join(e.root, p) }

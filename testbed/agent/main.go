@@ -45,6 +45,7 @@ func main() {
 	toConsole := pid1
 	systemd := false
 	extraDirs, tampered := "", ""
+	ostree, imageInitramfs := false, false
 	if !pid1 {
 		fs := flag.NewFlagSet("agent", flag.ContinueOnError)
 		fs.StringVar(&root, "root", "", "evaluate checks against this tree instead of /")
@@ -53,6 +54,8 @@ func main() {
 		fs.BoolVar(&systemd, "systemd", false, "delivered at boot into a systemd system: run its checks too")
 		fs.StringVar(&extraDirs, "extra-dirs", "", "comma-separated root-level directories that must exist (rootfs.extra_dirs)")
 		fs.StringVar(&tampered, "tampered", "", "comma-separated files whose object the harness changed on disk: reading them must fail with EIO (object-tamper)")
+		fs.BoolVar(&ostree, "ostree", false, "the disk is an ostree sysroot: run the ostree checks")
+		fs.BoolVar(&imageInitramfs, "image-initramfs", false, "the disk boots the image's own initramfs: check that it ran")
 		if err := fs.Parse(os.Args[1:]); err != nil {
 			os.Exit(2)
 		}
@@ -65,6 +68,7 @@ func main() {
 	out := console(root == "" && toConsole)
 	e := loadEnv(root)
 	e.systemd = systemd
+	e.ostree, e.imageInitramfs = ostree, imageInitramfs
 	for _, d := range strings.Split(extraDirs, ",") {
 		if d = strings.TrimSpace(d); d != "" {
 			e.extraDirs = append(e.extraDirs, d)
@@ -160,6 +164,11 @@ func facts(e *env, setup []string) [][2]string {
 	}
 	if e.systemd {
 		add("agent-delivery", "systemd")
+		if e.ostree && e.root == "" {
+			if d, err := e.ostreeBooted(); err == nil {
+				add("ostree-booted", d)
+			}
+		}
 		if e.root == "" {
 			fs = append(fs, persistFacts(e)...)
 		}

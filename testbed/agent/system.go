@@ -127,7 +127,11 @@ func checkSysroot(e *env, _ mode) outcome {
 	if !hasOption(m.Options, "ro") {
 		return fail("/sysroot (%s %s) is mounted %s, want ro", m.FSType, m.Source, m.Options)
 	}
-	if _, err := os.Stat(e.path("/sysroot/state")); err != nil {
+	marker := "/sysroot/state"
+	if e.ostree {
+		marker = "/sysroot/ostree/repo/config"
+	}
+	if _, err := os.Stat(e.path(marker)); err != nil {
 		return fail("/sysroot (%s %s) is not the root partition: %v", m.FSType, m.Source, err)
 	}
 	if err := probeWrite(e.path("/sysroot")); !errors.Is(err, syscall.EROFS) {

@@ -221,7 +221,7 @@ func TestProtocolErrorsFailAgentReport(t *testing.T) {
 }
 
 func TestRegistered(t *testing.T) {
-	want := []string{"agent-report", "composefs-digest", "composefs-root", "composefs-signature", "composefs-verity", "etc-writable", "firmware-refusal", "object-tamper", "persist-reboot", "plain-root",
+	want := []string{"agent-report", "composefs-digest", "composefs-root", "composefs-signature", "composefs-verity", "etc-writable", "firmware-refusal", "image-initramfs", "object-tamper", "ostree-booted", "persist-reboot", "plain-root",
 		"root-full", "root-immutable", "secureboot-disabled", "secureboot-enabled", "sysroot", "systemd-running", "uefi-boot", "usr-readonly", "var-writable"}
 	var got []string
 	for _, c := range testbed.DefaultRegistry.Checks() {

@@ -61,6 +61,29 @@ func init() {
 		Run:         guest("object-tamper"),
 	})
 	testbed.Register(testbed.Check{
+		Name:        "ostree-booted",
+		Description: "the image's own `ostree admin status` shows the compose's deployment as the booted one",
+		Tags:        []string{"ostree", "systemd"},
+		Requires:    []testbed.Feature{testbed.FeatureOstree, testbed.FeatureSystemd},
+		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
+		Run: func(h *testbed.H) {
+			guest("ostree-booted")(h)
+			if want := h.Target().OstreeDeployment; want != "" {
+				if got := h.Fact("ostree-booted"); got != want {
+					h.Errorf("the guest booted deployment %q, the compose wrote %q", got, want)
+				}
+			}
+		},
+	})
+	testbed.Register(testbed.Check{
+		Name:        "image-initramfs",
+		Description: "the initramfs that ran is the image's own (dracut, with ostree-prepare-root for an ostree sysroot), not the builtin cfs-init",
+		Tags:        []string{"initramfs", "systemd"},
+		Requires:    []testbed.Feature{testbed.FeatureImageInitramfs, testbed.FeatureSystemd},
+		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
+		Run:         guest("image-initramfs"),
+	})
+	testbed.Register(testbed.Check{
 		Name:        "persist-reboot",
 		Description: "a second boot of the same disk finds the tokens the first wrote to /etc and /var/lib, and the same machine-id",
 		Tags:        []string{"systemd", "persistence"},
