@@ -152,9 +152,9 @@ func (r *Reader) Ref(name string) (Checksum, error) {
 	return c, nil
 }
 
-// readMeta loads a metadata object and checks its checksum.
-func (r *Reader) readMeta(c Checksum, t ObjectType) ([]byte, error) {
-	p := ObjectPath(c, t)
+// readSmall reads the file p of the repository, at most MaxMetadataSize
+// bytes.
+func (r *Reader) readSmall(p string) ([]byte, error) {
 	f, err := r.fsys.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("ostree: %s: %w: %w", p, ErrNotExist, err)
@@ -166,6 +166,16 @@ func (r *Reader) readMeta(c Checksum, t ObjectType) ([]byte, error) {
 	}
 	if len(b) > MaxMetadataSize {
 		return nil, fmt.Errorf("ostree: %s: %w: larger than %d bytes", p, ErrFormat, MaxMetadataSize)
+	}
+	return b, nil
+}
+
+// readMeta loads a metadata object and checks its checksum.
+func (r *Reader) readMeta(c Checksum, t ObjectType) ([]byte, error) {
+	p := ObjectPath(c, t)
+	b, err := r.readSmall(p)
+	if err != nil {
+		return nil, err
 	}
 	if Checksum(sha256.Sum256(b)) != c {
 		return nil, fmt.Errorf("ostree: %s: %w", p, ErrChecksum)

@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,17 +110,9 @@ func (w *Writer) WriteCommitMeta(c Checksum, meta []MetaEntry) error {
 // error wrapping [ErrNotExist] when there is none.
 func (r *Reader) ReadCommitMeta(c Checksum) ([]MetaEntry, error) {
 	p := ObjectPath(c, ObjectCommitMeta)
-	f, err := r.fsys.Open(p)
+	b, err := r.readSmall(p)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: %s: %w: %w", p, ErrNotExist, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxMetadataSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("ostree: %s: %w", p, err)
-	}
-	if len(b) > MaxMetadataSize {
-		return nil, fmt.Errorf("ostree: %s: %w: larger than %d bytes", p, ErrFormat, MaxMetadataSize)
+		return nil, err
 	}
 	m, err := ParseMeta(b)
 	if err != nil {
