@@ -354,8 +354,8 @@ func FindFile(data []byte, name string) ([]byte, bool) {
 		if !ok1 || !ok2 || !ok3 || int(nameSize) != len(needle) || mode&0o170000 != 0o100000 {
 			continue
 		}
-		start := (at + len(needle) + 3) &^ 3 // name padded to 4 bytes (header included)
-		start = h + ((newcHeaderSize + len(needle) + 3) &^ 3)
+		// The header and name are padded to a multiple of 4 bytes.
+		start := h + ((newcHeaderSize + len(needle) + 3) &^ 3)
 		if start+int(size) > len(data) {
 			continue
 		}
