@@ -86,6 +86,16 @@ var (
 // arches are the arches of the boot-tested composefs version.
 func buildOS(t testing.TB) *built {
 	t.Helper()
+	return buildOSSet(t, true)
+}
+
+// buildOSSet builds the real-OS set once per test binary, with the boot
+// test stages of its boot-tested versions when bootTests is set, else
+// without any (the benchmarks boot the disks themselves and do not pay
+// for the tests' boots). The first call decides: go test runs the tests,
+// which want the boot tests, before the benchmarks.
+func buildOSSet(t testing.TB, bootTests bool) *built {
+	t.Helper()
 	layout, err := fixtures.DefaultLayoutDir()
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +103,7 @@ func buildOS(t testing.TB) *built {
 	if _, err := os.Stat(filepath.Join(filepath.Dir(layout), fixtures.OSLinkName, "index.json")); err != nil {
 		t.Skipf("SKIPPING REAL-OS BOOT TEST: no OS fixture at testbed/fixtures/build/%s (make fixtures builds and links it): %v", fixtures.OSLinkName, err)
 	}
-	osOnce.Do(func() { osBuilt, osErr = runOSBuild() })
+	osOnce.Do(func() { osBuilt, osErr = runOSBuild(bootTests) })
 	if osErr != nil {
 		t.Fatalf("building the real-OS composes: %v", osErr)
 	}
@@ -101,7 +111,7 @@ func buildOS(t testing.TB) *built {
 	return osBuilt
 }
 
-func runOSBuild() (*built, error) {
+func runOSBuild(bootTests bool) (*built, error) {
 	ctx := context.Background()
 	// The busybox build sets up the firmware, tools and scratch directory.
 	buildOnce.Do(func() { shared, sharedErr = runBuild() })
@@ -144,6 +154,7 @@ func runOSBuild() (*built, error) {
 				c.Source.Image = extraRef
 				c.Rootfs.ExtraDirs = []string{extraDir}
 			}
+			c.Test.Boot = c.Test.Boot && bootTests
 			set[v][arch] = c
 		}
 	}
