@@ -48,8 +48,9 @@ type AgentOptions struct {
 	// the disk: object-tamper expects ENOENT opening them.
 	Removed []string
 	// Unverified are files whose composefs object the harness replaced by
-	// an identical copy without fs-verity: with verity = "require",
-	// object-tamper expects EIO opening them.
+	// an identical copy without fs-verity: with verity "enable" or
+	// "require" (overlayfs verity=on/require), object-tamper expects EIO
+	// opening them.
 	Unverified []string
 }
 

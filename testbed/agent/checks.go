@@ -61,7 +61,7 @@ var checks = []check{
 	{"root-full", "statfs of / reports the EROFS image: 100 % used and small", modeComposefs, checkRootFull},
 	{"root-immutable", "mkdir at / fails with EROFS or EPERM, writes under /usr fail, rootfs.extra_dirs exist", modeAny, checkRootImmutable},
 	{"sysroot", "the physical root partition is mounted read-only at /sysroot", modeAny, checkSysroot},
-	{"object-tamper", "reading a file whose composefs object was changed (EIO, fs-verity), removed (ENOENT, overlayfs) or replaced without fs-verity (EIO, overlayfs verity=require) on the disk is refused", modeComposefs, checkObjectTamper},
+	{"object-tamper", "reading a file whose composefs object was changed (EIO, fs-verity), removed (ENOENT, overlayfs) or replaced by a copy without fs-verity (EIO, overlayfs verity=on/require) on the disk is refused", modeComposefs, checkObjectTamper},
 	{"secureboot", "the SecureBoot EFI variable can be read (state in the detail and the secureboot fact)", modeAny, checkSecureBoot},
 }
 

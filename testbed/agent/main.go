@@ -55,7 +55,7 @@ func main() {
 		fs.StringVar(&extraDirs, "extra-dirs", "", "comma-separated root-level directories that must exist (rootfs.extra_dirs)")
 		fs.StringVar(tampered[tamperChanged], "tampered", "", "comma-separated files whose object the harness changed on disk: reading them must fail with EIO (object-tamper)")
 		fs.StringVar(tampered[tamperRemoved], "removed", "", "comma-separated files whose object the harness removed from the disk: opening them must fail with ENOENT (object-tamper)")
-		fs.StringVar(tampered[tamperUnverified], "unverified", "", "comma-separated files whose object the harness replaced by a copy without fs-verity: with verity=require opening them must fail with EIO (object-tamper)")
+		fs.StringVar(tampered[tamperUnverified], "unverified", "", "comma-separated files whose object the harness replaced by a copy without fs-verity: with overlayfs verity=on or require opening them must fail with EIO (object-tamper)")
 		if err := fs.Parse(os.Args[1:]); err != nil {
 			os.Exit(2)
 		}

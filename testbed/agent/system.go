@@ -164,7 +164,8 @@ const (
 //     ("FILE CORRUPTED!" in the kernel log);
 //   - removed: overlayfs' lazy lookup of the data-only layer fails the
 //     open with ENOENT ("overlayfs: lazy lowerdata lookup failed");
-//   - unverified: overlayfs' verity=require fails the open with EIO
+//   - unverified: overlayfs' verity check (verity=on or require: the
+//     metacopy names a digest) fails the open with EIO
 //     ("overlayfs: lower file '…' has no fs-verity digest").
 var tamperKinds = map[tamperKind]syscall.Errno{
 	tamperChanged:    syscall.EIO,
