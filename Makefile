@@ -39,7 +39,7 @@ DEB_PACKAGES := e2fsprogs dosfstools mtools gdisk fdisk attr acl cpio xz-utils z
 COSIGN_VERSION := v2.6.5
 COSIGN         := bin/cosign
 
-.PHONY: all build test test-mkcomposefs test-short lint bench demo deps fixtures clean cosign initbins
+.PHONY: all build test test-mkcomposefs test-short lint bench bench-boot demo deps fixtures clean cosign initbins
 
 all: build
 
@@ -114,8 +114,17 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# bench runs every benchmark, the boot-time ones included (they boot the
+# fixtures, hence initbins and fixtures).
+bench: initbins fixtures
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 90m ./...
+
+# bench-boot measures the real OS's boot (testbed-os, composefs on) to
+# multi-user.target and to the verdict on x86_64 and aarch64 under this
+# host's accelerator, against the busybox testbed fixture booted in the
+# same run (docs/testbed.md, "Boot time").
+bench-boot: initbins fixtures
+	$(GO) test -run '^$$' -bench 'BootTime' -benchtime 1x -timeout 60m ./stages/boottest
 
 # demo runs the main job on the built-in testbed manifest: fetch the
 # fixtures, build the testbed variant for x86_64 (composefs on) and boot-test

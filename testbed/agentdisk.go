@@ -44,6 +44,14 @@ type AgentOptions struct {
 	// Tampered are files whose composefs object the harness changed on
 	// the disk: the agent's object-tamper check expects EIO reading them.
 	Tampered []string
+	// Removed are files whose composefs object the harness deleted from
+	// the disk: object-tamper expects ENOENT opening them.
+	Removed []string
+	// Unverified are files whose composefs object the harness replaced by
+	// an identical copy without fs-verity: with verity "enable" or
+	// "require" (overlayfs verity=on/require), object-tamper expects EIO
+	// opening them.
+	Unverified []string
 	// Ostree: the disk is an ostree sysroot; the agent runs its ostree
 	// checks (-ostree).
 	Ostree bool
@@ -61,8 +69,13 @@ func agentUnitText(o AgentOptions) string {
 	if len(o.ExtraDirs) > 0 {
 		args += " -extra-dirs " + strings.Join(o.ExtraDirs, ",")
 	}
-	if len(o.Tampered) > 0 {
-		args += " -tampered " + strings.Join(o.Tampered, ",")
+	for _, f := range []struct {
+		flag  string
+		files []string
+	}{{"-tampered", o.Tampered}, {"-removed", o.Removed}, {"-unverified", o.Unverified}} {
+		if len(f.files) > 0 {
+			args += " " + f.flag + " " + strings.Join(f.files, ",")
+		}
 	}
 	if o.Ostree {
 		args += " -ostree"

@@ -10,11 +10,22 @@ import (
 )
 
 func TestAgentUnitText(t *testing.T) {
-	u := agentUnitText(AgentOptions{ExtraDirs: []string{"/data", "/srv2"}})
-	for _, want := range []string{"Type=exec", "After=multi-user.target", "LABEL=cfs-agent /run/cfs-agent",
-		"ExecStart=/run/cfs-agent/cfs-agent -systemd -console -poweroff -extra-dirs /data,/srv2"} {
-		if !strings.Contains(u, want) {
-			t.Errorf("unit lacks %q:\n%s", want, u)
+	tests := []struct {
+		name string
+		o    AgentOptions
+		exec string
+	}{
+		{"extra dirs", AgentOptions{ExtraDirs: []string{"/data", "/srv2"}}, "-systemd -console -poweroff -extra-dirs /data,/srv2"},
+		{"tampered objects", AgentOptions{Tampered: []string{"/a", "/b"}, Removed: []string{"/c"}, Unverified: []string{"/d"}},
+			"-systemd -console -poweroff -tampered /a,/b -removed /c -unverified /d"},
+	}
+	for _, tt := range tests {
+		u := agentUnitText(tt.o)
+		for _, want := range []string{"Type=exec", "After=multi-user.target", "LABEL=cfs-agent /run/cfs-agent",
+			"ExecStart=/run/cfs-agent/cfs-agent " + tt.exec + "\n"} {
+			if !strings.Contains(u, want) {
+				t.Errorf("%s: unit lacks %q:\n%s", tt.name, want, u)
+			}
 		}
 	}
 }

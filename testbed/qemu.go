@@ -117,11 +117,18 @@ type BootResult struct {
 	Lines      []ConsoleLine   `json:"-"`
 	Report     protocol.Report `json:"report"`
 	Outcome    Outcome         `json:"outcome"`
-	Reason     string          `json:"reason"`           // what decided the outcome
-	Duration   time.Duration   `json:"duration_ns"`      // QEMU spawn to exit
-	VerdictAt  time.Duration   `json:"verdict_at_ns"`    // spawn to report end / refusal / fatal line (0: none)
-	ExitCode   int             `json:"exit_code"`        // -1 when killed
-	Stderr     string          `json:"stderr,omitempty"` // QEMU's stderr (bounded)
+	Reason     string          `json:"reason"`        // what decided the outcome
+	Duration   time.Duration   `json:"duration_ns"`   // QEMU spawn to exit
+	VerdictAt  time.Duration   `json:"verdict_at_ns"` // spawn to report end / refusal / fatal line (0: none)
+	// BegunAt is the time from QEMU's spawn to the agent's first report
+	// line (CFS-TEST-BEGIN; 0: none). In a real OS the agent's unit is
+	// ordered after multi-user.target (AgentDelivery), so this is when
+	// systemd reached multi-user.target, plus the unit's start (mounting
+	// the agent disk, executing the agent); in the busybox fixture the
+	// agent is PID 1 and this is when the image's init started.
+	BegunAt  time.Duration `json:"begun_at_ns"`
+	ExitCode int           `json:"exit_code"`        // -1 when killed
+	Stderr   string        `json:"stderr,omitempty"` // QEMU's stderr (bounded)
 	// Previous is the first boot of the same disk when this is the second
 	// ([BootTwice]); nil otherwise.
 	Previous *BootResult `json:"previous,omitempty"`
@@ -404,6 +411,12 @@ loop:
 		return nil, fmt.Errorf("writing %s: %w", res.ConsoleLog, err)
 	}
 	res.Lines, res.Report = con.snapshot()
+	for _, l := range res.Lines {
+		if strings.Contains(l.Text, protocol.MarkerBegin) {
+			res.BegunAt = l.At
+			break
+		}
+	}
 	res.Stderr = stderr.String()
 	res.ExitCode = cmd.ProcessState.ExitCode()
 	if !killed && waitErr != nil && res.Outcome == OutcomePoweredOff {

@@ -408,6 +408,12 @@ func TestBootWithFakeQEMU(t *testing.T) {
 			if res.Outcome != tt.outcome || res.Report.Ended != tt.ended {
 				t.Errorf("outcome %s (%s), report ended %v; want %s %v", res.Outcome, res.Reason, res.Report.Ended, tt.outcome, tt.ended)
 			}
+			// BegunAt is the agent's CFS-TEST-BEGIN line, before the verdict.
+			if tt.ended && (res.BegunAt <= 0 || res.BegunAt > res.VerdictAt) {
+				t.Errorf("report begun at %s, verdict at %s: want 0 < begun <= verdict", res.BegunAt, res.VerdictAt)
+			} else if !tt.ended && res.BegunAt != 0 {
+				t.Errorf("begun at %s without a report", res.BegunAt)
+			}
 			if d := time.Since(start); d > tt.maxDur {
 				t.Errorf("took %s: QEMU was not stopped promptly", d)
 			}

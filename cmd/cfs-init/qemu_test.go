@@ -30,7 +30,11 @@ import (
 
 // testInit is the image's /sbin/init in the QEMU tests: it reports one
 // "CHECK name value" line per property and powers off. The root is
-// read-only, so it calls busybox applets explicitly.
+// read-only, so it calls busybox applets explicitly. The sysroot lines
+// are what the testbed's sysroot check expects of a booted system: the
+// physical root partition mounted at /sysroot (read-only, its composefs
+// and state directories visible), nothing left at cfs-init's
+// /run/cfs/sysroot.
 const testInit = `#!/bin/busybox sh
 B=/bin/busybox
 echo "TEST-INIT-START uptime=$($B cut -d' ' -f1 /proc/uptime)"
@@ -42,6 +46,10 @@ if echo probe > /etc/cfs-probe; then echo "CHECK etc-writable yes"; else echo "C
 if echo probe > /var/cfs-probe; then echo "CHECK var-writable yes"; else echo "CHECK var-writable no"; fi
 echo "CHECK hostname $($B cat /etc/hostname)"
 echo "CHECK usr-data $($B cat /usr/share/cfs/hello)"
+echo "CHECK sysroot-mount $($B awk '$2=="/sysroot"{split($4,o,","); print $3, o[1]}' /proc/mounts)"
+echo "CHECK run-cfs-sysroot-mount <$($B awk '$2=="/run/cfs/sysroot"{print $3}' /proc/mounts)>"
+if [ -d /sysroot/state ]; then echo "CHECK sysroot-state yes"; else echo "CHECK sysroot-state no"; fi
+if $B touch /sysroot/cfs-probe 2>/run/err; then echo "CHECK sysroot-writable yes"; else echo "CHECK sysroot-writable no: $($B cat /run/err)"; fi
 echo "TEST-INIT-DONE uptime=$($B cut -d' ' -f1 /proc/uptime)"
 $B poweroff -f
 `
@@ -154,7 +162,7 @@ func newFixture(t *testing.T, goarch string) *fixture {
 		{"etc/os-release", []byte("ID=testbed\n"), 0o644},
 		{"usr/share/cfs/hello", []byte("hello from the object store\n"), 0o644},
 	}
-	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var", "etc", "usr/share/cfs"} {
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "var", "etc", "sysroot", "usr/share/cfs"} {
 		for _, root := range []string{src, plain} {
 			os.MkdirAll(filepath.Join(root, d), 0o755)
 		}
@@ -329,8 +337,13 @@ func TestQEMU(t *testing.T) {
 			"cfs-init: enabled fs-verity on 5 of 5 objects",
 			"cfs-init: image fs-verity digest verified in userspace",
 			"cfs-init: composefs root mounted (image "+f.digest+", verity=require)",
+			"cfs-init: root partition moved to /sysroot (read-only)",
 			"CHECK root-fstype overlay",
 			"CHECK usr-writable no: touch: /usr/cfs-probe: Read-only file system",
+			"CHECK sysroot-mount ext4 ro",
+			"CHECK run-cfs-sysroot-mount <>",
+			"CHECK sysroot-state yes",
+			"CHECK sysroot-writable no: touch: /sysroot/cfs-probe: Read-only file system",
 			"CHECK etc-kept no",
 			"CHECK var-kept no",
 			"CHECK etc-writable yes",
@@ -369,7 +382,12 @@ func TestQEMU(t *testing.T) {
 			"cfs-init: starting: plain root (composefs disabled)",
 			"cfs-init: root partition /dev/vda1",
 			"cfs-init: plain root mounted",
+			"cfs-init: root partition moved to /sysroot (read-only)",
 			"CHECK root-fstype ext4",
+			"CHECK sysroot-mount ext4 ro",
+			"CHECK run-cfs-sysroot-mount <>",
+			"CHECK sysroot-state yes",
+			"CHECK sysroot-writable no: touch: /sysroot/cfs-probe: Read-only file system",
 			"CHECK usr-writable no: touch: /usr/cfs-probe: Read-only file system",
 			"CHECK etc-writable yes",
 			"CHECK var-writable yes",
@@ -411,8 +429,13 @@ func TestQEMUArm64(t *testing.T) {
 		expectLines(t, res,
 			"cfs-init: enabled fs-verity on 5 of 5 objects",
 			"cfs-init: composefs root mounted (image "+f.digest+", verity=require)",
+			"cfs-init: root partition moved to /sysroot (read-only)",
 			"CHECK root-fstype overlay",
 			"CHECK usr-writable no: touch: /usr/cfs-probe: Read-only file system",
+			"CHECK sysroot-mount ext4 ro",
+			"CHECK run-cfs-sysroot-mount <>",
+			"CHECK sysroot-state yes",
+			"CHECK sysroot-writable no: touch: /sysroot/cfs-probe: Read-only file system",
 			"CHECK etc-writable yes",
 			"CHECK var-writable yes",
 			"CHECK usr-data hello from the object store",

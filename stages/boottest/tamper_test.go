@@ -2,37 +2,52 @@ package boottest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cfs-compose/cfs-compose/artifacts"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 	"github.com/cfs-compose/cfs-compose/testbed"
 	"github.com/cfs-compose/cfs-compose/testbed/agentbin"
 	"github.com/cfs-compose/cfs-compose/testbed/protocol"
 )
 
-// tamperedFile is the file whose object TestObjectTamper changes: not read
-// while the system starts.
-const tamperedFile = "/usr/share/common-licenses/GPL-3"
+// The files whose objects TestObjectTamper tampers with, none read while
+// the system starts, each with an object of its own: one byte of
+// tamperedFile's object is changed, removedFile's object is deleted, and
+// unverifiedFile's object is replaced by an identical copy without
+// fs-verity.
+const (
+	tamperedFile   = "/usr/share/common-licenses/GPL-3"
+	removedFile    = "/usr/share/common-licenses/Apache-2.0"
+	unverifiedFile = "/usr/share/common-licenses/MPL-2.0"
+)
 
 // extVerityFlag is EXT4_VERITY_FL in an inode's flags.
 const extVerityFlag = 0x100000
 
 // TestObjectTamper: the real OS with verity = "require" boots once from a
 // copy of its disk (cfs-init enables fs-verity on every object; the boot's
-// qcow2 overlay is then committed into the copy, never into the artifact),
-// one byte of the object behind tamperedFile is changed in the copy's root
-// partition, and the second boot still reaches multi-user.target while
-// reading that file fails with EIO (object-tamper).
+// qcow2 overlay is then committed into the copy, never into the artifact).
+// The host then tampers with three objects in the copy's root partition
+// (its journal replayed first, so that the inodes the first boot changed
+// are in place): one byte of tamperedFile's object is changed, the object
+// of removedFile is deleted, and the object of unverifiedFile is replaced
+// by an identical copy without fs-verity. The second boot still reaches
+// multi-user.target, every file is still listed, and reading each gives
+// the documented refusal (docs/testbed.md, object-tamper): EIO from
+// fs-verity ("FILE CORRUPTED!"), ENOENT from overlayfs' lookup of the
+// data-only layer, EIO from overlayfs' verity=require.
 func TestObjectTamper(t *testing.T) {
 	requireBoot(t, "x86_64")
-	for _, tool := range []string{"debugfs", "qemu-img"} {
+	for _, tool := range []string{"debugfs", "e2fsck", "qemu-img"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is missing (make deps installs e2fsprogs, qemu-utils)", tool)
 		}
@@ -60,6 +75,17 @@ func TestObjectTamper(t *testing.T) {
 	tg := c.Target(disk, digest, fw)
 	tg.Features = append(tg.Features, testbed.FeatureSystemd)
 
+	// The objects, each used by its file only.
+	dump := b.output(t, vOSReq, arch, contract.Source, "tree")
+	objects := map[string]string{}
+	for _, f := range []string{tamperedFile, removedFile, unverifiedFile} {
+		o := objectOf(t, dump, f)
+		if n := objectUsers(t, dump, o); n != 1 {
+			t.Fatalf("object %s of %s is used by %d files, want 1", o, f, n)
+		}
+		objects[f] = o
+	}
+
 	// First boot: fs-verity enabled on the objects, written to the overlay.
 	m := tg.Machine
 	m.Overlay = filepath.Join(dir, "first.qcow2")
@@ -79,35 +105,64 @@ func TestObjectTamper(t *testing.T) {
 		t.Fatalf("committing the first boot's overlay into the disk copy: %v: %s", err, out)
 	}
 
-	// One byte of the object, in the copy's root partition.
-	object := objectOf(t, b.output(t, vOSReq, arch, contract.Source, "tree"), tamperedFile)
-	var rootOff int64 = -1
+	// The root partition, out of the disk copy: the agent powers off
+	// without unmounting, so the first boot's inode changes (the fs-verity
+	// flags) may be in the journal only; e2fsck replays it.
+	var root *artifacts.DiskPartition
 	for _, p := range b.layout(t, vOSReq, arch).Partitions {
 		if p.Type == "root" {
-			rootOff = p.Offset
+			root = &p
 		}
 	}
-	if rootOff < 0 {
+	if root == nil {
 		t.Fatal("the disk layout has no root partition")
 	}
-	fsys := fmt.Sprintf("%s?offset=%d", disk, rootOff)
-	inode := "/composefs/objects/" + object
-	// The agent powers off without unmounting: the inode with its
-	// fs-verity flag may still be in the journal only (debugfs cannot
-	// replay it at an offset), so this is information; the proof is the
-	// kernel's "FILE CORRUPTED" on the second boot.
-	t.Logf("%s (%s): inode flags on disk %#x (fs-verity %#x)", inode, tamperedFile, debugfsFlags(t, fsys, inode), extVerityFlag)
-	blk := debugfs(t, fsys, "bmap "+inode+" 0")
+	part := filepath.Join(dir, "root.ext4")
+	copyRange(t, disk, root.Offset, part, 0, root.Size)
+	if out, err := exec.Command("e2fsck", "-y", "-E", "journal_only", part).CombinedOutput(); err != nil {
+		// Exit status 1: the journal was replayed (errors corrected).
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("e2fsck -E journal_only: %v: %s", err, out)
+		}
+	}
+	inode := func(f string) string { return "/composefs/objects/" + objects[f] }
+	for _, f := range []string{tamperedFile, removedFile, unverifiedFile} {
+		if fl := debugfsFlags(t, part, inode(f)); fl&extVerityFlag == 0 {
+			t.Fatalf("%s (%s): inode flags %#x lack fs-verity (%#x) after the first boot", inode(f), f, fl, extVerityFlag)
+		}
+	}
+
+	// Changed: one byte of the object's first block.
+	blk := debugfs(t, part, "bmap "+inode(tamperedFile)+" 0")
 	block, err := strconv.ParseInt(strings.TrimSpace(blk), 10, 64)
 	if err != nil || block <= 0 {
-		t.Fatalf("debugfs bmap %s 0: %q", inode, blk)
+		t.Fatalf("debugfs bmap %s 0: %q", inode(tamperedFile), blk)
 	}
-	flipByte(t, disk, rootOff+block*4096+100)
-	t.Logf("changed one byte of %s (object %s, block %d)", tamperedFile, object, block)
+	flipByte(t, part, block*4096+100)
+	// Unverified: the same bytes in a new inode, without fs-verity.
+	content := filepath.Join(dir, "unverified.object")
+	debugfs(t, part, "dump "+inode(unverifiedFile)+" "+content)
+	odir, oname := path.Split(inode(unverifiedFile))
+	debugfsWrite(t, part, "rm "+inode(removedFile), "rm "+inode(unverifiedFile), "cd "+odir, "write "+content+" "+oname)
+	if fl := debugfsFlags(t, part, inode(unverifiedFile)); fl&extVerityFlag != 0 {
+		t.Fatalf("%s: the rewritten object still has fs-verity (flags %#x)", inode(unverifiedFile), fl)
+	}
+	again := filepath.Join(dir, "unverified.again")
+	debugfs(t, part, "dump "+inode(unverifiedFile)+" "+again)
+	if x, y := readFile(t, content), readFile(t, again); len(x) == 0 || !bytes.Equal(x, y) {
+		t.Fatalf("the rewritten object %s differs from the original (%d, %d bytes)", inode(unverifiedFile), len(x), len(y))
+	}
+	if ls := debugfs(t, part, "ls "+path.Dir(inode(removedFile))); strings.Contains(ls, path.Base(inode(removedFile))) {
+		t.Fatalf("%s was not removed: %s", inode(removedFile), ls)
+	}
+	copyRange(t, part, 0, disk, root.Offset, root.Size)
+	t.Logf("tampered: %s (object %s, block %d) changed; %s (object %s) removed; %s (object %s) without fs-verity",
+		tamperedFile, objects[tamperedFile], block, removedFile, objects[removedFile], unverifiedFile, objects[unverifiedFile])
 
-	// Second boot: the system starts, the file reads EIO.
+	// Second boot: the system starts, each file is refused.
 	tg.Features = append(tg.Features, testbed.FeatureTamper)
-	tg.Machine.ExtraArgs, err = testbed.AgentDelivery(ctx, bin, testbed.AgentOptions{ExtraDirs: c.ExtraDirs, Tampered: []string{tamperedFile}}, filepath.Join(dir, "agent2"))
+	tg.Machine.ExtraArgs, err = testbed.AgentDelivery(ctx, bin, testbed.AgentOptions{ExtraDirs: c.ExtraDirs,
+		Tampered: []string{tamperedFile}, Removed: []string{removedFile}, Unverified: []string{unverifiedFile}}, filepath.Join(dir, "agent2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +187,24 @@ func TestObjectTamper(t *testing.T) {
 			t.Errorf("check %s = %s, want PASS", n, got[n])
 		}
 	}
-	if g, ok := second.Report.Check("object-tamper"); !ok || g.Status != protocol.Pass || !strings.Contains(g.Detail, tamperedFile) {
-		t.Errorf("guest object-tamper: %+v, want PASS naming %s", g, tamperedFile)
-	} else {
-		t.Logf("object-tamper: %s", g.Detail)
+	// The documented refusals: the error of each read, and the kernel's
+	// message naming the file (overlayfs prints the last two path
+	// components) or its object.
+	g, ok := second.Report.Check("object-tamper")
+	if !ok || g.Status != protocol.Pass {
+		t.Errorf("guest object-tamper: %+v, want PASS", g)
+	}
+	t.Logf("object-tamper: %s", g.Detail)
+	for _, want := range []string{
+		"reading " + tamperedFile + " (object changed): read " + tamperedFile + ": input/output error",
+		"reading " + removedFile + " (object removed): open " + removedFile + ": no such file or directory",
+		"overlayfs: lazy lowerdata lookup failed (common-licenses/Apache-2.0, err=-2)",
+		"reading " + unverifiedFile + " (object unverified): open " + unverifiedFile + ": input/output error",
+		"overlayfs: lower file '" + path.Base(objects[unverifiedFile]) + "' has no fs-verity digest",
+	} {
+		if !strings.Contains(g.Detail, want) {
+			t.Errorf("object-tamper detail lacks %q", want)
+		}
 	}
 	// fs-verity found the changed block (not, say, overlayfs refusing a
 	// file without fs-verity, which is EIO too).
@@ -169,6 +238,28 @@ func objectOf(t *testing.T, dumpfile, file string) string {
 	return ""
 }
 
+// objectUsers counts the files of a dumpfile whose object is object.
+func objectUsers(t *testing.T, dumpfile, object string) int {
+	t.Helper()
+	f, err := os.Open(dumpfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	n := 0
+	for sc.Scan() {
+		if fs := strings.SplitN(sc.Text(), " ", 11); len(fs) > 8 && fs[8] == object {
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading %s: %v", dumpfile, err)
+	}
+	return n
+}
+
 // debugfs runs one read-only debugfs request on fsys and returns stdout.
 func debugfs(t *testing.T, fsys, req string) string {
 	t.Helper()
@@ -177,6 +268,76 @@ func debugfs(t *testing.T, fsys, req string) string {
 		t.Fatalf("debugfs -R %q: %v", req, err)
 	}
 	return string(out)
+}
+
+// debugfsWrite runs debugfs requests on fsys opened read-write; debugfs
+// reports a failed request on stderr only, which fails the test.
+func debugfsWrite(t *testing.T, fsys string, reqs ...string) {
+	t.Helper()
+	cmd := exec.Command("debugfs", "-w", "-f", "-", fsys)
+	cmd.Stdin = strings.NewReader(strings.Join(reqs, "\n") + "\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("debugfs -w %q: %v: %s", reqs, err, stderr.String())
+	}
+	// The banner ("debugfs 1.47.2 (1-Jan-2025)") is on stderr too.
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if l != "" && !strings.HasPrefix(l, "debugfs ") {
+			t.Fatalf("debugfs -w %q: %s", reqs, stderr.String())
+		}
+	}
+}
+
+// copyRange copies n bytes at srcOff of src to dstOff of dst (created
+// when missing), writing only the 1 MiB chunks that differ, so that an
+// extracted partition stays sparse and writing it back touches only what
+// changed.
+func copyRange(t *testing.T, src string, srcOff int64, dst string, dstOff, n int64) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if fi, err := out.Stat(); err == nil && fi.Size() < dstOff+n {
+		if err := out.Truncate(dstOff + n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const chunk = 1 << 20
+	a, b := make([]byte, chunk), make([]byte, chunk)
+	for pos := int64(0); pos < n; pos += chunk {
+		l := min(chunk, n-pos)
+		if _, err := in.ReadAt(a[:l], srcOff+pos); err != nil {
+			t.Fatalf("reading %s at %d: %v", src, srcOff+pos, err)
+		}
+		if _, err := out.ReadAt(b[:l], dstOff+pos); err != nil {
+			t.Fatalf("reading %s at %d: %v", dst, dstOff+pos, err)
+		}
+		if !bytes.Equal(a[:l], b[:l]) {
+			if _, err := out.WriteAt(a[:l], dstOff+pos); err != nil {
+				t.Fatalf("writing %s at %d: %v", dst, dstOff+pos, err)
+			}
+		}
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // debugfsFlags returns an inode's flags from debugfs stat.

@@ -466,9 +466,11 @@ func FuzzParseCmdline(f *testing.F) {
 	})
 }
 
-// TestObjectTamper: without -tampered the check skips; a file that reads
-// fine or fails otherwise than with EIO fails it (EIO itself needs a real
-// fs-verity file system: TestRealOS).
+// TestObjectTamper: without tampered files the check skips; a file that
+// reads fine, is missing from the tree, or fails otherwise than with its
+// kind's errno fails it, naming the file (the refusals themselves need a
+// real fs-verity file system and overlayfs: stages/boottest
+// TestObjectTamper).
 func TestObjectTamper(t *testing.T) {
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, "intact"), []byte("x"), 0o644); err != nil {
@@ -478,10 +480,39 @@ func TestObjectTamper(t *testing.T) {
 	if o := checkObjectTamper(e, modeComposefs); o.status != protocol.Skip {
 		t.Errorf("no tampered files: %v %s", o.status, o.detail)
 	}
-	for _, p := range []string{"/intact", "/missing"} {
-		e.tampered = []string{p}
-		if o := checkObjectTamper(e, modeComposefs); o.status != protocol.Fail || !strings.Contains(o.detail, p) {
-			t.Errorf("%s: %v %s, want FAIL naming it", p, o.status, o.detail)
+	tests := []struct {
+		name   string
+		tp     tamper
+		detail string
+	}{
+		{"changed but readable", tamper{"/intact", tamperChanged}, "reading /intact (object changed) succeeded, want input/output error"},
+		{"unverified but readable", tamper{"/intact", tamperUnverified}, "reading /intact (object unverified) succeeded, want input/output error"},
+		{"removed but readable", tamper{"/intact", tamperRemoved}, "reading /intact (object removed) succeeded, want no such file or directory"},
+		{"gone from the tree", tamper{"/missing", tamperRemoved}, "stat /missing (object removed): "},
+	}
+	for _, tt := range tests {
+		e.tampered = []tamper{tt.tp}
+		if o := checkObjectTamper(e, modeComposefs); o.status != protocol.Fail || !strings.Contains(o.detail, tt.detail) {
+			t.Errorf("%s: %v %q, want FAIL with %q", tt.name, o.status, o.detail, tt.detail)
+		}
+	}
+}
+
+// TestKmsgText: /dev/kmsg records are reduced to their text when they come
+// from overlayfs or fs-verity.
+func TestKmsgText(t *testing.T) {
+	tests := []struct {
+		rec, want string
+		ok        bool
+	}{
+		{"4,812,3456789,-;overlayfs: lazy lowerdata lookup failed (common-licenses/Apache-2.0, err=-2)\n", "overlayfs: lazy lowerdata lookup failed (common-licenses/Apache-2.0, err=-2)", true},
+		{"3,900,1,-;fs-verity (vda3, inode 1234): FILE CORRUPTED! pos=0\n SUBSYSTEM=block\n", "fs-verity (vda3, inode 1234): FILE CORRUPTED! pos=0", true},
+		{"6,901,2,-;EXT4-fs (vda3): mounted filesystem\n", "", false},
+		{"no separator", "", false},
+	}
+	for _, tt := range tests {
+		if got, ok := kmsgText(tt.rec); got != tt.want || ok != tt.ok {
+			t.Errorf("kmsgText(%q) = %q, %v; want %q, %v", tt.rec, got, ok, tt.want, tt.ok)
 		}
 	}
 }

@@ -63,7 +63,7 @@ var checks = []check{
 	{"sysroot", "the physical root partition is mounted read-only at /sysroot", modeAny, checkSysroot},
 	{"ostree-booted", "the image's own `ostree admin status` shows a booted deployment (the host compares it with the compose's)", modeAny, checkOstreeBooted},
 	{"image-initramfs", "the initramfs that ran is the image's own dracut one, not the builtin cfs-init", modeAny, checkImageInitramfs},
-	{"object-tamper", "reading a file whose composefs object was changed on disk fails with EIO (fs-verity)", modeComposefs, checkObjectTamper},
+	{"object-tamper", "reading a file whose composefs object was changed (EIO, fs-verity), removed (ENOENT, overlayfs) or replaced by a copy without fs-verity (EIO, overlayfs verity=on/require) on the disk is refused", modeComposefs, checkObjectTamper},
 	{"secureboot", "the SecureBoot EFI variable can be read (state in the detail and the secureboot fact)", modeAny, checkSecureBoot},
 }
 

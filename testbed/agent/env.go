@@ -32,10 +32,11 @@ type env struct {
 	// extraDirs are the root-level directories the manifest declares
 	// (rootfs.extra_dirs; -extra-dirs).
 	extraDirs []string
-	// tampered are files whose composefs object the harness changed on
-	// the disk (-tampered): object-tamper expects reading them to fail
-	// with EIO.
-	tampered []string
+	// tampered are files whose composefs object the harness changed,
+	// removed or replaced by a copy without fs-verity on the disk
+	// (-tampered, -removed, -unverified): object-tamper expects the
+	// documented refusal reading each (see tamperKinds).
+	tampered []tamper
 	// ostree: the disk is an ostree sysroot (-ostree): /sysroot holds
 	// ostree/repo and the ostree checks apply.
 	ostree bool

@@ -44,7 +44,8 @@ func main() {
 	powerOff := pid1
 	toConsole := pid1
 	systemd := false
-	extraDirs, tampered := "", ""
+	extraDirs := ""
+	tampered := map[tamperKind]*string{tamperChanged: new(string), tamperRemoved: new(string), tamperUnverified: new(string)}
 	ostree, imageInitramfs := false, false
 	if !pid1 {
 		fs := flag.NewFlagSet("agent", flag.ContinueOnError)
@@ -53,7 +54,9 @@ func main() {
 		fs.BoolVar(&toConsole, "console", false, "write the report to /dev/console instead of stdout")
 		fs.BoolVar(&systemd, "systemd", false, "delivered at boot into a systemd system: run its checks too")
 		fs.StringVar(&extraDirs, "extra-dirs", "", "comma-separated root-level directories that must exist (rootfs.extra_dirs)")
-		fs.StringVar(&tampered, "tampered", "", "comma-separated files whose object the harness changed on disk: reading them must fail with EIO (object-tamper)")
+		fs.StringVar(tampered[tamperChanged], "tampered", "", "comma-separated files whose object the harness changed on disk: reading them must fail with EIO (object-tamper)")
+		fs.StringVar(tampered[tamperRemoved], "removed", "", "comma-separated files whose object the harness removed from the disk: opening them must fail with ENOENT (object-tamper)")
+		fs.StringVar(tampered[tamperUnverified], "unverified", "", "comma-separated files whose object the harness replaced by a copy without fs-verity: with overlayfs verity=on or require opening them must fail with EIO (object-tamper)")
 		fs.BoolVar(&ostree, "ostree", false, "the disk is an ostree sysroot: run the ostree checks")
 		fs.BoolVar(&imageInitramfs, "image-initramfs", false, "the disk boots the image's own initramfs: check that it ran")
 		if err := fs.Parse(os.Args[1:]); err != nil {
@@ -74,9 +77,11 @@ func main() {
 			e.extraDirs = append(e.extraDirs, d)
 		}
 	}
-	for _, p := range strings.Split(tampered, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			e.tampered = append(e.tampered, p)
+	for _, k := range []tamperKind{tamperChanged, tamperRemoved, tamperUnverified} {
+		for _, p := range strings.Split(*tampered[k], ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				e.tampered = append(e.tampered, tamper{path: p, kind: k})
+			}
 		}
 	}
 	if v, ok := e.cmdline.get("cfs.agent.poweroff"); ok && v == "0" {

@@ -149,26 +149,128 @@ func hasOption(opts, o string) bool {
 	return false
 }
 
-// checkObjectTamper: every file the harness named (-tampered), whose
-// object it changed on the disk after fs-verity was enabled on it, fails
-// to read with EIO.
+// tamperKind is what the harness did to a file's composefs object on the
+// disk between two boots.
+type tamperKind string
+
+// The kinds of tampering and what reading the file then gives.
+const (
+	tamperChanged    tamperKind = "changed"    // one byte changed after fs-verity was enabled
+	tamperRemoved    tamperKind = "removed"    // the object file deleted
+	tamperUnverified tamperKind = "unverified" // replaced by an identical copy without fs-verity
+)
+
+// tamperKinds is the documented refusal (docs/testbed.md) of each kind:
+// the errno reading the file fails with. The file itself stays visible
+// (stat works: its metadata is in the EROFS image); only its data is
+// refused, by the kernel, when the file is opened or read:
+//   - changed: fs-verity fails the read of the changed block with EIO
+//     ("FILE CORRUPTED!" in the kernel log);
+//   - removed: overlayfs' lazy lookup of the data-only layer fails the
+//     open with ENOENT ("overlayfs: lazy lowerdata lookup failed");
+//   - unverified: overlayfs' verity check (verity=on or require: the
+//     metacopy names a digest) fails the open with EIO
+//     ("overlayfs: lower file '…' has no fs-verity digest").
+var tamperKinds = map[tamperKind]syscall.Errno{
+	tamperChanged:    syscall.EIO,
+	tamperRemoved:    syscall.ENOENT,
+	tamperUnverified: syscall.EIO,
+}
+
+// tamper is one file whose object the harness tampered with.
+type tamper struct {
+	path string
+	kind tamperKind
+}
+
+// checkObjectTamper: every file the harness named (-tampered, -removed,
+// -unverified) is still in the tree, and reading it fails with its kind's
+// refusal; the detail names each file, the error and the kernel's
+// messages logged meanwhile (overlayfs and fs-verity name the file or
+// its object).
 func checkObjectTamper(e *env, _ mode) outcome {
 	if len(e.tampered) == 0 {
-		return skip("no tampered object named (-tampered)")
+		return skip("no tampered object named (-tampered, -removed, -unverified)")
+	}
+	klog, kerr := openKernelLog(e.path("/dev/kmsg"))
+	if kerr == nil {
+		defer klog.close()
 	}
 	var details []string
-	for _, p := range e.tampered {
-		_, err := os.ReadFile(e.path(p))
+	for _, tp := range e.tampered {
+		want := tamperKinds[tp.kind]
+		if _, err := os.Stat(e.path(tp.path)); err != nil {
+			return fail("stat %s (object %s): %v: the file must stay in the tree, only its data refused", tp.path, tp.kind, err)
+		}
+		_, err := os.ReadFile(e.path(tp.path))
 		switch {
 		case err == nil:
-			return fail("reading %s succeeded, want EIO", p)
-		case !errors.Is(err, syscall.EIO):
-			return fail("reading %s: %v, want EIO", p, err)
+			return fail("reading %s (object %s) succeeded, want %v", tp.path, tp.kind, want)
+		case !errors.Is(err, want):
+			return fail("reading %s (object %s): %v, want %v", tp.path, tp.kind, err, want)
 		}
-		details = append(details, fmt.Sprintf("reading %s: %v", p, err))
+		d := fmt.Sprintf("reading %s (object %s): %v", tp.path, tp.kind, err)
+		if kerr != nil {
+			d += "; kernel log unreadable: " + kerr.Error()
+		} else if msgs := klog.since(); len(msgs) > 0 {
+			d += "; kernel: " + strings.Join(msgs, " | ")
+		}
+		details = append(details, d)
 	}
 	return pass("%s", strings.Join(details, "; "))
 }
+
+// kernelLog reads the kernel's log (/dev/kmsg) from where it was opened.
+type kernelLog struct{ fd int }
+
+// openKernelLog opens /dev/kmsg (non-blocking) at its end.
+func openKernelLog(path string) (*kernelLog, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	if _, err := unix.Seek(fd, 0, unix.SEEK_END); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("seeking to the end of %s: %w", path, err)
+	}
+	return &kernelLog{fd: fd}, nil
+}
+
+// since returns the overlayfs and fs-verity messages logged since the
+// last call (or the open), at most 4.
+func (k *kernelLog) since() []string {
+	var msgs []string
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Read(k.fd, buf)
+		if errors.Is(err, unix.EPIPE) {
+			continue // records overwritten meanwhile: read on
+		}
+		if err != nil || n <= 0 {
+			return msgs
+		}
+		if m, ok := kmsgText(string(buf[:n])); ok && len(msgs) < 4 {
+			msgs = append(msgs, m)
+		}
+	}
+}
+
+// kmsgText returns the message of a /dev/kmsg record
+// ("prio,seq,usec,flags;text\n …") when it is from overlayfs or
+// fs-verity.
+func kmsgText(rec string) (string, bool) {
+	_, text, ok := strings.Cut(rec, ";")
+	if !ok {
+		return "", false
+	}
+	text, _, _ = strings.Cut(text, "\n")
+	if !strings.Contains(text, "overlayfs") && !strings.Contains(text, "fs-verity") {
+		return "", false
+	}
+	return text, true
+}
+
+func (k *kernelLog) close() { unix.Close(k.fd) }
 
 // persistFacts reports the machine id and the tokens persist-reboot
 // compares across two boots of the same disk: a token file in /etc and in

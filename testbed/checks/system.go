@@ -54,7 +54,7 @@ func init() {
 	})
 	testbed.Register(testbed.Check{
 		Name:        "object-tamper",
-		Description: "reading a file whose composefs object was changed by one byte on the disk fails with EIO, and the system still starts",
+		Description: "a file whose composefs object was changed by one byte (EIO, fs-verity), removed (ENOENT) or replaced by a copy without fs-verity (EIO, overlayfs verity=on/require) on the disk is refused when read, and the system still starts",
 		Tags:        []string{"composefs", "verity"},
 		Requires:    []testbed.Feature{testbed.FeatureTamper, testbed.FeatureComposefs},
 		Conflicts:   []testbed.Feature{testbed.FeatureRefusal},
