@@ -45,34 +45,8 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	defer objects.Close()
 
 	dir := filepath.Join(rc.TempDir(), "sysroot")
-	if err := sysroot.Init(dir, &sysroot.InitOptions{Modern: true}); err != nil {
-		return err
-	}
-	if err := sysroot.Configure(dir, sysroot.BootcConfig); err != nil {
-		return err
-	}
-	if err := sysroot.InitStateroot(dir, c.Stateroot); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	commit, err := writeCommit(filepath.Join(dir, sysroot.RepoDir), tree, objects, c, an)
+	commit, dep, err := writeSysroot(ctx, dir, tree, objects, c, an)
 	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dep, err := sysroot.Deploy(dir, commit, &sysroot.Options{
-		Stateroot: c.Stateroot, Kargs: c.Kargs, Origin: c.Origin, Composefs: c.Composefs,
-	})
-	if err != nil {
-		return fmt.Errorf("deploying commit %s: %w", commit, err)
-	}
-	// The store keeps no inode flags and must be able to remove the
-	// tree: the disk stage sets the flag again in the root partition.
-	if err := clearImmutable(filepath.Join(dir, dep.Dir)); err != nil {
 		return err
 	}
 	d := &artifacts.OstreeDeployment{
@@ -97,6 +71,42 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 		}
 	}
 	return nil
+}
+
+// writeSysroot writes the sysroot into dir: the repository with the
+// commit of tree, the stateroot and the deployment.
+func writeSysroot(ctx context.Context, dir string, tree *cfs.Tree, objects *objstore.Store, c *Config, an *artifacts.ImageAnalysis) (ot.Checksum, *sysroot.Deployment, error) {
+	if err := sysroot.Init(dir, &sysroot.InitOptions{Modern: true}); err != nil {
+		return ot.Checksum{}, nil, err
+	}
+	if err := sysroot.Configure(dir, sysroot.BootcConfig); err != nil {
+		return ot.Checksum{}, nil, err
+	}
+	if err := sysroot.InitStateroot(dir, c.Stateroot); err != nil {
+		return ot.Checksum{}, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return ot.Checksum{}, nil, err
+	}
+	commit, err := writeCommit(filepath.Join(dir, sysroot.RepoDir), tree, objects, c, an)
+	if err != nil {
+		return commit, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return commit, nil, err
+	}
+	dep, err := sysroot.Deploy(dir, commit, &sysroot.Options{
+		Stateroot: c.Stateroot, Kargs: c.Kargs, Origin: c.Origin, Composefs: c.Composefs,
+	})
+	if err != nil {
+		return commit, nil, fmt.Errorf("deploying commit %s: %w", commit, err)
+	}
+	// The store keeps no inode flags and must be able to remove the
+	// tree: the disk stage sets the flag again in the root partition.
+	if err := clearImmutable(filepath.Join(dir, dep.Dir)); err != nil {
+		return commit, nil, err
+	}
+	return commit, dep, nil
 }
 
 // writeCommit writes tree and its commit into the repository and points

@@ -48,7 +48,7 @@ func ostreeConfig(image string, composefs bool) *manifest.Config {
 	return mc
 }
 
-func readOutput(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, o pipeline.Output) []byte {
+func readOutput(t testing.TB, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, o pipeline.Output) []byte {
 	t.Helper()
 	b, err := os.ReadFile(st.Path(stagetest.Output(t, p, res, o.Kind, o.Name).Descriptor))
 	if err != nil {
