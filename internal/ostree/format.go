@@ -104,6 +104,7 @@ var (
 	typeUint64  = mustType("t")
 	typeBool    = mustType("b")
 	typeStrings = mustType("as")
+	typePair64  = mustType("(tt)")
 	typeVardict = mustType("a{sv}")
 )
 
@@ -132,6 +133,11 @@ func Strings(ss []string) Variant {
 	}
 	return Variant{typeStrings, xs}
 }
+
+// Uint64Pair returns a pair of 64-bit unsigned integers (type "(tt)"),
+// the form of the backing device and inode ostree-prepare-root records in
+// /run/ostree-booted.
+func Uint64Pair(a, b uint64) Variant { return Variant{typePair64, []any{a, b}} }
 
 // Dict returns a dictionary variant (type "a{sv}") holding entries in
 // the given order.
@@ -186,6 +192,36 @@ func (v Variant) AsStrings() ([]string, bool) {
 		ss[i] = x.(string)
 	}
 	return ss, true
+}
+
+// AsUint64Pair returns the values of a "(tt)" variant.
+func (v Variant) AsUint64Pair() (a, b uint64, ok bool) {
+	if v.t == nil || v.t.sig != "(tt)" {
+		return 0, 0, false
+	}
+	xs := v.v.([]any)
+	return xs[0].(uint64), xs[1].(uint64), true
+}
+
+// MarshalDict returns the serialized a{sv} dictionary of entries in their
+// order: the bytes of a GVariant of type a{sv} in normal form, as
+// /run/ostree-booted holds them (OTCORE_RUN_BOOTED, which libostree reads
+// with G_VARIANT_TYPE_VARDICT).
+func MarshalDict(entries []MetaEntry) ([]byte, error) {
+	b, err := typeVardict.encode(nil, encodeMeta(entries))
+	if err != nil {
+		return nil, fmt.Errorf("ostree: a{sv}: %w", err)
+	}
+	return b, nil
+}
+
+// ParseDict parses a serialized a{sv} dictionary in normal form.
+func ParseDict(b []byte) ([]MetaEntry, error) {
+	v, err := typeVardict.decodeNormal(b)
+	if err != nil {
+		return nil, fmt.Errorf("ostree: a{sv}: %w", err)
+	}
+	return decodeMeta(v.([]any)), nil
 }
 
 // AsDict returns the entries of an "a{sv}" variant, in stored order.
