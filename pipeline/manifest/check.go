@@ -239,10 +239,10 @@ func (k *checker) deploy() {
 		}
 		return
 	}
-	if c.Initramfs.Source != InitramfsImage {
-		k.errorAt("deploy.backend", "The builtin initramfs cannot boot the ostree backend", refBootLayout,
-			"deploy.backend = \"ostree\" lays out an ostree sysroot, but initramfs.source = %q: cfs-init (the builtin initramfs) does not know ostree's layout yet. Set initramfs { source = \"image\" } (the image's own initramfs with ostree-prepare-root) or use backend = \"composefs\".", c.Initramfs.Source)
-	}
+	// Both initramfs sources boot the ostree sysroot: the image's own
+	// (ostree-prepare-root) and cfs-init, which does prepare-root's work
+	// itself, with composefs (the commit's digest pinned by composefs= on
+	// the UKI's command line) or without (the deployment directory bound).
 	switch c.Bootloader.Type {
 	case BootloaderSystemdBoot:
 		k.errorAt("bootloader.type", "systemd-boot with the ostree backend", refBootLayout,
@@ -253,9 +253,9 @@ func (k *checker) deploy() {
 	}
 	if c.Composefs.Enabled && c.Composefs.Signed {
 		k.errorAt("composefs.signed", "Signed composefs with the ostree backend", refBootLayout,
-			"composefs.signed = true signs cfs-compose's composefs digest for cfs-init; the ostree backend boots through ostree-prepare-root, which checks signed commits instead, and the pipeline does not sign ostree commits yet. Set signed = false or use backend = \"composefs\".")
+			"composefs.signed = true signs cfs-compose's composefs digest for cfs-init's own layout; with the ostree backend the commit carries the digest, ostree-prepare-root checks signed commits instead, and the pipeline does not sign ostree commits yet. Set signed = false or use backend = \"composefs\".")
 	}
-	if c.Composefs.Enabled && c.Composefs.Verity == initconfig.VerityRequire {
+	if c.Composefs.Enabled && c.Composefs.Verity == initconfig.VerityRequire && c.Initramfs.Source == InitramfsImage {
 		k.errorAt("composefs.verity", "verity = \"require\" with the ostree backend", refBootLayout,
 			"composefs.verity = \"require\" is enforced by cfs-init; with deploy.backend = \"ostree\" the image's /usr/lib/ostree/prepare-root.conf decides, and the disk's ostree objects carry no fs-verity when it is written. Use verity = \"enable\" or \"none\".")
 	}

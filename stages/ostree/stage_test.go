@@ -131,6 +131,54 @@ func TestHostChecks(t *testing.T) {
 	}
 }
 
+// TestBuiltinInitramfsPinsDigest: with the builtin initramfs (cfs-init in
+// ostree mode) and composefs on, the UKI's command line is the
+// deployment's plus composefs=<the .ostree.cfs digest>, which cfs-init
+// checks the commit and the image against; the initramfs is configured
+// for ostree. Composefs off leaves the deployment's command line alone.
+func TestBuiltinInitramfsPinsDigest(t *testing.T) {
+	kver := stagetest.FixtureContent(t).Kernel.Version
+	image := stagetest.DerivedImage(t, ti.File("usr/lib/modules/"+kver+"/initramfs.img", "fake initramfs\n", 0o644))
+	for _, composefs := range []bool{true, false} {
+		t.Run("composefs="+strconv.FormatBool(composefs), func(t *testing.T) {
+			mc := ostreeConfig(image, composefs)
+			mc.Initramfs.Source = manifest.InitramfsBuiltin
+			st := stagetest.OpenStore(t)
+			p, res, err := stagetest.Build(t, st, mc, source.New(), initramfs.New(), ostree.New(), ukistage.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			dep, err := contract.OstreeDeployment.Decode(readOutput(t, st, p, res, contract.OstreeDeployment.Output))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := dep.Cmdline
+			if composefs {
+				if dep.ComposefsDigest == "" {
+					t.Fatal("no composefs digest in the deployment")
+				}
+				want += " composefs=" + dep.ComposefsDigest
+			}
+			data := readOutput(t, st, p, res, contract.UKIImage)
+			f, err := uki.NewFile(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := f.Section(uki.SectionCmdline)
+			if s == nil {
+				t.Fatal("UKI has no .cmdline")
+			}
+			if got, err := s.Data(); err != nil || string(got) != want {
+				t.Errorf("UKI .cmdline %q (%v), want %q", got, err, want)
+			}
+			ic := p.Targets[0].Nodes[contract.Initramfs]
+			if ic == nil || !strings.Contains(string(ic.Config), `"ostree":true`) {
+				t.Errorf("the initramfs is not configured for ostree: %v", ic)
+			}
+		})
+	}
+}
+
 // mountRoot mounts a copy of the disk's root partition read-write and
 // returns the mount point; the test's cleanup unmounts it.
 func mountRoot(t *testing.T, raw string, layout *artifacts.DiskLayout) string {
