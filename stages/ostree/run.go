@@ -65,6 +65,7 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 	}
 	dep, err := sysroot.Deploy(dir, commit, &sysroot.Options{
 		Stateroot: c.Stateroot, Kargs: c.Kargs, Origin: c.Origin, Composefs: c.Composefs,
+		ComposefsVerity: c.ComposefsVerity,
 	})
 	if err != nil {
 		return fmt.Errorf("deploying commit %s: %w", commit, err)

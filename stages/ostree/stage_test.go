@@ -2,6 +2,7 @@ package ostree_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cfs-compose/cfs-compose/artifacts"
+	ot "github.com/cfs-compose/cfs-compose/internal/ostree"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/ostreetest"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/sysroot"
 	"github.com/cfs-compose/cfs-compose/internal/uki"
@@ -158,6 +160,12 @@ func TestBuiltinInitramfsPinsDigest(t *testing.T) {
 					t.Fatal("no composefs digest in the deployment")
 				}
 				want += " composefs=" + dep.ComposefsDigest
+				// The image records the objects' fs-verity digests, so
+				// its digest is the one the commit carries: what
+				// cfs-init checks.
+				if got := commitDigest(t, st, p, res, dep); got != dep.ComposefsDigest {
+					t.Errorf("the commit records composefs digest %s, the deployment's .ostree.cfs has %s", got, dep.ComposefsDigest)
+				}
 			}
 			data := readOutput(t, st, p, res, contract.UKIImage)
 			f, err := uki.NewFile(bytes.NewReader(data), int64(len(data)))
@@ -177,6 +185,32 @@ func TestBuiltinInitramfsPinsDigest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// commitDigest returns the ostree.composefs.digest.v0 of the deployment's
+// commit in the ostree stage's sysroot output.
+func commitDigest(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, dep *artifacts.OstreeDeployment) string {
+	t.Helper()
+	dir := st.Path(stagetest.Output(t, p, res, contract.OstreeSysroot.Kind, contract.OstreeSysroot.Name).Descriptor)
+	r, err := ot.OpenDir(filepath.Join(dir, sysroot.RepoDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sum, err := ot.ParseChecksum(dep.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.ReadCommit(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := c.Lookup(ot.MetaComposefsDigest)
+	b, isBytes := v.AsBytes()
+	if !ok || !isBytes {
+		t.Fatalf("commit %s has no %s", dep.Commit, ot.MetaComposefsDigest)
+	}
+	return hex.EncodeToString(b)
 }
 
 // mountRoot mounts a copy of the disk's root partition read-write and
