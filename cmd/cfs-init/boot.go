@@ -131,7 +131,7 @@ func (b *booter) boot(initArgs []string) error {
 				return err
 			}
 		}
-		plan = ostreePlan(dep, image, opts.verity, opts.erofsLoop)
+		plan = ostreePlan(dep, image, opts.verity, opts.erofsLoop, b.ostreeBootOnRoot(dep))
 	case opts.composefs:
 		if image, err = b.verifyComposefs(opts, cfg); err != nil {
 			return err

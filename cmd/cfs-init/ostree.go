@@ -218,8 +218,10 @@ func (b *booter) verifyOstreeComposefs(o options, d ostreeDeployment) (string, e
 // objects as data-only lower layer at the new root, read-only. Without:
 // the deployment directory bound at the new root with /usr read-only.
 // Either way the deployment's etc is bound writable on /etc and the
-// stateroot's var on /var.
-func ostreePlan(d ostreeDeployment, image, verity string, loop bool) []step {
+// stateroot's var on /var, and with bindBoot the partition's boot on
+// /boot (ostree's boot directory on the root partition: libostree wants
+// /boot/loader when it loads the booted sysroot).
+func ostreePlan(d ostreeDeployment, image, verity string, loop, bindBoot bool) []step {
 	deploy := path.Join(partMount, d.dir)
 	var plan []step
 	if image != "" {
@@ -240,10 +242,26 @@ func ostreePlan(d ostreeDeployment, image, verity string, loop bool) []step {
 			{what: "making /usr read-only", op: opMount, target: usr, flags: unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY},
 		}
 	}
+	if bindBoot {
+		plan = append(plan, step{what: "binding /boot", op: opMount, source: path.Join(partMount, "boot"), target: path.Join(newRoot, "boot"), flags: unix.MS_BIND})
+	}
 	return append(plan,
 		step{what: "binding the deployment's /etc", op: opMount, source: path.Join(deploy, "etc"), target: path.Join(newRoot, "etc"), flags: unix.MS_BIND},
 		step{what: "binding the stateroot's /var", op: opMount, source: path.Join(partMount, d.varDir()), target: path.Join(newRoot, "var"), flags: unix.MS_BIND},
 	)
+}
+
+// ostreeBootOnRoot reports whether /boot is to be bound into the
+// deployment, as ostree-prepare-root decides: the root partition's
+// boot/loader is a symbolic link (ostree's boot directory is on the root
+// partition) and the deployment has a boot directory.
+func (b *booter) ostreeBootOnRoot(d ostreeDeployment) bool {
+	fi, err := os.Lstat(b.fsPath(path.Join(partMount, "boot/loader")))
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return false
+	}
+	fi, err = os.Lstat(b.fsPath(path.Join(partMount, d.dir, "boot")))
+	return err == nil && fi.IsDir()
 }
 
 // writeOstreeBooted writes /run/ostree-booted as ostree-prepare-root

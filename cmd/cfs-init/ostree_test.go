@@ -46,6 +46,10 @@ func ostreeEnv(t *testing.T, composefs bool) (*env, ostree.Checksum) {
 		}
 	}
 	link(t, "boot.1.1", filepath.Join(e.part, "ostree/boot.1"))
+	link(t, "loader.1", filepath.Join(e.part, "boot/loader"))
+	if err := os.MkdirAll(filepath.Join(dep, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	link(t, "../../../deploy/debian/deploy/"+commit.String()+".0", filepath.Join(e.part, "ostree/boot.1.1/debian", testBootCsum, "0"))
 	e.cfg.Ostree = true
 	e.cfg.Composefs = composefs
@@ -115,6 +119,7 @@ func TestBootOstree(t *testing.T) {
 		{"composefs", true, "none", []string{
 			"mount-image /run/cfs/DIGEST.erofs /run/cfs/erofs erofs",
 			"mount composefs /sysroot overlay ro lowerdir=/run/cfs/erofs::/run/cfs/sysroot/ostree/repo/objects,metacopy=on,redirect_dir=on",
+			"mount /run/cfs/sysroot/boot /sysroot/boot  bind ",
 			"mount /run/cfs/sysroot/DEPLOY/etc /sysroot/etc  bind ",
 			"mount /run/cfs/sysroot/ostree/deploy/debian/var /sysroot/var  bind ",
 			"mount /run/cfs/sysroot /sysroot/sysroot  move ",
@@ -130,6 +135,7 @@ func TestBootOstree(t *testing.T) {
 			"mount /run/cfs/sysroot/DEPLOY /sysroot  bind ",
 			"mount /sysroot/usr /sysroot/usr  bind ",
 			"mount  /sysroot/usr  bind,remount,ro ",
+			"mount /run/cfs/sysroot/boot /sysroot/boot  bind ",
 			"mount /run/cfs/sysroot/DEPLOY/etc /sysroot/etc  bind ",
 			"mount /run/cfs/sysroot/ostree/deploy/debian/var /sysroot/var  bind ",
 			"mount /run/cfs/sysroot /sysroot/sysroot  move ",
@@ -150,6 +156,9 @@ func TestBootOstree(t *testing.T) {
 				if !strings.Contains(calls, m) {
 					t.Errorf("calls lack %q:\n%s", m, calls)
 				}
+			}
+			if tt.verity == "none" && !strings.Contains(calls, "/sysroot/boot  bind") {
+				t.Errorf("/boot not bound:\n%s", calls)
 			}
 			if !strings.HasSuffix(calls, "exec /sbin/init /sbin/init single") {
 				t.Errorf("no exec of the init:\n%s", calls)
@@ -312,5 +321,46 @@ func TestParseDeployName(t *testing.T) {
 		if ok != tt.ok || (ok && (n != tt.serial || c.String() != sum)) {
 			t.Errorf("parseDeployName(%q) = %s, %d, %v; want serial %d, %v", tt.in, c, n, ok, tt.serial, tt.ok)
 		}
+	}
+}
+
+// TestOstreeBootOnRoot binds /boot only as prepare-root does: the
+// partition's boot/loader is a symbolic link and the deployment has a
+// boot directory.
+func TestOstreeBootOnRoot(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		loaderSymlink bool
+		loaderDir     bool
+		deployBoot    bool
+		want          bool
+	}{
+		{"ostree boot on the root partition", true, false, true, true},
+		{"boot/loader a directory", false, true, true, false},
+		{"no boot/loader", false, false, true, false},
+		{"no boot directory in the deployment", true, false, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e, commit := ostreeEnv(t, false)
+			os.Remove(filepath.Join(e.part, "boot/loader"))
+			if tt.loaderSymlink {
+				link(t, "loader.1", filepath.Join(e.part, "boot/loader"))
+			}
+			if tt.loaderDir {
+				if err := os.MkdirAll(filepath.Join(e.part, "boot/loader"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := ostreeDeployment{dir: "ostree/deploy/debian/deploy/" + commit.String() + ".0"}
+			if !tt.deployBoot {
+				os.Remove(filepath.Join(e.part, d.dir, "boot"))
+			}
+			// The booter reads the partition at partMount.
+			link(t, e.part, filepath.Join(e.root, partMount))
+			b := newBooter(e.sys, e.root, &e.out)
+			if got := b.ostreeBootOnRoot(d); got != tt.want {
+				t.Errorf("ostreeBootOnRoot = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
