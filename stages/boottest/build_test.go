@@ -41,6 +41,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/stages/disk"
 	"github.com/cfs-compose/cfs-compose/stages/initramfs"
 	"github.com/cfs-compose/cfs-compose/stages/internal/stagetest"
+	ostreestage "github.com/cfs-compose/cfs-compose/stages/ostree"
 	"github.com/cfs-compose/cfs-compose/stages/sign"
 	"github.com/cfs-compose/cfs-compose/stages/source"
 	"github.com/cfs-compose/cfs-compose/stages/uki"
@@ -215,7 +216,7 @@ func runBuild() (*built, error) {
 // stageTable is stages.All() (which this package cannot import: it
 // imports boottest).
 func stageTable() []pipeline.Stage {
-	return []pipeline.Stage{source.New(), cfsstage.New(), initramfs.New(), uki.New(), disk.New(), sign.New(), New()}
+	return []pipeline.Stage{source.New(), cfsstage.New(), initramfs.New(), ostreestage.New(), uki.New(), disk.New(), sign.New(), New()}
 }
 
 // execute runs the plan of the set; rerun forces nodes to run.

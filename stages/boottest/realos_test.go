@@ -17,6 +17,12 @@ package boottest
 //	           testbed-ostree.hcl): an ostree sysroot booted by the image's
 //	           own dracut initramfs and Debian's ostree-prepare-root,
 //	           composefs off, x86_64, booted twice (persist-reboot)
+//	ostree-cfs the same ostree sysroot with composefs on (verity
+//	           "enable"), booted by cfs-init in ostree mode: the builtin
+//	           initramfs checks the commit's composefs digest against the
+//	           UKI's composefs= and .ostree.cfs against both, and mounts it
+//	           over the repository's objects (Debian's ostree cannot),
+//	           x86_64, booted once
 
 import (
 	"context"
@@ -42,12 +48,13 @@ const (
 	vOSNoBT  = "os-nobt"
 	vOSReq   = "os-require"
 	vOstree  = "ostree"
+	vOstCfs  = "ostree-cfs"
 )
 
 // osSet is a pipeline.Manifests of the real-OS versions.
 type osSet map[string]map[string]*manifest.Config
 
-func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain, vOSReq, vOstree} }
+func (m osSet) Variants() []string { return []string{vOS, vOSNoBT, vOSPlain, vOSReq, vOstree, vOstCfs} }
 func (m osSet) Arches(v string) []string {
 	var as []string
 	for _, a := range []string{"aarch64", "x86_64"} {
@@ -133,6 +140,14 @@ func runOSBuild() (*built, error) {
 	}
 	c.Variant, c.Name = vOstree, "Testbed-"+vOstree
 	set[vOstree] = map[string]*manifest.Config{"x86_64": c}
+	if c, err = m.Config("testbed-ostree", "x86_64"); err != nil {
+		return nil, err
+	}
+	c.Variant, c.Name = vOstCfs, "Testbed-"+vOstCfs
+	c.Composefs = manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable}
+	c.Initramfs = manifest.Initramfs{Source: manifest.InitramfsBuiltin}
+	c.Test.Reboot = false
+	set[vOstCfs] = map[string]*manifest.Config{"x86_64": c}
 	osConfigs = set
 	b := &built{tools: shared.tools, dir: filepath.Join(shared.dir, "realos")}
 	st, err := artifacts.Open(ctx, filepath.Join(b.dir, "cache"), false)
@@ -167,9 +182,12 @@ func TestRealOS(t *testing.T) {
 	want := map[string][]string{
 		vOS:      append([]string{"composefs-root", "composefs-digest", "composefs-verity", "root-full", "usr-readonly"}, common...),
 		vOSPlain: append([]string{"plain-root"}, common...),
-		vOstree:  append([]string{"plain-root", "usr-readonly", "ostree-booted", "image-initramfs"}, common...),
+		// usr-readonly is a composefs check (SKIP without composefs, as for
+		// os-plain); root-immutable covers writes under /usr.
+		vOstree: append([]string{"plain-root", "ostree-booted", "image-initramfs"}, common...),
+		vOstCfs: append([]string{"composefs-root", "composefs-digest", "composefs-verity", "root-full", "usr-readonly", "ostree-booted"}, common...),
 	}
-	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}, {vOstree, "x86_64"}} {
+	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}, {vOstree, "x86_64"}, {vOstCfs, "x86_64"}} {
 		reboot := (vt.v == vOS || vt.v == vOstree) && vt.arch == "x86_64"
 		nr := b.node(t, vt.v, vt.arch, contract.BootTest)
 		if nr.Status != pipeline.StatusRan {
@@ -192,7 +210,7 @@ func TestRealOS(t *testing.T) {
 		if r.Facts["agent-delivery"] != AgentSystemd || r.Facts["pid"] == "1" {
 			t.Errorf("%s: agent delivery %q, pid %s", name, r.Facts["agent-delivery"], r.Facts["pid"])
 		}
-		if vt.v == vOstree {
+		if vt.v == vOstree || vt.v == vOstCfs {
 			// The guest booted the deployment the ostree stage wrote.
 			var dep artifacts.OstreeDeployment
 			rec := b.node(t, vt.v, vt.arch, contract.Ostree).Record
