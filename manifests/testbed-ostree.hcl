@@ -5,7 +5,12 @@
 #
 # Debian's ostree is built without composefs support, so this variant
 # ships with composefs off (the contingency state the Fedora variants fall
-# back to); see docs/boot-layout.md.
+# back to); see docs/boot-layout.md. The boot tests also boot the same
+# sysroot with composefs on through the builtin initramfs, cfs-init doing
+# ostree-prepare-root's work (version "ostree-cfs" of
+# stages/boottest/realos_test.go), by hand with:
+#   cfs-compose set manifests/testbed-ostree.hcl variant.testbed-ostree.composefs.enabled=true
+#   cfs-compose set manifests/testbed-ostree.hcl variant.testbed-ostree.initramfs.source='"builtin"'
 
 variant "testbed-ostree" {
   description = "Offline real-OS test system deployed as an ostree sysroot, booted by the image's own initramfs"

@@ -99,6 +99,9 @@ func (b *booter) boot(initArgs []string) error {
 	if opts.composefs {
 		mode = fmt.Sprintf("composefs %s, verity=%s, signed=%v", opts.digest.Hex, opts.verity, opts.signed)
 	}
+	if opts.ostree != "" {
+		mode = "ostree deployment " + opts.ostree + ", " + mode
+	}
 	b.logf("starting: %s", mode)
 	if err := b.loadModules(cfg.Modules); err != nil {
 		return err
@@ -116,12 +119,25 @@ func (b *booter) boot(initArgs []string) error {
 	}
 	var plan []step
 	var image string // the verified EROFS image that is mounted
-	if opts.composefs {
+	var dep ostreeDeployment
+	switch {
+	case opts.ostree != "":
+		if dep, err = resolveOstree(b.fsPath(partMount), opts.ostree); err != nil {
+			return err
+		}
+		b.logf("ostree deployment %s (/%s)", dep, dep.dir)
+		if opts.composefs {
+			if image, err = b.verifyOstreeComposefs(opts, dep); err != nil {
+				return err
+			}
+		}
+		plan = ostreePlan(dep, image, opts.verity, opts.erofsLoop, b.ostreeBootOnRoot(dep))
+	case opts.composefs:
 		if image, err = b.verifyComposefs(opts, cfg); err != nil {
 			return err
 		}
 		plan = composefsPlan(image, opts.digest.Hex, opts.verity, opts.erofsLoop)
-	} else {
+	default:
 		if fi, err := os.Stat(b.fsPath(path.Join(partMount, bootlayout.Plain.Root()))); err != nil || !fi.IsDir() {
 			return fmt.Errorf("no plain deployment tree %s on the root partition (composefs is disabled)", bootlayout.Plain.Root())
 		}
@@ -129,6 +145,11 @@ func (b *booter) boot(initArgs []string) error {
 	}
 	if err := b.execute(plan); err != nil {
 		return err
+	}
+	if opts.ostree != "" {
+		if err := b.writeOstreeBooted(dep, opts.composefs, opts.verity); err != nil {
+			return err
+		}
 	}
 	sysroot, err := b.placeSysroot()
 	if err != nil {
@@ -314,13 +335,23 @@ func (b *booter) verifyComposefs(o options, cfg initconfig.Config) (string, erro
 			return "", err
 		}
 	}
+	return b.verifyImage(o, image, objects, path.Join(partMount, bootlayout.Composefs.VerityStamp(hexd)))
+}
+
+// verifyImage checks the composefs image's fs-verity digest against the
+// command line's and, with verity enable or require, enables fs-verity on
+// the objects under objects (stamp, when not empty, records that it was
+// done once) and on the image. It returns the file to mount: the image,
+// or a copy of its verified bytes in /run when nothing pins them.
+func (b *booter) verifyImage(o options, image, objects, stamp string) (string, error) {
+	hexd := o.digest.Hex
 	kernel, data, err := b.measureImage(image, hexd)
 	if err != nil {
 		return "", err
 	}
 	// Only a verified image may change the disk: enable fs-verity now.
 	if o.verity != initconfig.VerityNone {
-		if err := b.enableObjectVerity(hexd); err != nil {
+		if err := b.enableObjectVerity(objects, stamp); err != nil {
 			return "", err
 		}
 		if !kernel {
@@ -394,15 +425,16 @@ func (b *booter) checkSignature(pubPEM, hexd string) error {
 	return nil
 }
 
-// enableObjectVerity enables fs-verity on every object lacking it, once
-// per deployment (a stamp file records completion).
-func (b *booter) enableObjectVerity(hexd string) error {
-	stamp := path.Join(partMount, bootlayout.Composefs.VerityStamp(hexd))
-	if _, err := os.Stat(b.fsPath(stamp)); err == nil {
-		return nil
+// enableObjectVerity enables fs-verity on every object under objects
+// lacking it; with a stamp, once per deployment (the stamp file records
+// completion).
+func (b *booter) enableObjectVerity(objects, stamp string) error {
+	if stamp != "" {
+		if _, err := os.Stat(b.fsPath(stamp)); err == nil {
+			return nil
+		}
 	}
 	t := b.now()
-	objects := path.Join(partMount, bootlayout.ObjectsDir)
 	n, total := 0, 0
 	err := filepath.WalkDir(b.fsPath(objects), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -428,11 +460,13 @@ func (b *booter) enableObjectVerity(hexd string) error {
 	if err != nil {
 		return err
 	}
-	if err := b.mkdir(path.Dir(stamp)); err != nil {
-		return err
-	}
-	if err := os.WriteFile(b.fsPath(stamp), nil, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", stamp, err)
+	if stamp != "" {
+		if err := b.mkdir(path.Dir(stamp)); err != nil {
+			return err
+		}
+		if err := os.WriteFile(b.fsPath(stamp), nil, 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", stamp, err)
+		}
 	}
 	b.logf("enabled fs-verity on %d of %d objects (%.2fs)", n, total, b.now().Sub(t).Seconds())
 	return nil

@@ -10,7 +10,13 @@
 // executes the image's init.
 //
 // With composefs disabled in its configuration it mounts the plain
-// deployment tree instead. Anything wrong is printed on the console as
+// deployment tree instead. In ostree mode (deploy.backend = "ostree") it
+// does ostree-prepare-root's work: it follows ostree= to the deployment,
+// checks the commit's composefs digest against composefs= and the
+// deployment's .ostree.cfs against both, mounts that image over the
+// repository's objects (or, composefs disabled, the deployment directory),
+// binds the deployment's /etc and the stateroot's /var and writes
+// /run/ostree-booted for libostree. Anything wrong is printed on the console as
 // "cfs-init: FATAL: <reason>" and the machine powers off: an unverified
 // root is never booted. docs/boot-chain.md describes the behaviour, the
 // command-line arguments and the on-disk layout.

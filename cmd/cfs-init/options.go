@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cfs-compose/cfs-compose/internal/cmdline"
@@ -17,6 +18,7 @@ const (
 	argRootWait = "cfs.rootwait" // seconds to wait for the root partition (default 10)
 	argInit     = "init"         // the image's init (default /sbin/init, then /usr/lib/systemd/systemd)
 	argEROFS    = "cfs.erofs"    // auto (file-backed mount, else a loop device) or loop (always a loop device)
+	argOstree   = "ostree"       // ostree mode: /ostree/boot.N/STATEROOT/BOOTCSUM/SERIAL, the deployment to boot
 )
 
 const defaultRootWait = 10 * time.Second
@@ -32,6 +34,7 @@ type options struct {
 	rootWait  time.Duration
 	init      string // empty: search the defaults
 	erofsLoop bool   // mount the EROFS image through a loop device
+	ostree    string // ostree mode: the ostree= argument; empty otherwise
 	notes     []string
 }
 
@@ -71,6 +74,13 @@ func resolveOptions(cfg initconfig.Config, params []cmdline.Param) (options, err
 		o.erofsLoop = true
 	default:
 		return o, fmt.Errorf("%s=%s: want auto or loop", argEROFS, v)
+	}
+	if cfg.Ostree {
+		v, _ := cmdline.Lookup(params, argOstree)
+		if !strings.HasPrefix(v, "/") {
+			return o, fmt.Errorf("this initramfs boots an ostree deployment, but the kernel command line has no %s=/ostree/boot.N/STATEROOT/BOOTCSUM/SERIAL (got %q)", argOstree, v)
+		}
+		o.ostree = v
 	}
 	d, err := cmdline.ComposefsDigest(params)
 	if !o.composefs {

@@ -78,6 +78,11 @@ type Config struct {
 	// RootLabel is the GPT partition name of the root partition
 	// (default "root"); the root partition type GUID is the fallback.
 	RootLabel string `json:"root_label"`
+	// Ostree boots an ostree deployment (deploy.backend = "ostree") the
+	// way ostree-prepare-root does: the deployment is the one ostree= on
+	// the kernel command line names, and with Composefs its .ostree.cfs
+	// is mounted over the repository's objects (docs/boot-layout.md).
+	Ostree bool `json:"ostree,omitempty"`
 }
 
 // Version is the configuration version this package reads and writes.
@@ -117,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.RootLabel == "" {
 		return errors.New("initconfig: root_label is empty")
+	}
+	if c.Signed && c.Ostree {
+		return errors.New("initconfig: signed is not supported with ostree (ostree signs commits, not composefs digests)")
 	}
 	if c.Signed {
 		if !c.Composefs {

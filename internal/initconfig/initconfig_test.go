@@ -37,6 +37,13 @@ func TestParse(t *testing.T) {
 	if err != nil || got.PublicKey != good.PublicKey || got.Verity != "require" || len(got.Modules) != 2 {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
+	ost := Config{Version: 1, Composefs: true, Verity: "enable", RootLabel: "root", Ostree: true}
+	if data, err = ost.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Parse(data); err != nil || !got.Ostree {
+		t.Fatalf("ostree round trip: %+v, %v", got, err)
+	}
 	tests := []struct{ name, in, want string }{
 		{"not json", "x", "invalid character"},
 		{"unknown field", `{"version":1,"verity":"none","root_label":"root","extra":1}`, `unknown field "extra"`},
@@ -49,6 +56,7 @@ func TestParse(t *testing.T) {
 		{"signed without key", `{"version":1,"verity":"none","root_label":"r","signed":true,"composefs":true}`, "not a PEM"},
 		{"P-384 key", `{"version":1,"verity":"none","root_label":"r","signed":true,"composefs":true,"public_key":` + jsonString(pubPEM(t, &p384.PublicKey)) + `}`, "not P-256"},
 		{"RSA key", `{"version":1,"verity":"none","root_label":"r","signed":true,"composefs":true,"public_key":` + jsonString(pubPEM(t, &rk.PublicKey)) + `}`, "unsupported key type"},
+		{"signed ostree", `{"version":1,"verity":"none","root_label":"r","signed":true,"composefs":true,"ostree":true}`, "not supported with ostree"},
 		{"trailing", `{"version":1,"verity":"none","root_label":"r"} {}`, "trailing data"},
 	}
 	for _, tt := range tests {

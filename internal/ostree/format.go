@@ -109,6 +109,7 @@ var (
 	typeUint64     = mustType("t")
 	typeBool       = mustType("b")
 	typeStrings    = mustType("as")
+	typePair64     = mustType("(tt)")
 	typeVardict    = mustType("a{sv}")
 	typeByteArrays = mustType("aay")
 )
@@ -162,20 +163,10 @@ func (v Variant) AsByteArrays() ([][]byte, bool) {
 	return bs, true
 }
 
-// MarshalMeta encodes a metadata dictionary (a{sv}) on its own, as a
-// commit's detached metadata object ([ObjectCommitMeta]) stores it.
-func MarshalMeta(entries []MetaEntry) ([]byte, error) {
-	return typeVardict.encode(nil, encodeMeta(entries))
-}
-
-// ParseMeta decodes a metadata dictionary encoded by [MarshalMeta].
-func ParseMeta(b []byte) ([]MetaEntry, error) {
-	v, err := typeVardict.decodeNormal(b)
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	return decodeMeta(v.([]any)), nil
-}
+// Uint64Pair returns a pair of 64-bit unsigned integers (type "(tt)"),
+// the form of the backing device and inode ostree-prepare-root records in
+// /run/ostree-booted.
+func Uint64Pair(a, b uint64) Variant { return Variant{typePair64, []any{a, b}} }
 
 // Dict returns a dictionary variant (type "a{sv}") holding entries in
 // the given order.
@@ -230,6 +221,37 @@ func (v Variant) AsStrings() ([]string, bool) {
 		ss[i] = x.(string)
 	}
 	return ss, true
+}
+
+// AsUint64Pair returns the values of a "(tt)" variant.
+func (v Variant) AsUint64Pair() (a, b uint64, ok bool) {
+	if v.t == nil || v.t.sig != "(tt)" {
+		return 0, 0, false
+	}
+	xs := v.v.([]any)
+	return xs[0].(uint64), xs[1].(uint64), true
+}
+
+// MarshalDict returns the serialized a{sv} dictionary of entries in their
+// order: the bytes of a GVariant of type a{sv} in normal form, as
+// /run/ostree-booted holds them (OTCORE_RUN_BOOTED, which libostree reads
+// with G_VARIANT_TYPE_VARDICT) and a commit's detached metadata object
+// ([ObjectCommitMeta]) stores them.
+func MarshalDict(entries []MetaEntry) ([]byte, error) {
+	b, err := typeVardict.encode(nil, encodeMeta(entries))
+	if err != nil {
+		return nil, fmt.Errorf("ostree: a{sv}: %w", err)
+	}
+	return b, nil
+}
+
+// ParseDict parses a serialized a{sv} dictionary in normal form.
+func ParseDict(b []byte) ([]MetaEntry, error) {
+	v, err := typeVardict.decodeNormal(b)
+	if err != nil {
+		return nil, fmt.Errorf("ostree: a{sv}: %w", err)
+	}
+	return decodeMeta(v.([]any)), nil
 }
 
 // AsDict returns the entries of an "a{sv}" variant, in stored order.

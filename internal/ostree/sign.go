@@ -85,7 +85,7 @@ func (w *Writer) WriteCommitMeta(c Checksum, meta []MetaEntry) error {
 	if w.err != nil {
 		return w.err
 	}
-	b, err := MarshalMeta(meta)
+	b, err := MarshalDict(meta)
 	if err != nil {
 		return w.fail(fmt.Errorf("ostree: detached metadata of %s: %w", c, err))
 	}
@@ -114,7 +114,7 @@ func (r *Reader) ReadCommitMeta(c Checksum) ([]MetaEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := ParseMeta(b)
+	m, err := ParseDict(b)
 	if err != nil {
 		return nil, fmt.Errorf("ostree: %s: %w", p, err)
 	}

@@ -30,11 +30,11 @@ func testKey() ed25519.PrivateKey {
 
 func TestByteArraysAndMeta(t *testing.T) {
 	sigs := [][]byte{bytes.Repeat([]byte{1}, 64), {}, {2, 3}}
-	b, err := MarshalMeta([]MetaEntry{{MetaSignEd25519, ByteArrays(sigs)}, {"k", String("v")}})
+	b, err := MarshalDict([]MetaEntry{{MetaSignEd25519, ByteArrays(sigs)}, {"k", String("v")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ParseMeta(b)
+	m, err := ParseDict(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestByteArraysAndMeta(t *testing.T) {
 	if _, ok := m[1].Value.AsByteArrays(); ok {
 		t.Error("a string reads as aay")
 	}
-	if _, err := ParseMeta(b[:len(b)-3]); err == nil {
+	if _, err := ParseDict(b[:len(b)-3]); err == nil {
 		t.Error("truncated metadata parsed")
 	}
 }

@@ -104,3 +104,62 @@ func TestVariantRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestMarshalDict checks the a{sv} serialization /run/ostree-booted uses
+// against hand derivations of the GVariant framing rules (key, padding to
+// the variant's 8-byte alignment, value, NUL, type, key-end offset; the
+// array's element-end offsets) and that ParseDict reads it back.
+func TestMarshalDict(t *testing.T) {
+	key := hex.EncodeToString([]byte("backing-root-device-inode")) + "00"
+	tests := []struct {
+		name    string
+		entries []MetaEntry
+		hex     string
+	}{
+		{"empty", nil, ""},
+		{"bool", []MetaEntry{{Key: "sysroot-ro", Value: Bool(true)}},
+			hex.EncodeToString([]byte("sysroot-ro")) + "00" + "0000000000" + "010062" + "0b" + "14"},
+		{"device inode pair", []MetaEntry{{Key: "backing-root-device-inode", Value: Uint64Pair(0x803, 12)}},
+			key + "000000000000" + "0308000000000000" + "0c00000000000000" + "00" + hex.EncodeToString([]byte("(tt)")) + "1a" + "36"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := MarshalDict(tt.entries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hex.EncodeToString(got) != tt.hex {
+				t.Fatalf("MarshalDict = %x, want %s", got, tt.hex)
+			}
+			back, err := ParseDict(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(back) != len(tt.entries) {
+				t.Fatalf("ParseDict: %d entries, want %d", len(back), len(tt.entries))
+			}
+			for i, e := range back {
+				if e.Key != tt.entries[i].Key || e.Value.Type() != tt.entries[i].Value.Type() {
+					t.Errorf("entry %d: %s %s, want %s %s", i, e.Key, e.Value.Type(), tt.entries[i].Key, tt.entries[i].Value.Type())
+				}
+			}
+		})
+	}
+	d, err := MarshalDict([]MetaEntry{{Key: "k", Value: Uint64Pair(1, 2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseDict(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, ok := back[0].Value.AsUint64Pair(); !ok || a != 1 || b != 2 {
+		t.Errorf("AsUint64Pair = %d, %d, %v; want 1, 2, true", a, b, ok)
+	}
+	if _, _, ok := Bool(true).AsUint64Pair(); ok {
+		t.Error("AsUint64Pair of a bool succeeded")
+	}
+	if _, err := ParseDict([]byte{1, 2, 3}); err == nil {
+		t.Error("ParseDict accepted garbage")
+	}
+}

@@ -239,10 +239,10 @@ func (k *checker) deploy() {
 		}
 		return
 	}
-	if c.Initramfs.Source != InitramfsImage {
-		k.errorAt("deploy.backend", "The builtin initramfs cannot boot the ostree backend", refBootLayout,
-			"deploy.backend = \"ostree\" lays out an ostree sysroot, but initramfs.source = %q: cfs-init (the builtin initramfs) does not know ostree's layout yet. Set initramfs { source = \"image\" } (the image's own initramfs with ostree-prepare-root) or use backend = \"composefs\".", c.Initramfs.Source)
-	}
+	// Both initramfs sources boot the ostree sysroot: the image's own
+	// (ostree-prepare-root) and cfs-init, which does prepare-root's work
+	// itself, with composefs (the commit's digest pinned by composefs= on
+	// the UKI's command line) or without (the deployment directory bound).
 	switch c.Bootloader.Type {
 	case BootloaderSystemdBoot:
 		k.errorAt("bootloader.type", "systemd-boot with the ostree backend", refBootLayout,
@@ -251,11 +251,15 @@ func (k *checker) deploy() {
 		k.errorAt("bootloader.type", "ostree-grub2 with the ostree backend", refBootLayout,
 			"bootloader.type = \"ostree-grub2\" is not supported yet: the ostree backend writes BLS entries only (ostree's boot loader \"none\", as bootc sets it). Use type = \"uki\".")
 	}
+	if c.Composefs.Enabled && c.Composefs.Signed && c.Initramfs.Source != InitramfsImage {
+		k.errorAt("composefs.signed", "Signed ostree commits with the builtin initramfs", refBootLayout,
+			"composefs.signed = true with deploy.backend = \"ostree\" signs the commit for ostree-prepare-root in the image's own initramfs; cfs-init does not verify ostree commit signatures (it boots only the composefs digest the UKI's command line pins). Use initramfs { source = \"image\" } or signed = false.")
+	}
 	if c.Composefs.Enabled && c.Composefs.Signed && c.Signing.OstreeKey == "" {
 		k.errorAt("composefs.signed", "Signed composefs without an ostree signing key", refBootLayout,
 			"composefs.signed = true with deploy.backend = \"ostree\" signs the commit, which carries the composefs digest, with ed25519 (ostree.sign.ed25519) and puts the public key into the initramfs for ostree-prepare-root: set signing { ostree_key = \"…\" } (openssl genpkey -algorithm ed25519 -out ostree.pem).")
 	}
-	if c.Composefs.Enabled && c.Composefs.Verity == initconfig.VerityRequire {
+	if c.Composefs.Enabled && c.Composefs.Verity == initconfig.VerityRequire && c.Initramfs.Source == InitramfsImage {
 		k.errorAt("composefs.verity", "verity = \"require\" with the ostree backend", refBootLayout,
 			"composefs.verity = \"require\" is enforced by cfs-init; with deploy.backend = \"ostree\" the image's /usr/lib/ostree/prepare-root.conf decides, and the disk's ostree objects carry no fs-verity when it is written. Use verity = \"enable\" or \"none\".")
 	}

@@ -187,7 +187,7 @@ var settingBlocks = []*blockSpec{
 	}},
 	{name: "deploy", doc: "deployment backend: how the root partition is laid out and booted", attrs: []*attrSpec{
 		{name: "backend", kind: kindString, enum: backends, dflt: BackendComposefs, field: func(c *Config, _ *Partition) any { return &c.Deploy.Backend },
-			doc: "composefs (cfs-compose's layout, builtin initramfs) or ostree (an ostree sysroot, the image's initramfs)"},
+			doc: "composefs (cfs-compose's layout, builtin initramfs) or ostree (an ostree sysroot, the image's initramfs or cfs-init in ostree mode)"},
 		{name: "stateroot", kind: kindString, dflt: "default", field: func(c *Config, _ *Partition) any { return &c.Deploy.Stateroot },
 			doc: "ostree stateroot of the deployment (ostree backend)"},
 	}},

@@ -21,6 +21,12 @@ package boottest
 //	           testbed-ostree.hcl): an ostree sysroot booted by the image's
 //	           own dracut initramfs and Debian's ostree-prepare-root,
 //	           composefs off, x86_64, booted twice (persist-reboot)
+//	ostree-cfs the same ostree sysroot with composefs on (verity
+//	           "enable"), booted by cfs-init in ostree mode: the builtin
+//	           initramfs checks the commit's composefs digest against the
+//	           UKI's composefs= and .ostree.cfs against both, and mounts it
+//	           over the repository's objects (Debian's ostree cannot),
+//	           x86_64, booted once
 
 import (
 	"archive/tar"
@@ -55,6 +61,7 @@ const (
 	vOSReq   = "os-require"
 	vOSExtra = "os-extra"
 	vOstree  = "ostree"
+	vOstCfs  = "ostree-cfs"
 )
 
 // extraDir is the root-level directory os-extra's image adds and declares
@@ -65,7 +72,7 @@ const extraDir = "/data"
 type osSet map[string]map[string]*manifest.Config
 
 func (m osSet) Variants() []string {
-	return []string{vOS, vOSNoBT, vOSPlain, vOSReq, vOSExtra, vOstree}
+	return []string{vOS, vOSNoBT, vOSPlain, vOSReq, vOSExtra, vOstree, vOstCfs}
 }
 func (m osSet) Arches(v string) []string {
 	var as []string
@@ -170,7 +177,17 @@ func runOSBuild(bootTests bool) (*built, error) {
 		return nil, err
 	}
 	c.Variant, c.Name = vOstree, "Testbed-"+vOstree
+	c.Test.Boot = c.Test.Boot && bootTests
 	set[vOstree] = map[string]*manifest.Config{"x86_64": c}
+	if c, err = m.Config("testbed-ostree", "x86_64"); err != nil {
+		return nil, err
+	}
+	c.Variant, c.Name = vOstCfs, "Testbed-"+vOstCfs
+	c.Composefs = manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable}
+	c.Initramfs = manifest.Initramfs{Source: manifest.InitramfsBuiltin}
+	c.Test.Reboot = false
+	c.Test.Boot = c.Test.Boot && bootTests
+	set[vOstCfs] = map[string]*manifest.Config{"x86_64": c}
 	osConfigs = set
 	b := &built{tools: shared.tools, dir: dir}
 	st, err := artifacts.Open(ctx, filepath.Join(b.dir, "cache"), false)
@@ -205,9 +222,12 @@ func TestRealOS(t *testing.T) {
 	want := map[string][]string{
 		vOS:      append([]string{"composefs-root", "composefs-digest", "composefs-verity", "root-full", "usr-readonly"}, common...),
 		vOSPlain: append([]string{"plain-root"}, common...),
-		vOstree:  append([]string{"plain-root", "usr-readonly", "ostree-booted", "image-initramfs"}, common...),
+		// usr-readonly applies to ostree deployments too: prepare-root
+		// binds /usr read-only (os-plain's /usr is writable: SKIP there).
+		vOstree: append([]string{"plain-root", "usr-readonly", "ostree-booted", "image-initramfs"}, common...),
+		vOstCfs: append([]string{"composefs-root", "composefs-digest", "composefs-verity", "root-full", "usr-readonly", "ostree-booted"}, common...),
 	}
-	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}, {vOSPlain, "aarch64"}, {vOstree, "x86_64"}} {
+	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}, {vOSPlain, "aarch64"}, {vOstree, "x86_64"}, {vOstCfs, "x86_64"}} {
 		reboot := (vt.v == vOS || vt.v == vOstree) && vt.arch == "x86_64"
 		nr := b.node(t, vt.v, vt.arch, contract.BootTest)
 		if nr.Status != pipeline.StatusRan {
@@ -230,7 +250,7 @@ func TestRealOS(t *testing.T) {
 		if r.Facts["agent-delivery"] != AgentSystemd || r.Facts["pid"] == "1" {
 			t.Errorf("%s: agent delivery %q, pid %s", name, r.Facts["agent-delivery"], r.Facts["pid"])
 		}
-		if vt.v == vOstree {
+		if vt.v == vOstree || vt.v == vOstCfs {
 			// The guest booted the deployment the ostree stage wrote.
 			var dep artifacts.OstreeDeployment
 			rec := b.node(t, vt.v, vt.arch, contract.Ostree).Record

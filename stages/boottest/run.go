@@ -26,16 +26,9 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 	if err != nil {
 		return err
 	}
-	var digest string
-	if c.Expect.Composefs {
-		d, err := contract.ComposefsDigest.Get(rc)
-		if err != nil {
-			return err
-		}
-		digest = d.Digest
-	}
-	im := Image{Disk: disk, ComposefsDigest: digest}
-	if c.Expect.Ostree {
+	im := Image{Disk: disk}
+	switch {
+	case c.Expect.Ostree:
 		d, err := contract.OstreeDeployment.Get(rc)
 		if err != nil {
 			return err
@@ -43,6 +36,17 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config, report func(*O
 		// The deployment directory ends in CHECKSUM.SERIAL, as `ostree
 		// admin status` names it.
 		im.OstreeDeployment = d.Stateroot + " " + path.Base(d.Dir)
+		// With composefs the root is the deployment's .ostree.cfs (the
+		// ostree stage's digest; no composefs stage runs).
+		if c.Expect.Composefs {
+			im.ComposefsDigest = d.ComposefsDigest
+		}
+	case c.Expect.Composefs:
+		d, err := contract.ComposefsDigest.Get(rc)
+		if err != nil {
+			return err
+		}
+		im.ComposefsDigest = d.Digest
 	}
 	tree, err := contract.SourceTree.Path(rc)
 	if err != nil {

@@ -46,6 +46,9 @@ type Config struct {
 	PublicKey string `json:"public_key,omitempty"`
 	// RootLabel is the GPT partition name of the root partition.
 	RootLabel string `json:"root_label,omitempty"`
+	// Ostree makes cfs-init boot the ostree deployment ostree= names
+	// (deploy.backend = "ostree"), as ostree-prepare-root does.
+	Ostree bool `json:"ostree,omitempty"`
 	// InitSHA256 is the hex SHA-256 of the embedded cfs-init binary for
 	// GOARCH, so that a new init binary is a new cache key.
 	InitSHA256 string `json:"init_sha256,omitempty"`
@@ -64,5 +67,6 @@ func (c *Config) initConfig() initconfig.Config {
 		Signed:    c.Signed,
 		PublicKey: c.PublicKey,
 		RootLabel: c.RootLabel,
+		Ostree:    c.Ostree,
 	}
 }

@@ -103,6 +103,7 @@ func (s *stage) plan(_ context.Context, pc *pipeline.PlanContext) (*Config, erro
 		}
 	}
 	c.RootLabel = f.RootLabel
+	c.Ostree = f.Ostree()
 	bin, err := s.binary(f.Arch.GOARCH)
 	if err != nil {
 		return nil, fmt.Errorf("the builtin initramfs needs cfs-init: %w", err)

@@ -39,8 +39,18 @@ func TestResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Source != "builtin" || c.GOARCH != "amd64" || c.Kernel != "6.12.0" || !c.Composefs || c.Verity != "enable" || c.RootLabel != "root" || c.Signed {
+	if c.Source != "builtin" || c.GOARCH != "amd64" || c.Kernel != "6.12.0" || !c.Composefs || c.Verity != "enable" || c.RootLabel != "root" || c.Signed || c.Ostree {
 		t.Errorf("config %+v", c)
+	}
+	// The ostree backend puts cfs-init in ostree mode.
+	om := planConfig()
+	om.Deploy = manifest.Deploy{Backend: manifest.BackendOstree, Stateroot: "debian"}
+	co, err := fakeInit("cfs-init v1 ").Resolve(om)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ic := co.initConfig(); !co.Ostree || !ic.Ostree || !ic.Composefs {
+		t.Errorf("ostree backend: config %+v, init config %+v", co, ic)
 	}
 	if !slices.Equal(c.BaseModules, []string{"virtio_blk", "ext4", "loop", "erofs", "overlay"}) || !slices.Equal(c.Modules, []string{"vfat", "nls_utf8"}) {
 		t.Errorf("modules base %v extra %v", c.BaseModules, c.Modules)

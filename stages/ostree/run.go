@@ -97,6 +97,7 @@ func writeSysroot(ctx context.Context, dir string, tree *cfs.Tree, objects *objs
 	}
 	dep, err := sysroot.Deploy(dir, commit, &sysroot.Options{
 		Stateroot: c.Stateroot, Kargs: c.Kargs, Origin: c.Origin, Composefs: c.Composefs,
+		ComposefsVerity: c.ComposefsVerity,
 	})
 	if err != nil {
 		return commit, nil, fmt.Errorf("deploying commit %s: %w", commit, err)

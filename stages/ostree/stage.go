@@ -10,6 +10,7 @@ import (
 	ot "github.com/cfs-compose/cfs-compose/internal/ostree"
 	"github.com/cfs-compose/cfs-compose/internal/ostree/sysroot"
 	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
 
@@ -29,6 +30,13 @@ type Config struct {
 	// Composefs writes ostree's composefs image and the commit's
 	// composefs digest (composefs.enabled).
 	Composefs bool `json:"composefs"`
+	// ComposefsVerity records the content objects' fs-verity digests in
+	// the deployment's .ostree.cfs (sysroot.Options.ComposefsVerity), as
+	// libostree does when the objects carry fs-verity: then the image's
+	// own digest is the commit's ostree.composefs.digest.v0. Set with the
+	// builtin initramfs, whose cfs-init checks exactly that and enables
+	// fs-verity on the objects at boot (docs/boot-layout.md).
+	ComposefsVerity bool `json:"composefs_verity,omitempty"`
 	// Origin is the deployment's origin file.
 	Origin string `json:"origin"`
 	// SignKey is the ed25519 key file that signs the commit
@@ -55,7 +63,7 @@ func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	c := &Config{
 		Arch: f.Arch, Stateroot: f.Stateroot, Ref: f.Stateroot + "/" + f.Arch.Name,
 		Kargs:     append([]string{"root=LABEL=" + f.RootLabel, "rw"}, mc.Kernel.Cmdline...),
-		Composefs: f.Composefs,
+		Composefs: f.Composefs, ComposefsVerity: f.Composefs && f.Initramfs == manifest.InitramfsBuiltin,
 	}
 	if !ot.ValidRef(c.Ref) {
 		return nil, fmt.Errorf("deploy.stateroot %q: %q is not a valid ostree ref", c.Stateroot, c.Ref)

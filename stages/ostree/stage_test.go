@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -153,6 +154,86 @@ func TestHostChecks(t *testing.T) {
 			hostChecks(t, ch, mnt, dep)
 		})
 	}
+}
+
+// TestBuiltinInitramfsPinsDigest: with the builtin initramfs (cfs-init in
+// ostree mode) and composefs on, the UKI's command line is the
+// deployment's plus composefs=<the .ostree.cfs digest>, which cfs-init
+// checks the commit and the image against; the initramfs is configured
+// for ostree. Composefs off leaves the deployment's command line alone.
+func TestBuiltinInitramfsPinsDigest(t *testing.T) {
+	kver := stagetest.FixtureContent(t).Kernel.Version
+	image := stagetest.DerivedImage(t, ti.File("usr/lib/modules/"+kver+"/initramfs.img", "fake initramfs\n", 0o644))
+	for _, composefs := range []bool{true, false} {
+		t.Run("composefs="+strconv.FormatBool(composefs), func(t *testing.T) {
+			mc := ostreeConfig(image, composefs)
+			mc.Initramfs.Source = manifest.InitramfsBuiltin
+			st := stagetest.OpenStore(t)
+			p, res, err := stagetest.Build(t, st, mc, source.New(), initramfs.New(), ostree.New(), ukistage.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+			dep, err := contract.OstreeDeployment.Decode(readOutput(t, st, p, res, contract.OstreeDeployment.Output))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := dep.Cmdline
+			if composefs {
+				if dep.ComposefsDigest == "" {
+					t.Fatal("no composefs digest in the deployment")
+				}
+				want += " composefs=" + dep.ComposefsDigest
+				// The image records the objects' fs-verity digests, so
+				// its digest is the one the commit carries: what
+				// cfs-init checks.
+				if got := commitDigest(t, st, p, res, dep); got != dep.ComposefsDigest {
+					t.Errorf("the commit records composefs digest %s, the deployment's .ostree.cfs has %s", got, dep.ComposefsDigest)
+				}
+			}
+			data := readOutput(t, st, p, res, contract.UKIImage)
+			f, err := uki.NewFile(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := f.Section(uki.SectionCmdline)
+			if s == nil {
+				t.Fatal("UKI has no .cmdline")
+			}
+			if got, err := s.Data(); err != nil || string(got) != want {
+				t.Errorf("UKI .cmdline %q (%v), want %q", got, err, want)
+			}
+			ic := p.Targets[0].Nodes[contract.Initramfs]
+			if ic == nil || !strings.Contains(string(ic.Config), `"ostree":true`) {
+				t.Errorf("the initramfs is not configured for ostree: %v", ic)
+			}
+		})
+	}
+}
+
+// commitDigest returns the ostree.composefs.digest.v0 of the deployment's
+// commit in the ostree stage's sysroot output.
+func commitDigest(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, dep *artifacts.OstreeDeployment) string {
+	t.Helper()
+	dir := st.Path(stagetest.Output(t, p, res, contract.OstreeSysroot.Kind, contract.OstreeSysroot.Name).Descriptor)
+	r, err := ot.OpenDir(filepath.Join(dir, sysroot.RepoDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sum, err := ot.ParseChecksum(dep.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.ReadCommit(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := c.Lookup(ot.MetaComposefsDigest)
+	b, isBytes := v.AsBytes()
+	if !ok || !isBytes {
+		t.Fatalf("commit %s has no %s", dep.Commit, ot.MetaComposefsDigest)
+	}
+	return hex.EncodeToString(b)
 }
 
 // mountRoot mounts a copy of the disk's root partition read-write and

@@ -22,6 +22,12 @@ type Config struct {
 	// command line is the ostree stage's deployment's (kernel.cmdline,
 	// root=, rw and ostree=) instead of kernel.cmdline and composefs=.
 	Ostree bool `json:"ostree,omitempty"`
+	// OstreeComposefs (ostree backend, composefs on, builtin initramfs)
+	// appends composefs=<digest> of the deployment's .ostree.cfs to the
+	// deployment's command line: the UKI pins the digest, and cfs-init
+	// boots only a deployment whose commit records that digest and whose
+	// image measures to it (docs/boot-layout.md).
+	OstreeComposefs bool `json:"ostree_composefs,omitempty"`
 	// Stub is StubFromImage or the absolute path of an EFI stub on the
 	// build host; StubSHA256 is the host stub's hex SHA-256 (the cache key
 	// keeps it and drops the path).

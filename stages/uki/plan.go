@@ -15,6 +15,7 @@ import (
 	"github.com/cfs-compose/cfs-compose/internal/arch"
 	"github.com/cfs-compose/cfs-compose/internal/cmdline"
 	"github.com/cfs-compose/cfs-compose/pipeline"
+	"github.com/cfs-compose/cfs-compose/pipeline/manifest"
 	"github.com/cfs-compose/cfs-compose/signing/secureboot"
 	"github.com/cfs-compose/cfs-compose/stages/contract"
 )
@@ -44,7 +45,8 @@ func Plan(_ context.Context, pc *pipeline.PlanContext) (*Config, error) {
 	mc, f := pc.Config, pc.Facts
 	c := &Config{
 		Arch: f.Arch, Cmdline: append([]string{}, mc.Kernel.Cmdline...), Composefs: f.Composefs && !f.Ostree(), Ostree: f.Ostree(),
-		Stub: mc.UKI.Stub, SBAT: mc.UKI.SBAT,
+		OstreeComposefs: f.Ostree() && f.Composefs && f.Initramfs == manifest.InitramfsBuiltin,
+		Stub:            mc.UKI.Stub, SBAT: mc.UKI.SBAT,
 		Filename: artifacts.Filename(pc.Compose.Product, mc.Name, pc.Compose.Release, f.Arch.Name, "efi"),
 	}
 	if _, err := commandLine(c.Cmdline, ""); err != nil {

@@ -52,6 +52,14 @@ func run(ctx context.Context, rc *pipeline.RunContext, c *Config) error {
 			return err
 		}
 		cmd = d.Cmdline
+		if c.OstreeComposefs {
+			// cfs-init (the builtin initramfs) checks the commit's
+			// composefs digest and .ostree.cfs against this one.
+			if d.ComposefsDigest == "" {
+				return fmt.Errorf("the ostree deployment %s has no composefs digest although composefs is enabled", d.Dir)
+			}
+			cmd += " composefs=" + d.ComposefsDigest
+		}
 	}
 	fsys, closeFS, err := imageinput.FS(rc)
 	if err != nil {
