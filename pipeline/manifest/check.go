@@ -254,8 +254,7 @@ func (k *checker) deploy() {
 	if c.Composefs.Enabled && c.Composefs.Signed && c.Initramfs.Source != InitramfsImage {
 		k.errorAt("composefs.signed", "Signed ostree commits with the builtin initramfs", refBootLayout,
 			"composefs.signed = true with deploy.backend = \"ostree\" signs the commit for ostree-prepare-root in the image's own initramfs; cfs-init does not verify ostree commit signatures (it boots only the composefs digest the UKI's command line pins). Use initramfs { source = \"image\" } or signed = false.")
-	}
-	if c.Composefs.Enabled && c.Composefs.Signed && c.Signing.OstreeKey == "" {
+	} else if c.Composefs.Enabled && c.Composefs.Signed && c.Signing.OstreeKey == "" {
 		k.errorAt("composefs.signed", "Signed composefs without an ostree signing key", refBootLayout,
 			"composefs.signed = true with deploy.backend = \"ostree\" signs the commit, which carries the composefs digest, with ed25519 (ostree.sign.ed25519) and puts the public key into the initramfs for ostree-prepare-root: set signing { ostree_key = \"…\" } (openssl genpkey -algorithm ed25519 -out ostree.pem).")
 	}

@@ -60,7 +60,7 @@ func TestSemanticChecks(t *testing.T) {
 		{"ostree backend with the image initramfs and verity require", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  composefs {\n    verity = \"require\"\n  }\n" + verityRoot, Options{}, []want{
 			{E, "verity = \"require\" with the ostree backend", "prepare-root.conf decides"}}},
 		{"ostree backend with the builtin initramfs and signed composefs", "  deploy {\n    backend = \"ostree\"\n  }\n  composefs {\n    signed = true\n  }\n  signing {\n    key = \"/k/cosign.key\"\n  }\n  secureboot {\n    key  = \"/k/db.key\"\n    cert = \"/k/db.crt\"\n  }", Options{}, []want{
-			{E, "Signed composefs with the ostree backend", "does not sign ostree commits yet"}}},
+			{E, "Signed ostree commits with the builtin initramfs", "cfs-init does not verify ostree commit signatures"}}},
 		{"ostree backend with systemd-boot", "  deploy {\n    backend = \"ostree\"\n  }\n  initramfs {\n    source = \"image\"\n  }\n  bootloader {\n    type = \"systemd-boot\"\n  }", Options{}, []want{
 			{E, "systemd-boot with the ostree backend", "without an EFI file system driver"}}},
 		{"ostree backend with a bad stateroot", "  deploy {\n    backend = \"ostree\"\n    stateroot = \"a/b\"\n  }\n  initramfs {\n    source = \"image\"\n  }", Options{}, []want{
