@@ -26,7 +26,7 @@ package boottest
 //	           initramfs checks the commit's composefs digest against the
 //	           UKI's composefs= and .ostree.cfs against both, and mounts it
 //	           over the repository's objects (Debian's ostree cannot),
-//	           x86_64, booted once
+//	           x86_64 and aarch64, booted once
 
 import (
 	"archive/tar"
@@ -179,15 +179,19 @@ func runOSBuild(bootTests bool) (*built, error) {
 	c.Variant, c.Name = vOstree, "Testbed-"+vOstree
 	c.Test.Boot = c.Test.Boot && bootTests
 	set[vOstree] = map[string]*manifest.Config{"x86_64": c}
-	if c, err = m.Config("testbed-ostree", "x86_64"); err != nil {
-		return nil, err
+	set[vOstCfs] = map[string]*manifest.Config{}
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		c, err := m.Config("testbed-ostree", arch)
+		if err != nil {
+			return nil, err
+		}
+		c.Variant, c.Name = vOstCfs, "Testbed-"+vOstCfs
+		c.Composefs = manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable}
+		c.Initramfs = manifest.Initramfs{Source: manifest.InitramfsBuiltin}
+		c.Test.Reboot = false
+		c.Test.Boot = c.Test.Boot && bootTests
+		set[vOstCfs][arch] = c
 	}
-	c.Variant, c.Name = vOstCfs, "Testbed-"+vOstCfs
-	c.Composefs = manifest.Composefs{Enabled: true, Verity: initconfig.VerityEnable}
-	c.Initramfs = manifest.Initramfs{Source: manifest.InitramfsBuiltin}
-	c.Test.Reboot = false
-	c.Test.Boot = c.Test.Boot && bootTests
-	set[vOstCfs] = map[string]*manifest.Config{"x86_64": c}
 	osConfigs = set
 	b := &built{tools: shared.tools, dir: dir}
 	st, err := artifacts.Open(ctx, filepath.Join(b.dir, "cache"), false)
@@ -227,7 +231,7 @@ func TestRealOS(t *testing.T) {
 		vOstree: append([]string{"plain-root", "usr-readonly", "ostree-booted", "image-initramfs"}, common...),
 		vOstCfs: append([]string{"composefs-root", "composefs-digest", "composefs-verity", "root-full", "usr-readonly", "ostree-booted"}, common...),
 	}
-	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}, {vOSPlain, "aarch64"}, {vOstree, "x86_64"}, {vOstCfs, "x86_64"}} {
+	for _, vt := range []struct{ v, arch string }{{vOS, "x86_64"}, {vOSPlain, "x86_64"}, {vOS, "aarch64"}, {vOSPlain, "aarch64"}, {vOstree, "x86_64"}, {vOstCfs, "x86_64"}, {vOstCfs, "aarch64"}} {
 		reboot := (vt.v == vOS || vt.v == vOstree) && vt.arch == "x86_64"
 		nr := b.node(t, vt.v, vt.arch, contract.BootTest)
 		if nr.Status != pipeline.StatusRan {
