@@ -214,16 +214,8 @@ func TestBuiltinInitramfsPinsDigest(t *testing.T) {
 // commit in the ostree stage's sysroot output.
 func commitDigest(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, dep *artifacts.OstreeDeployment) string {
 	t.Helper()
-	dir := st.Path(stagetest.Output(t, p, res, contract.OstreeSysroot.Kind, contract.OstreeSysroot.Name).Descriptor)
-	r, err := ot.OpenDir(filepath.Join(dir, sysroot.RepoDir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, sum, _ := openRepo(t, st, p, res, dep)
 	defer r.Close()
-	sum, err := ot.ParseChecksum(dep.Commit)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := r.ReadCommit(sum)
 	if err != nil {
 		t.Fatal(err)
@@ -511,16 +503,8 @@ func checkSigned(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipel
 	if !bytes.HasPrefix(initrd, []byte("fake initramfs\n\x00")) {
 		t.Errorf("the image's initramfs is not kept in front of the key archive: %q", initrd[:min(len(initrd), 40)])
 	}
-	repo := filepath.Join(st.Path(stagetest.Output(t, p, res, contract.Ostree, contract.OstreeSysroot.Name).Descriptor), "ostree", "repo")
-	r, err := ot.OpenDir(repo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, c, repo := openRepo(t, st, p, res, dep)
 	defer r.Close()
-	c, err := ot.ParseChecksum(dep.Commit)
-	if err != nil {
-		t.Fatal(err)
-	}
 	meta, err := r.ReadCommitMeta(c)
 	if err != nil {
 		t.Fatal(err)
@@ -536,4 +520,22 @@ func checkSigned(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipel
 	if _, err := ot.VerifyCommit(data, meta, []ed25519.PublicKey{pub}); err != nil {
 		t.Errorf("the commit's signature: %v", err)
 	}
+}
+
+// openRepo opens the repository of the ostree stage's sysroot output and
+// parses the deployment's commit; it returns the reader, the commit and
+// the repository's directory.
+func openRepo(t *testing.T, st *artifacts.Store, p *pipeline.Plan, res *pipeline.Result, dep *artifacts.OstreeDeployment) (*ot.Reader, ot.Checksum, string) {
+	t.Helper()
+	repo := filepath.Join(st.Path(stagetest.Output(t, p, res, contract.Ostree, contract.OstreeSysroot.Name).Descriptor), sysroot.RepoDir)
+	r, err := ot.OpenDir(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ot.ParseChecksum(dep.Commit)
+	if err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	return r, c, repo
 }
